@@ -1,0 +1,6 @@
+/** The op library: importing this module registers every op. */
+export * from './elementwise.js';
+export * from './shape.js';
+export * from './reduce.js';
+export * from './conv.js';
+export { registeredOps, getOp } from './registry.js';

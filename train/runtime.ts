@@ -1,0 +1,140 @@
+/**
+ * A thin wrapper over onnxruntime-node sessions: execution-provider choice
+ * (cpu default, cuda), clear errors when a provider cannot load, and tensor
+ * helpers. The rest of train/ only talks to ORT through this module.
+ */
+import * as ort from 'onnxruntime-node';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+export type EP = 'cpu' | 'cuda';
+export const EPS: readonly EP[] = ['cpu', 'cuda'];
+
+export class RuntimeError extends Error {
+  override name = 'RuntimeError';
+}
+
+export interface SessionOptions {
+  ep?: EP;
+  deviceId?: number;
+  /** Intra-op threads on CPU (default: ORT's choice, all cores). */
+  threads?: number;
+  /** Fail instead of silently running nodes on the CPU when using CUDA. */
+  disableCpuFallback?: boolean;
+  /** ORT graph optimization level (default 'all'). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Write an ORT profile (JSON) with this file prefix. */
+  profilePrefix?: string;
+}
+
+export function parseEp(s: string): EP {
+  if (s === 'cpu' || s === 'cuda') return s;
+  throw new RuntimeError(`unknown execution provider '${s}' (use cpu or cuda)`);
+}
+
+/** Directory holding onnxruntime-node's native library (where the CUDA provider .so files go). */
+export function ortNativeDir(): string {
+  const req = createRequire(import.meta.url);
+  const pkg = dirname(req.resolve('onnxruntime-node/package.json'));
+  return join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+/** Why the CUDA EP cannot load here, or null when its provider files are in place. */
+export function cudaProviderFilesMissing(): string | null {
+  const dir = ortNativeDir();
+  const need = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'];
+  const missing = need.filter((f) => !existsSync(join(dir, f)));
+  return missing.length ? `missing ${missing.join(', ')} in ${dir} (run: nas-onnx setup-cuda)` : null;
+}
+
+export class Session {
+  private constructor(
+    readonly inner: ort.InferenceSession,
+    readonly ep: EP,
+  ) {}
+
+  static async create(model: Uint8Array | string, o: SessionOptions = {}): Promise<Session> {
+    const ep = o.ep ?? 'cpu';
+    if (ep === 'cuda') {
+      const why = cudaProviderFilesMissing();
+      if (why) throw new RuntimeError(`CUDA execution provider unavailable: ${why}`);
+    }
+    const opts: ort.InferenceSession.SessionOptions = {
+      executionProviders: ep === 'cuda' ? [{ name: 'cuda', deviceId: o.deviceId ?? 0 }] : ['cpu'],
+      graphOptimizationLevel: o.optimization ?? 'all',
+      logSeverityLevel: 3,
+    };
+    if (o.threads) opts.intraOpNumThreads = o.threads;
+    if (o.profilePrefix) {
+      opts.enableProfiling = true;
+      opts.profileFilePrefix = o.profilePrefix;
+    }
+    if (o.disableCpuFallback) opts.extra = { session: { disable_cpu_ep_fallback: '1' } };
+    try {
+      const s = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+      return new Session(s, ep);
+    } catch (e) {
+      const msg = String((e as Error).message ?? e).split('\n')[0];
+      if (ep === 'cuda') throw new RuntimeError(`CUDA execution provider failed to start: ${msg}`);
+      throw new RuntimeError(`onnxruntime could not load the model: ${msg}`);
+    }
+  }
+
+  get inputNames(): readonly string[] {
+    return this.inner.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.inner.outputNames;
+  }
+
+  async run(feeds: Record<string, ort.Tensor>, fetches?: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    try {
+      return fetches ? await this.inner.run(feeds, fetches as string[]) : await this.inner.run(feeds);
+    } catch (e) {
+      throw new RuntimeError(`onnxruntime run failed: ${String((e as Error).message ?? e).split('\n')[0]}`);
+    }
+  }
+
+  endProfiling(): void {
+    this.inner.endProfiling();
+  }
+
+  async release(): Promise<void> {
+    await this.inner.release();
+  }
+}
+
+// ---- tensor helpers ------------------------------------------------------------
+
+export type Tensor = ort.Tensor;
+
+export function f32(data: Float32Array | number[], shape: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), shape as number[]);
+}
+
+export function i64(data: ArrayLike<number> | BigInt64Array, shape: readonly number[]): ort.Tensor {
+  const d = data instanceof BigInt64Array ? data : BigInt64Array.from(Array.from(data, (x) => BigInt(x)));
+  return new ort.Tensor('int64', d, shape as number[]);
+}
+
+export function scalarF32(x: number): ort.Tensor {
+  return new ort.Tensor('float32', Float32Array.of(x), []);
+}
+
+export function toF32(t: ort.Tensor | undefined, what = 'output'): Float32Array {
+  if (!t) throw new RuntimeError(`missing ${what}`);
+  if (t.type !== 'float32') throw new RuntimeError(`${what} is ${t.type}, expected float32`);
+  return t.data as Float32Array;
+}
+
+export function scalarOf(t: ort.Tensor | undefined, what = 'output'): number {
+  if (!t) throw new RuntimeError(`missing ${what}`);
+  return Number((t.data as ArrayLike<number | bigint>)[0]);
+}
+
+/** Execution providers onnxruntime-node reports as compiled in. */
+export function backendsCompiled(): string[] {
+  return ort.listSupportedBackends().map((b) => b.name);
+}
