@@ -1,0 +1,205 @@
+/**
+ * Training-graph assembly: losses and metrics, gradients (graph/autodiff),
+ * global gradient-norm clipping and in-graph optimizer updates, so one ORT run
+ * performs a whole training step.
+ *
+ * Naming contract of a step graph (train/ feeds and reads these):
+ *   inputs:  every parameter by its name; optimizer state `<param>@<slot>`;
+ *            `lr` (scalar); Adam also `adam_step_size` and `adam_bias2`
+ *   outputs: `loss`, each metric by name, updated parameters `<param>@new`,
+ *            updated optimizer state `<param>@<slot>@new`, updated BN state
+ *            `<param>@new`, and requested gradients `<param>@grad`.
+ */
+import { GraphError, tensorOf, type Graph, type Param, type Value } from './ir.js';
+import { gradients } from './autodiff.js';
+import {
+  add,
+  argMax,
+  cast,
+  div,
+  equal,
+  logSoftmax,
+  mul,
+  reduceMean,
+  reduceSum,
+  reduceSumSquare,
+  sqrt,
+  sub,
+  sum,
+  unsqueeze,
+} from './ops/index.js';
+
+// ---- losses and metrics --------------------------------------------------------
+
+export interface CrossEntropyOptions {
+  /** Class axis of the logits (1: [N,K] or per-pixel [N,K,H,W]). */
+  axis?: number;
+  labelSmoothing?: number;
+}
+
+/** A one-hot float mask of integer labels along `axis` (Equal against a class-index constant). */
+export function oneHot(g: Graph, labels: Value, classes: number, axis: number): Value {
+  const rank = labels.shape.length + 1;
+  const iotaShape = Array.from({ length: rank }, (_, i) => (i === axis ? classes : 1));
+  const iota = g.constant(tensorOf(labels.dtype, iotaShape, Array.from({ length: classes }, (_, i) => i)), 'class_ids');
+  return cast(g, equal(g, unsqueeze(g, labels, [axis]), iota), 'float32');
+}
+
+/**
+ * Mean cross entropy of logits against integer labels (labels' shape = the
+ * logits' without the class axis), with optional label smoothing. Built from
+ * LogSoftmax and a one-hot mask: no loss op that would fall back to the CPU.
+ */
+export function crossEntropy(g: Graph, logits: Value, labels: Value, o: CrossEntropyOptions = {}): Value {
+  const axis = o.axis ?? 1;
+  const k = logits.shape[axis]!;
+  const positions = logits.shape.reduce((p, d) => p * d, 1) / k;
+  let target = oneHot(g, labels, k, axis);
+  const eps = o.labelSmoothing ?? 0;
+  if (eps > 0) target = add(g, mul(g, target, g.scalar(1 - eps)), g.scalar(eps / k));
+  const ll = reduceSum(g, mul(g, logSoftmax(g, logits, axis), target), [...logits.shape.keys()], false);
+  return mul(g, ll, g.scalar(-1 / positions));
+}
+
+/** Number of positions whose arg-max equals the label (float scalar). */
+export function correctCount(g: Graph, logits: Value, labels: Value, axis = 1): Value {
+  const pred = argMax(g, logits, axis, false);
+  const lab = labels.dtype === 'int64' ? labels : cast(g, labels, 'int64');
+  const hits = cast(g, equal(g, pred, lab), 'float32');
+  return reduceSum(g, hits, [...hits.shape.keys()], false);
+}
+
+// ---- optimizers ------------------------------------------------------------------
+
+export type OptimizerSpec =
+  | { kind: 'sgd'; momentum: number; weightDecay: number; nesterov?: boolean }
+  | { kind: 'adam'; beta1: number; beta2: number; eps: number; weightDecay: number };
+
+/** Optimizer state slots per parameter. */
+export function optimizerSlots(o: OptimizerSpec): string[] {
+  return o.kind === 'sgd' ? (o.momentum ? ['momentum'] : []) : ['exp_avg', 'exp_avg_sq'];
+}
+
+export interface StepSpec {
+  loss: Value;
+  /** Extra scalar outputs (accuracy counts, auxiliary losses, ...). */
+  metrics?: Record<string, Value>;
+  /** Parameters this step updates. */
+  update: (p: Param) => boolean;
+  optimizer: OptimizerSpec;
+  /** Global gradient-norm clipping (DARTS: 5). */
+  clipNorm?: number;
+  /** Also output these parameters' gradients as `<name>@grad` (after clipping, before the update). */
+  outputGrads?: (p: Param) => boolean;
+  /** Differentiate but do not update: emit gradients only (no optimizer). */
+  gradientsOnly?: boolean;
+  /** Output BN running-statistic updates (default true). */
+  stateOutputs?: boolean;
+}
+
+export interface StepGraphInfo {
+  updated: string[];
+  slots: string[];
+  stateOutputs: string[];
+  gradOutputs: string[];
+  metrics: string[];
+  /** Node count of the forward part, the gradient part and the update part. */
+  nodes: { forward: number; backward: number; update: number };
+}
+
+/**
+ * Turn a forward graph with a loss into a training-step graph: gradients,
+ * optional clipping, optimizer update, and the outputs of the naming contract.
+ */
+export function assembleStep(g: Graph, s: StepSpec): StepGraphInfo {
+  const forwardNodes = g.nodes.length;
+  g.output(s.loss, 'loss');
+  const metrics = Object.entries(s.metrics ?? {});
+  for (const [name, v] of metrics) g.output(v, name);
+  const params = [...g.params.values()].filter((p) => p.role !== 'state' && s.update(p));
+  const gradWanted = [...g.params.values()].filter((p) => p.role !== 'state' && (s.update(p) || s.outputGrads?.(p)));
+  if (!params.length && !gradWanted.length) throw new GraphError('the step updates no parameter');
+  const grads = g.scope('grad', () => gradients(g, s.loss, gradWanted.map((p) => g.value(p.name))));
+  const gradOf = new Map<string, Value>();
+  for (const p of gradWanted) {
+    const d = grads.get(p.name);
+    // a parameter the loss does not reach (e.g. an unused op) gets a zero gradient
+    gradOf.set(p.name, d ?? g.constant(tensorOf('float32', [...p.shape], new Array<number>(p.shape.reduce((a, b) => a * b, 1)).fill(0)), 'zero_grad'));
+  }
+  const backwardEnd = g.nodes.length;
+  if (s.clipNorm !== undefined) {
+    g.scope('clip', () => {
+      const upd = params.map((p) => gradOf.get(p.name)!);
+      const norm = sqrt(g, sum(g, upd.map((d) => reduceSumSquare(g, d, [...d.shape.keys()], false))));
+      const coef = g.op('Min', [div(g, g.scalar(s.clipNorm!), add(g, norm, g.scalar(1e-6))), g.scalar(1)]);
+      g.output(norm, 'grad_norm');
+      for (const p of params) gradOf.set(p.name, mul(g, gradOf.get(p.name)!, coef));
+    });
+  }
+  const gradOutputs: string[] = [];
+  for (const p of gradWanted) {
+    if (s.outputGrads?.(p)) gradOutputs.push(g.output(gradOf.get(p.name)!, `${p.name}@grad`).name);
+  }
+  const updated: string[] = [];
+  const slots = optimizerSlots(s.optimizer);
+  if (!s.gradientsOnly) {
+    const lr = g.input('lr', 'float32', []);
+    const adamIn =
+      s.optimizer.kind === 'adam'
+        ? { stepSize: g.input('adam_step_size', 'float32', []), bias2: g.input('adam_bias2', 'float32', []) }
+        : null;
+    for (const p of params) {
+      g.scope(`update/${p.name}`, () => {
+        const w = g.value(p.name);
+        const state = slots.map((slot) => g.input(`${p.name}@${slot}`, 'float32', [...p.shape]));
+        const res = applyOptimizer(g, s.optimizer, w, gradOf.get(p.name)!, state, lr, adamIn);
+        g.output(res.w, `${p.name}@new`);
+        res.state.forEach((v, i) => g.output(v, `${p.name}@${slots[i]}@new`));
+      });
+      updated.push(p.name);
+    }
+  }
+  const stateOutputs: string[] = [];
+  if (s.stateOutputs !== false) {
+    for (const [name, v] of g.stateUpdates) stateOutputs.push(g.output(v, `${name}@new`).name);
+  }
+  return {
+    updated,
+    slots,
+    stateOutputs,
+    gradOutputs,
+    metrics: metrics.map(([n]) => n),
+    nodes: { forward: forwardNodes, backward: backwardEnd - forwardNodes, update: g.nodes.length - backwardEnd },
+  };
+}
+
+/**
+ * One optimizer update, PyTorch semantics (weight decay added to the gradient):
+ *  SGD:  d = g + wd·w; buf = μ·buf + d; w −= lr·buf   (Nesterov: w −= lr·(d + μ·buf))
+ *  Adam: d = g + wd·w; m = β1·m + (1−β1)·d; v = β2·v + (1−β2)·d²;
+ *        w −= step_size · m / (√v · bias2 + ε), with step_size = lr/(1−β1ᵗ), bias2 = 1/√(1−β2ᵗ) fed per step.
+ */
+export function applyOptimizer(
+  g: Graph,
+  o: OptimizerSpec,
+  w: Value,
+  grad: Value,
+  state: Value[],
+  lr: Value,
+  adam: { stepSize: Value; bias2: Value } | null,
+): { w: Value; state: Value[] } {
+  const d = o.weightDecay ? add(g, grad, mul(g, w, g.scalar(o.weightDecay))) : grad;
+  if (o.kind === 'sgd') {
+    if (!o.momentum) return { w: sub(g, w, mul(g, d, lr)), state: [] };
+    const buf = add(g, mul(g, state[0]!, g.scalar(o.momentum)), d);
+    const step = o.nesterov ? add(g, d, mul(g, buf, g.scalar(o.momentum))) : buf;
+    return { w: sub(g, w, mul(g, step, lr)), state: [buf] };
+  }
+  const m = add(g, mul(g, state[0]!, g.scalar(o.beta1)), mul(g, d, g.scalar(1 - o.beta1)));
+  const v = add(g, mul(g, state[1]!, g.scalar(o.beta2)), mul(g, mul(g, d, d), g.scalar(1 - o.beta2)));
+  const denom = add(g, mul(g, sqrt(g, v), adam!.bias2), g.scalar(o.eps));
+  return { w: sub(g, w, mul(g, div(g, m, denom), adam!.stepSize)), state: [m, v] };
+}
+
+/** Mean of a value over all its elements (e.g. a per-sample loss). */
+export const meanAll = (g: Graph, v: Value): Value => reduceMean(g, v, [...v.shape.keys()], false);
