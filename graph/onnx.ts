@@ -127,7 +127,7 @@ export interface ModelInfo {
   /** Trainable parameters (BN running statistics excluded). */
   parameters: number;
   initializerBytes: number;
-  /** Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul nodes, from value_info shapes (batch as declared). */
+  /** Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul nodes per sample (value_info shapes ÷ the first input's batch). */
   multiplyAdds: number;
   inputs: { name: string; dtype: string; shape: (number | string)[] }[];
   outputs: { name: string; dtype: string; shape: (number | string)[] }[];
@@ -186,6 +186,9 @@ export function modelInfo(bytes: Uint8Array): ModelInfo {
     shape: dimsOf(vi),
   });
   const inits = new Set(graph.initializer.map((t) => t.name!));
+  const firstInput = graph.input.find((vi) => !inits.has(vi.name!));
+  const b0 = firstInput ? dimsOf(firstInput)[0] : 1;
+  const batch = typeof b0 === 'number' && b0 > 0 ? b0 : 1;
   return {
     irVersion: Number(m.irVersion),
     opset: Number(m.opsetImport.find((o) => !o.domain)?.version ?? 0),
@@ -194,7 +197,7 @@ export function modelInfo(bytes: Uint8Array): ModelInfo {
     opCounts,
     parameters: params,
     initializerBytes: graph.initializer.reduce((b, t) => b + (t.rawData?.length ?? 0), 0),
-    multiplyAdds: macs,
+    multiplyAdds: macs / batch,
     inputs: graph.input.filter((vi) => !inits.has(vi.name!)).map(io),
     outputs: graph.output.map(io),
     metadata,

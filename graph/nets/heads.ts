@@ -19,7 +19,12 @@ export function classifierHead(L: Layers, features: Value, classes: number, scop
  */
 export function auxiliaryHead(L: Layers, x: Value, classes: number, net: 'cifar' | 'imagenet'): Value {
   return L.scope('auxiliary_head', () => {
-    let y = avgPool(L.g, L.relu(x), 5, net === 'cifar' ? 3 : 2, 0, false);
+    // CIFAR: 5×5 pool of stride 3 maps DARTS's 8×8 to 2×2; stride H−5 does so for any H in 6..8
+    // (e.g. 7×7 from 28×28 Fashion-MNIST images)
+    const h = x.shape[2]!;
+    if (h < 5) throw new Error(`the auxiliary head needs a feature map of at least 5×5, got ${h}×${h}`);
+    const stride = net === 'cifar' ? (h >= 6 && h <= 8 ? h - 5 : 3) : 2;
+    let y = avgPool(L.g, L.relu(x), 5, stride, 0, false);
     y = L.scope('features/2', () => L.conv(y, 128, 1));
     y = L.relu(L.scope('features/3', () => L.bn(y, true)));
     y = L.scope('features/5', () => L.conv(y, 768, 2));

@@ -19,6 +19,7 @@ import {
   reduceMean,
   relu,
   reshape,
+  pad,
   slice,
   sqrt,
   sub,
@@ -139,9 +140,11 @@ export class Layers {
     return this.scope('factorized_reduce', () => {
       const r = this.relu(x);
       const a = this.scope('conv_1', () => this.conv(r, cout / 2, 1, { stride: 2 }));
-      const shifted = slice(this.g, r, [1, 1], [x.shape[2]!, x.shape[3]!], [2, 3]);
+      const [h, w] = [x.shape[2]!, x.shape[3]!];
+      let shifted = slice(this.g, r, [1, 1], [h, w], [2, 3]);
+      // odd sizes: one zero row/col at the far end gives both halves ⌈H/2⌉ (even sizes never read it)
+      if (h % 2 || w % 2) shifted = pad(this.g, shifted, [0, 0, 0, 0, 0, 0, h % 2, w % 2]);
       const b = this.scope('conv_2', () => this.conv(shifted, cout / 2, 1, { stride: 2 }));
-      if (a.shape.join() !== b.shape.join()) throw new Error(`FactorizedReduce needs an even spatial size, got ${x.shape.join('×')}`);
       return this.scope('bn', () => this.bn(concat(this.g, [a, b], 1), affine));
     });
   }

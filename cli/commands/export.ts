@@ -1,0 +1,120 @@
+/**
+ * `nas-onnx export`: a runnable inference .onnx of a discretized DARTS
+ * network (CIFAR or ImageNet layout) from a genotype: BN in inference form,
+ * no auxiliary head, output `logits`, random-initialized weights. The file
+ * is then loaded with onnxruntime (CPU) and run on a batch of zeros.
+ */
+import { Option, type Command } from 'commander';
+import { loadGenotype } from '../../graph/genotype.js';
+import { buildEvalNet } from '../../graph/nets/models.js';
+import { modelInfo, serialize, type ModelInfo } from '../../graph/onnx.js';
+import { shapeStr } from '../../graph/ir.js';
+import { initParams } from '../../train/params.js';
+import { RuntimeError, Session, f32 } from '../../train/runtime.js';
+import { fmtBytes, fmtInt, fmtSI, table } from '../format.js';
+import { checkOutPath, intOption, outOption, seedOption, writeOutput } from '../options.js';
+
+export type NetKind = 'cifar' | 'imagenet';
+
+/** DARTS evaluation-network defaults per layout (darts.md). */
+export const NET_DEFAULTS: Record<NetKind, { C: number; layers: number; classes: number; size: number }> = {
+  cifar: { C: 36, layers: 20, classes: 10, size: 32 },
+  imagenet: { C: 48, layers: 14, classes: 1000, size: 224 },
+};
+
+export interface ExportOptions {
+  genotype: string;
+  net: NetKind;
+  C?: number;
+  layers?: number;
+  classes?: number;
+  channels: number;
+  size?: number;
+  batch: number;
+  seed: number;
+  out: string;
+  check: boolean;
+}
+
+export interface ExportResult {
+  out: string;
+  bytes: number;
+  info: ModelInfo;
+  genotype: string;
+  config: { net: NetKind; C: number; layers: number; classes: number; channels: number; size: number; batch: number };
+  check: { ms: number; logitsShape: number[] } | null;
+}
+
+/** Load an exported model on the CPU and run one batch of zeros; checks the logits' shape and finiteness. */
+export async function smokeRun(bytes: Uint8Array, input: number[], logitsShape: number[]): Promise<{ ms: number; logitsShape: number[] }> {
+  const t0 = performance.now();
+  const s = await Session.create(bytes, { ep: 'cpu' });
+  try {
+    const n = input.reduce((a, b) => a * b, 1);
+    const out = await s.run({ x: f32(new Float32Array(n), input) });
+    const y = out['logits'];
+    if (!y) throw new RuntimeError('exported model produced no logits');
+    const dims = [...y.dims];
+    if (shapeStr(dims) !== shapeStr(logitsShape)) throw new RuntimeError(`exported model's logits have shape ${shapeStr(dims)}, expected ${shapeStr(logitsShape)}`);
+    const data = y.data as Float32Array;
+    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) throw new RuntimeError(`exported model's logits are not finite (logits[${i}] = ${data[i]})`);
+    return { ms: performance.now() - t0, logitsShape: dims };
+  } finally {
+    await s.release();
+  }
+}
+
+export async function exportModel(o: ExportOptions): Promise<ExportResult> {
+  const d = NET_DEFAULTS[o.net];
+  const cfg = {
+    net: o.net,
+    C: o.C ?? d.C,
+    layers: o.layers ?? d.layers,
+    classes: o.classes ?? d.classes,
+    channels: o.channels,
+    size: o.size ?? d.size,
+    batch: o.batch,
+  };
+  const genotype = loadGenotype(o.genotype);
+  checkOutPath(o.out);
+  const { g, logits } = buildEvalNet({ ...cfg, genotype, training: false, auxiliary: false });
+  g.output(logits, 'logits');
+  g.prune();
+  g.meta.set('nas_onnx.seed', String(o.seed));
+  const values = initParams(g, o.seed);
+  const bytes = serialize(g, { params: 'initializers', values });
+  writeOutput(o.out, bytes);
+  const check = o.check ? await smokeRun(bytes, [cfg.batch, cfg.channels, cfg.size, cfg.size], [cfg.batch, cfg.classes]) : null;
+  return { out: o.out, bytes: bytes.length, info: modelInfo(bytes), genotype: genotype.name ?? o.genotype, config: cfg, check };
+}
+
+export function register(program: Command): void {
+  program
+    .command('export')
+    .description('write a runnable inference .onnx of a DARTS network from a genotype (random weights)')
+    .requiredOption('--genotype <name|path>', 'shipped genotype name (e.g. darts_v2) or a genotype JSON file')
+    .addOption(new Option('--net <net>', 'network layout').choices(['cifar', 'imagenet']).makeOptionMandatory())
+    .addOption(intOption('--C <n>', 'initial channels (default: cifar 36, imagenet 48)'))
+    .addOption(intOption('--layers <n>', 'number of cells (default: cifar 20, imagenet 14)'))
+    .addOption(intOption('--classes <n>', 'number of classes (default: cifar 10, imagenet 1000)'))
+    .addOption(intOption('--channels <n>', 'input channels', 3))
+    .addOption(intOption('--size <n>', 'input height and width (default: cifar 32, imagenet 224)'))
+    .addOption(intOption('--batch <n>', 'batch size of the graph', 1))
+    .addOption(seedOption())
+    .addOption(outOption('model.onnx'))
+    .option('--no-check', 'skip loading and running the written model with onnxruntime')
+    .action(async (opts: ExportOptions) => {
+      const r = await exportModel(opts);
+      const c = r.config;
+      console.log(`wrote ${r.out} (${r.genotype}, ${c.net}: C=${c.C}, ${c.layers} cells, ${c.classes} classes)`);
+      const rows: [string, string][] = [
+        ['parameters', `${fmtInt(r.info.parameters)} (${fmtSI(r.info.parameters)})`],
+        ['multiply-adds', `${fmtInt(r.info.multiplyAdds)} per sample (${fmtSI(r.info.multiplyAdds)})`],
+        ['nodes', fmtInt(r.info.nodes)],
+        ['input', `x ${shapeStr([c.batch, c.channels, c.size, c.size])}`],
+        ['file size', fmtBytes(r.bytes)],
+      ];
+      rows.push(['check', r.check ? `ran one batch of zeros on CPU in ${r.check.ms.toFixed(0)} ms → logits ${shapeStr(r.check.logitsShape)}` : 'skipped (--no-check)']);
+      console.log(table(rows, '  '));
+    });
+}

@@ -1,0 +1,140 @@
+/**
+ * Running training-step graphs (graph/training.ts naming contract): a
+ * StepRunner owns an ORT session for one step graph and feeds it the current
+ * parameters, optimizer state and batch; the updated tensors it returns
+ * replace the old ones (no copies on the host side).
+ */
+import type * as ort from 'onnxruntime-node';
+import { serialize } from '../graph/onnx.js';
+import type { Graph } from '../graph/ir.js';
+import type { OptimizerSpec, StepGraphInfo } from '../graph/training.js';
+import { Session, f32, scalarF32, scalarOf, toF32, type EP } from './runtime.js';
+import type { ParamValues } from './params.js';
+
+/** Everything a run trains: parameters (weights, α, BN state) and optimizer slots. */
+export interface TrainState {
+  params: ParamValues;
+  /** `<param>@<slot>` → values. */
+  opt: Map<string, Float32Array>;
+  /** Adam step counts per optimizer group name. */
+  steps: Record<string, number>;
+}
+
+export function newTrainState(params: ParamValues): TrainState {
+  return { params, opt: new Map(), steps: {} };
+}
+
+export interface StepResult {
+  loss: number;
+  metrics: Record<string, number>;
+  gradNorm?: number;
+  /** Requested gradients (`<param>` → values). */
+  grads: Map<string, Float32Array>;
+}
+
+export class StepRunner {
+  private constructor(
+    readonly session: Session,
+    readonly graph: Graph,
+    readonly info: StepGraphInfo,
+    readonly optimizer: OptimizerSpec | null,
+    /** Optimizer group name (for the Adam step counter). */
+    readonly group: string,
+  ) {}
+
+  static async create(g: Graph, info: StepGraphInfo, optimizer: OptimizerSpec | null, o: { ep?: EP; group?: string; threads?: number } = {}): Promise<StepRunner> {
+    const bytes = serialize(g, { params: 'inputs', valueInfo: false });
+    const s = await Session.create(bytes, { ep: o.ep, threads: o.threads });
+    return new StepRunner(s, g, info, optimizer, o.group ?? 'default');
+  }
+
+  get nodeCount(): number {
+    return this.graph.nodes.length;
+  }
+
+  /**
+   * One step. `batch` holds the graph's data inputs (x, labels, masks...).
+   * Parameters and state are read from `st` and replaced by their updates.
+   */
+  async run(st: TrainState, batch: Record<string, ort.Tensor>, lr = 0): Promise<StepResult> {
+    const g = this.graph;
+    const feeds: Record<string, ort.Tensor> = { ...batch };
+    for (const p of g.params.values()) {
+      const v = st.params.get(p.name);
+      if (!v) throw new Error(`no value for parameter '${p.name}'`);
+      feeds[p.name] = f32(v, p.shape);
+    }
+    if (this.info.updated.length) {
+      feeds.lr = scalarF32(lr);
+      for (const name of this.info.updated) {
+        const shape = g.params.get(name)!.shape;
+        for (const slot of this.info.slots) {
+          const key = `${name}@${slot}`;
+          let v = st.opt.get(key);
+          if (!v) st.opt.set(key, (v = new Float32Array(st.params.get(name)!.length)));
+          feeds[key] = f32(v, shape);
+        }
+      }
+      if (this.optimizer?.kind === 'adam') {
+        const t = (st.steps[this.group] ?? 0) + 1;
+        st.steps[this.group] = t;
+        feeds.adam_step_size = scalarF32(lr / (1 - this.optimizer.beta1 ** t));
+        feeds.adam_bias2 = scalarF32(1 / Math.sqrt(1 - this.optimizer.beta2 ** t));
+      } else {
+        st.steps[this.group] = (st.steps[this.group] ?? 0) + 1;
+      }
+    }
+    const out = await this.session.run(feeds);
+    for (const name of this.info.updated) {
+      st.params.set(name, toF32(out[`${name}@new`], `${name}@new`));
+      for (const slot of this.info.slots) st.opt.set(`${name}@${slot}`, toF32(out[`${name}@${slot}@new`]));
+    }
+    for (const o of this.info.stateOutputs) st.params.set(o.slice(0, -'@new'.length), toF32(out[o]));
+    const metrics: Record<string, number> = {};
+    for (const m of this.info.metrics) metrics[m] = scalarOf(out[m], m);
+    const grads = new Map<string, Float32Array>();
+    for (const o of this.info.gradOutputs) grads.set(o.slice(0, -'@grad'.length), toF32(out[o]));
+    return {
+      loss: scalarOf(out.loss, 'loss'),
+      metrics,
+      gradNorm: out.grad_norm ? scalarOf(out.grad_norm) : undefined,
+      grads,
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Runs a forward-only (evaluation) graph whose parameters are inputs. */
+export class ForwardRunner {
+  private constructor(
+    readonly session: Session,
+    readonly graph: Graph,
+  ) {}
+
+  static async create(g: Graph, o: { ep?: EP; threads?: number } = {}): Promise<ForwardRunner> {
+    const s = await Session.create(serialize(g, { params: 'inputs', valueInfo: false }), { ep: o.ep, threads: o.threads });
+    return new ForwardRunner(s, g);
+  }
+
+  async run(params: ParamValues, batch: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    const feeds: Record<string, ort.Tensor> = { ...batch };
+    for (const p of this.graph.params.values()) {
+      const v = params.get(p.name);
+      if (!v) throw new Error(`no value for parameter '${p.name}'`);
+      feeds[p.name] = f32(v, p.shape);
+    }
+    return this.session.run(feeds);
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Cosine annealing from lr to lrMin over `total` steps (PyTorch CosineAnnealingLR, per epoch or per step). */
+export function cosineLr(lr: number, lrMin: number, t: number, total: number): number {
+  return lrMin + ((lr - lrMin) * (1 + Math.cos((Math.PI * t) / total))) / 2;
+}

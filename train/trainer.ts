@@ -1,0 +1,265 @@
+/**
+ * The evaluation phase of DARTS/UnNAS (`nas-onnx train`): train a discretized
+ * network from scratch on labels — SGD momentum 0.9, weight decay 3e-4,
+ * cosine learning rate, gradient clipping 5, auxiliary loss 0.4, drop path
+ * rising linearly to its maximum, cutout — report train/test accuracy per
+ * epoch, checkpoint every epoch, and ship the inference .onnx.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import type { Genotype } from '../graph/genotype.js';
+import { genotypeJson } from '../graph/genotype.js';
+import { buildEvalNet } from '../graph/nets/models.js';
+import { serialize } from '../graph/onnx.js';
+import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../graph/training.js';
+import { Rng } from '../graph/rng.js';
+import { add, mul } from '../graph/ops/index.js';
+import type { Graph } from '../graph/ir.js';
+import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { ForwardRunner, StepRunner, cosineLr, newTrainState, type TrainState } from './engine.js';
+import { writeFileAtomic } from './fsutil.js';
+import { initParams, pickParams, type ParamValues } from './params.js';
+import { Progress } from './progress.js';
+import { f32, i64, toF32, type EP } from './runtime.js';
+import { DataLoader, DataPool, limitDataset, loadDataset, type Dataset } from './data/index.js';
+import { appendJsonLine } from './log.js';
+
+export interface TrainOptions {
+  genotype: Genotype;
+  dataset: string;
+  out: string;
+  net?: 'cifar' | 'imagenet';
+  C: number;
+  layers: number;
+  epochs: number;
+  batch: number;
+  evalBatch?: number;
+  lr?: number;
+  lrMin?: number;
+  momentum?: number;
+  weightDecay?: number;
+  clip?: number;
+  auxWeight?: number;
+  dropPath?: number;
+  cutout?: number;
+  seed?: number;
+  ep?: EP;
+  workers?: number;
+  /** Use the first N training / test images (small real runs). */
+  limit?: number;
+  testLimit?: number;
+  resume?: boolean;
+  quiet?: boolean;
+  /** Start from these parameter values instead of a fresh initialization (fine-tuning). */
+  initFrom?: ParamValues;
+  /** Checkpoint every N steps besides every epoch end (0: epoch ends only). */
+  checkpointEvery?: number;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  lr: number;
+  drop_path: number;
+  train_loss: number;
+  train_acc: number;
+  test_loss: number;
+  test_acc: number;
+  seconds: number;
+  steps: number;
+}
+
+export interface TrainResult {
+  history: EpochRecord[];
+  modelPath: string;
+  params: number;
+  stepNodes: number;
+  secondsPerEpoch: number;
+}
+
+interface Graphs {
+  step: Graph;
+  evalG: Graph;
+  dropInputs: string[];
+}
+
+function buildGraphs(o: Required<Pick<TrainOptions, 'C' | 'layers' | 'batch'>> & TrainOptions, ds: Dataset, classes: number, evalBatch: number): Graphs & { info: ReturnType<typeof assembleStep>; opt: OptimizerSpec } {
+  const net = o.net ?? 'cifar';
+  const aux = (o.auxWeight ?? 0.4) > 0;
+  const m = buildEvalNet({
+    genotype: o.genotype, net, C: o.C, layers: o.layers, classes, training: true,
+    auxiliary: aux, dropPath: (o.dropPath ?? 0.2) > 0, batch: o.batch, channels: ds.c, size: ds.h,
+  });
+  const g = m.g;
+  const labels = g.input('labels', 'int64', [o.batch]);
+  let loss = crossEntropy(g, m.logits, labels);
+  if (m.auxLogits) loss = add(g, loss, mul(g, crossEntropy(g, m.auxLogits, labels), g.scalar(o.auxWeight ?? 0.4)));
+  const opt: OptimizerSpec = { kind: 'sgd', momentum: o.momentum ?? 0.9, weightDecay: o.weightDecay ?? 3e-4 };
+  const info = assembleStep(g, {
+    loss,
+    metrics: { correct: correctCount(g, m.logits, labels) },
+    update: (p) => p.role === 'weight',
+    optimizer: opt,
+    clipNorm: o.clip ?? 5,
+  });
+  const e = buildEvalNet({ genotype: o.genotype, net, C: o.C, layers: o.layers, classes, training: false, batch: evalBatch, channels: ds.c, size: ds.h });
+  e.g.output(e.logits, 'logits');
+  e.g.prune();
+  return { step: g, evalG: e.g, dropInputs: m.dropPathInputs, info, opt };
+}
+
+/** Feeds of a classification batch padded to the graph's static batch size. */
+function padRows(x: Float32Array, rows: number, full: number): Float32Array {
+  if (rows === full) return x;
+  const per = x.length / rows;
+  const out = new Float32Array(per * full);
+  out.set(x);
+  return out;
+}
+
+/** Accuracy and mean loss of the inference graph over a loader (host-side softmax CE). */
+export async function evaluate(runner: ForwardRunner, params: ParamValues, loader: DataLoader, evalBatch: number, shape: number[]): Promise<{ acc: number; loss: number }> {
+  let correct = 0;
+  let n = 0;
+  let lossSum = 0;
+  for await (const b of loader.epoch(0)) {
+    const rows = b.size;
+    const out = await runner.run(params, { x: f32(padRows(b.x, rows, evalBatch), [evalBatch, ...shape]) });
+    const logits = toF32(out.logits);
+    const k = logits.length / evalBatch;
+    for (let i = 0; i < rows; i++) {
+      let best = 0;
+      let mx = -Infinity;
+      for (let j = 0; j < k; j++) if (logits[i * k + j]! > mx) (mx = logits[i * k + j]!), (best = j);
+      let se = 0;
+      for (let j = 0; j < k; j++) se += Math.exp(logits[i * k + j]! - mx);
+      lossSum += Math.log(se) + mx - logits[i * k + b.y[i]!]!;
+      if (best === b.y[i]) correct++;
+    }
+    n += rows;
+  }
+  return { acc: correct / Math.max(n, 1), loss: lossSum / Math.max(n, 1) };
+}
+
+/** Per-sample drop-path masks (Bernoulli(keep)/keep), from a per-step RNG. */
+function dropMasks(names: string[], n: number, prob: number, rng: Rng): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  const keep = 1 - prob;
+  for (const name of names) {
+    const m = new Float32Array(n);
+    for (let i = 0; i < n; i++) m[i] = prob > 0 ? (rng.next() < keep ? 1 / keep : 0) : 1;
+    feeds[name] = f32(m, [n, 1, 1, 1]);
+  }
+  return feeds;
+}
+
+export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
+  const seed = o.seed ?? 0;
+  const evalBatch = o.evalBatch ?? Math.max(o.batch, 100);
+  mkdirSync(o.out, { recursive: true });
+  const trainSet = limitDataset(await loadDataset(o.dataset, { split: 'train' }), o.limit);
+  const testSet = limitDataset(await loadDataset(o.dataset, { split: 'test' }), o.testLimit ?? o.limit);
+  if (!trainSet.labels) throw new Error(`${o.dataset} has no labels: training on labels needs a labelled data set`);
+  const classes = trainSet.classes;
+  const full = { ...o, C: o.C, layers: o.layers, batch: o.batch };
+  const gs = buildGraphs(full, trainSet, classes, evalBatch);
+  const pool = new DataPool({ workers: o.workers });
+  const train = new DataLoader(trainSet, { task: { name: 'cls', cutout: o.cutout ?? 16 }, batchSize: o.batch, seed, dropLast: true, pool });
+  const test = new DataLoader(testSet, { task: { name: 'cls', augment: false }, batchSize: evalBatch, seed, shuffle: false, pool, mean: train.mean, std: train.std });
+  const stepRunner = await StepRunner.create(gs.step, gs.info, gs.opt, { ep: o.ep });
+  const evalRunner = await ForwardRunner.create(gs.evalG, { ep: o.ep });
+
+  let st: TrainState;
+  let startEpoch = 0;
+  let startBatch = 0;
+  const history: EpochRecord[] = [];
+  const ckpt = o.resume ? latestCheckpoint(o.out) : null;
+  if (o.resume && !ckpt) throw new Error(`--resume: no checkpoint in ${o.out}`);
+  if (ckpt) {
+    const c = loadCheckpoint(ckpt);
+    st = stateFromCheckpoint(c.tensors);
+    st.steps = c.meta.steps as Record<string, number>;
+    startEpoch = c.meta.epoch as number;
+    startBatch = c.meta.batch as number;
+    history.push(...(c.meta.history as EpochRecord[]));
+  } else {
+    const init = initParams(gs.step, seed);
+    if (o.initFrom) for (const [k, v] of o.initFrom) if (init.has(k) && init.get(k)!.length === v.length) init.set(k, Float32Array.from(v));
+    st = newTrainState(init);
+  }
+  const lr0 = o.lr ?? 0.025;
+  const lrMin = o.lrMin ?? 0;
+  const shape = [trainSet.c, trainSet.h, trainSet.w];
+  const save = (epoch: number, batch: number): void => {
+    const tensors = new Map<string, Float32Array>();
+    for (const [k, v] of st.params) tensors.set(`param:${k}`, v);
+    for (const [k, v] of st.opt) tensors.set(`opt:${k}`, v);
+    saveCheckpoint(o.out, { step: epoch * train.batchesPerEpoch + batch, meta: { epoch, batch, steps: st.steps, history, seed, kind: 'train' }, tensors });
+  };
+  let lastSeconds = 0;
+  try {
+    for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
+      const t0 = Date.now();
+      const lr = cosineLr(lr0, lrMin, epoch, o.epochs);
+      const dp = (o.dropPath ?? 0.2) * (epoch / o.epochs);
+      const bar = new Progress(`epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      let steps = 0;
+      for await (const b of train.epoch(epoch, { startBatch: epoch === startEpoch ? startBatch : 0 })) {
+        const feeds: Record<string, ort.Tensor> = {
+          x: f32(b.x, b.xShape),
+          labels: i64(b.y, [b.size]),
+          ...dropMasks(gs.dropInputs, o.batch, dp, Rng.derive(seed, 0xd909, epoch, b.index)),
+        };
+        const r = await stepRunner.run(st, feeds, lr);
+        if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
+        lossSum += r.loss * b.size;
+        correct += r.metrics.correct!;
+        seen += b.size;
+        steps++;
+        bar.update(b.index + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${((100 * correct) / seen).toFixed(1)}%`);
+        if (o.checkpointEvery && (b.index + 1) % o.checkpointEvery === 0 && b.index + 1 < train.batchesPerEpoch) save(epoch, b.index + 1);
+      }
+      const ev = await evaluate(evalRunner, pickParams(gs.evalG, st.params), test, evalBatch, shape);
+      lastSeconds = (Date.now() - t0) / 1000;
+      const rec: EpochRecord = {
+        epoch: epoch + 1, lr, drop_path: dp, train_loss: lossSum / Math.max(seen, 1), train_acc: correct / Math.max(seen, 1),
+        test_loss: ev.loss, test_acc: ev.acc, seconds: lastSeconds, steps,
+      };
+      history.push(rec);
+      appendJsonLine(join(o.out, 'log.jsonl'), rec);
+      if (!o.quiet) process.stderr.write(`epoch ${epoch + 1}: train acc ${(100 * rec.train_acc).toFixed(2)}%  test acc ${(100 * ev.acc).toFixed(2)}%  (${lastSeconds.toFixed(1)} s)\n`);
+      save(epoch + 1, 0);
+    }
+  } finally {
+    await train.close();
+    await test.close();
+    await pool.close();
+    await stepRunner.release();
+    await evalRunner.release();
+  }
+  const modelPath = join(o.out, 'model.onnx');
+  const values = pickParams(gs.evalG, st.params);
+  gs.evalG.meta.set('nas_onnx.normalization', JSON.stringify({ mean: train.mean, std: train.std }));
+  writeFileAtomic(modelPath, serialize(gs.evalG, { params: 'initializers', values }));
+  writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson(o.genotype));
+  return {
+    history,
+    modelPath,
+    params: gs.evalG.paramCount(),
+    stepNodes: gs.step.nodes.length,
+    secondsPerEpoch: history.length ? history[history.length - 1]!.seconds : lastSeconds,
+  };
+}
+
+export function stateFromCheckpoint(t: Map<string, Float32Array>): TrainState {
+  const st = newTrainState(new Map());
+  for (const [k, v] of t) {
+    if (k.startsWith('param:')) st.params.set(k.slice(6), v);
+    else if (k.startsWith('opt:')) st.opt.set(k.slice(4), v);
+  }
+  return st;
+}
+
