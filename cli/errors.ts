@@ -10,6 +10,8 @@ import { GenotypeError } from '../graph/genotype.js';
 import { RuntimeError } from '../train/runtime.js';
 import { DataError } from '../train/data/errors.js';
 import { FsError } from '../train/fsutil.js';
+import { TrainError } from '../train/errors.js';
+import { CheckpointError } from '../train/checkpoint.js';
 
 export const PROG = 'nas-onnx';
 
@@ -29,7 +31,7 @@ export class CliError extends Error {
  * Error classes whose message is meant for the user as is. Other modules can
  * add theirs (e.g. a CheckpointError) with registerKnownError.
  */
-const known: (abstract new (...args: never[]) => Error)[] = [CliError, GraphError, GenotypeError, RuntimeError, DataError, FsError];
+const known: (abstract new (...args: never[]) => Error)[] = [CliError, GraphError, GenotypeError, RuntimeError, DataError, FsError, TrainError, CheckpointError];
 
 export function registerKnownError(cls: abstract new (...args: never[]) => Error): void {
   if (!known.includes(cls)) known.push(cls);

@@ -13,13 +13,16 @@ import * as buildSupernet from './commands/build-supernet.js';
 import * as exportCmd from './commands/export.js';
 import * as info from './commands/info.js';
 import * as doctor from './commands/doctor.js';
+import * as train from './commands/train.js';
+import * as search from './commands/search.js';
+import * as derive from './commands/derive.js';
 
 interface CommandModule {
   register(program: Command): void;
 }
 
 /** Registered commands, in help order. */
-const COMMANDS: CommandModule[] = [buildSupernet, exportCmd, info, doctor];
+const COMMANDS: CommandModule[] = [search, derive, train, buildSupernet, exportCmd, info, doctor];
 
 export function version(): string {
   try {

@@ -24,7 +24,7 @@ function cellSvg(ops: [OpName, number][], concat: number[], title: string, x0: n
     if (state === 0) return [x0 + 40, 90];
     if (state === 1) return [x0 + 40, 250];
     const i = state - 2;
-    return [x0 + 160 + i * 80, 60 + ((i % 2) * 2 + (i >> 1)) * 65];
+    return [x0 + 170 + i * 90, 70 + i * 60];
   };
   const out: [number, number] = [x0 + W - 40, 170];
   const parts: string[] = [`<text x="${x0 + W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${esc(title)}</text>`];

@@ -30,6 +30,7 @@ import { initParams } from './params.js';
 import { Progress } from './progress.js';
 import { f32, i64, type EP } from './runtime.js';
 import { appendJsonLine } from './log.js';
+import { TrainError } from './errors.js';
 import { genotypeSvg } from './genotype-svg.js';
 import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch, type PretextTask } from './data/index.js';
 
@@ -160,7 +161,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   const aLoader = new DataLoader(halves.arch, { task: taskOpts, batchSize: o.batch, seed: seed + 1, dropLast: true, pool, mean: wLoader.mean, std: wLoader.std });
   const task = wLoader.task;
   const steps = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
-  if (steps < 1) throw new Error(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
+  if (steps < 1) throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
   const rows = task.xShape(o.batch)[0]!;
   const sgd: OptimizerSpec = { kind: 'sgd', momentum: (cfg.momentum as number), weightDecay: cfg.weightDecay as number };
   const build = () => buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: rows, primitives: prims });
@@ -188,9 +189,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   const history: SearchEpochRecord[] = [];
   if (o.resume) {
     const dir = latestCheckpoint(o.out);
-    if (!dir) throw new Error(`--resume: no checkpoint in ${o.out}`);
+    if (!dir) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
     const c = loadCheckpoint(dir);
-    if (JSON.stringify(c.meta.config) !== JSON.stringify(cfg)) throw new Error(`--resume: ${o.out} was searched with other settings (${JSON.stringify(c.meta.config)})`);
+    if (JSON.stringify(c.meta.config) !== JSON.stringify(cfg)) throw new TrainError(`--resume: ${o.out} was searched with other settings (${JSON.stringify(c.meta.config)})`);
     st = newTrainState(new Map());
     for (const [k, v] of c.tensors) {
       if (k.startsWith('param:')) st.params.set(k.slice(6), v);
@@ -256,7 +257,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
         for (const n of archNames) adamUpdate(st.params.get(n)!, archGrad.get(n)!, st.opt.get(`${n}@exp_avg`)!, st.opt.get(`${n}@exp_avg_sq`)!, t, archOpt);
         // ---- w step on the weight half
         const r = await wRunner.run(st, trainFeeds, lr);
-        if (!Number.isFinite(r.loss) || !Number.isFinite(valLoss)) throw new Error(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
+        if (!Number.isFinite(r.loss) || !Number.isFinite(valLoss)) throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
         stepTime += (Date.now() - ts) / 1000;
         timedSteps++;
         acc.tl += r.loss;

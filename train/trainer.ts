@@ -24,6 +24,7 @@ import { Progress } from './progress.js';
 import { f32, i64, toF32, type EP } from './runtime.js';
 import { DataLoader, DataPool, limitDataset, loadDataset, type Dataset } from './data/index.js';
 import { appendJsonLine } from './log.js';
+import { TrainError } from './errors.js';
 
 export interface TrainOptions {
   genotype: Genotype;
@@ -159,7 +160,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   mkdirSync(o.out, { recursive: true });
   const trainSet = limitDataset(await loadDataset(o.dataset, { split: 'train' }), o.limit);
   const testSet = limitDataset(await loadDataset(o.dataset, { split: 'test' }), o.testLimit ?? o.limit);
-  if (!trainSet.labels) throw new Error(`${o.dataset} has no labels: training on labels needs a labelled data set`);
+  if (!trainSet.labels) throw new TrainError(`${o.dataset} has no labels: training on labels needs a labelled data set`);
   const classes = trainSet.classes;
   const full = { ...o, C: o.C, layers: o.layers, batch: o.batch };
   const gs = buildGraphs(full, trainSet, classes, evalBatch);
@@ -174,7 +175,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   let startBatch = 0;
   const history: EpochRecord[] = [];
   const ckpt = o.resume ? latestCheckpoint(o.out) : null;
-  if (o.resume && !ckpt) throw new Error(`--resume: no checkpoint in ${o.out}`);
+  if (o.resume && !ckpt) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
   if (ckpt) {
     const c = loadCheckpoint(ckpt);
     st = stateFromCheckpoint(c.tensors);
@@ -214,7 +215,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
           ...dropMasks(gs.dropInputs, o.batch, dp, Rng.derive(seed, 0xd909, epoch, b.index)),
         };
         const r = await stepRunner.run(st, feeds, lr);
-        if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
+        if (!Number.isFinite(r.loss)) throw new TrainError(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
         lossSum += r.loss * b.size;
         correct += r.metrics.correct!;
         seen += b.size;
