@@ -16,13 +16,14 @@ import * as doctor from './commands/doctor.js';
 import * as train from './commands/train.js';
 import * as search from './commands/search.js';
 import * as derive from './commands/derive.js';
+import * as setupCuda from './commands/setup-cuda.js';
 
 interface CommandModule {
   register(program: Command): void;
 }
 
 /** Registered commands, in help order. */
-const COMMANDS: CommandModule[] = [search, derive, train, buildSupernet, exportCmd, info, doctor];
+const COMMANDS: CommandModule[] = [search, derive, train, buildSupernet, exportCmd, info, doctor, setupCuda];
 
 export function version(): string {
   try {
