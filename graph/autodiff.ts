@@ -23,17 +23,25 @@ export function gradients(g: Graph, loss: Value, wrt: readonly Value[], opts: Gr
   const forward = g.nodes.slice(); // the gradient nodes appended below are not revisited
   const wrtSet = new Set(wrt.map((v) => v.name));
 
-  // values that depend on some wrt value (forward reachability)
-  const dependsOnWrt = new Set(wrtSet);
-  for (const n of forward) {
-    if (!getOp(n.op).grad) continue; // non-differentiable: stops dependence
-    if (n.inputs.some((i) => i && dependsOnWrt.has(i))) for (const o of n.outputs) dependsOnWrt.add(o);
-  }
   // values the loss depends on (backward reachability)
   const lossNeeds = new Set([loss.name]);
   for (let i = forward.length - 1; i >= 0; i--) {
     const n = forward[i]!;
     if (n.outputs.some((o) => lossNeeds.has(o))) for (const x of n.inputs) if (x) lossNeeds.add(x);
+  }
+  // values that depend on some wrt value (forward reachability). Ops without a gradient
+  // rule stop dependence; that is only right for integer/boolean results, so a float
+  // result on a wrt → loss path without a rule is an error, not a silent zero gradient.
+  const isFloat = (name: string): boolean => g.value(name).dtype === 'float32';
+  const dependsOnWrt = new Set(wrtSet);
+  for (const n of forward) {
+    if (!n.inputs.some((i) => i && dependsOnWrt.has(i) && isFloat(i))) continue;
+    if (!getOp(n.op).grad) {
+      const o = n.outputs.find((v) => lossNeeds.has(v) && isFloat(v));
+      if (o) throw new GraphError(`${n.op} node '${n.name}' has no gradient rule, but the loss depends on its output '${o}' through a differentiated value`);
+      continue;
+    }
+    for (const o of n.outputs) dependsOnWrt.add(o);
   }
   const active = (name: string): boolean => dependsOnWrt.has(name) && lossNeeds.has(name) && g.value(name).dtype === 'float32';
 

@@ -8,7 +8,7 @@ import type * as ort from 'onnxruntime-node';
 import { serialize } from '../graph/onnx.js';
 import type { Graph } from '../graph/ir.js';
 import type { OptimizerSpec, StepGraphInfo } from '../graph/training.js';
-import { Session, f32, scalarF32, scalarOf, toF32, type EP } from './runtime.js';
+import { Session, f32, scalarF32, scalarOf, toF32, type EP, type SessionOptions } from './runtime.js';
 import type { ParamValues } from './params.js';
 
 /** Everything a run trains: parameters (weights, α, BN state) and optimizer slots. */
@@ -42,9 +42,17 @@ export class StepRunner {
     readonly group: string,
   ) {}
 
-  static async create(g: Graph, info: StepGraphInfo, optimizer: OptimizerSpec | null, o: { ep?: EP; group?: string; threads?: number } = {}): Promise<StepRunner> {
+  static async create(
+    g: Graph,
+    info: StepGraphInfo,
+    optimizer: OptimizerSpec | null,
+    o: { ep?: EP; group?: string; threads?: number; optimization?: SessionOptions['optimization'] } = {},
+  ): Promise<StepRunner> {
     const bytes = serialize(g, { params: 'inputs', valueInfo: false });
-    const s = await Session.create(bytes, { ep: o.ep, threads: o.threads });
+    // Training-step graphs are already lean (no fusable patterns to speak of), and ORT's
+    // optimizers take minutes on graphs of tens of thousands of nodes (a 30k-node supernet
+    // step: 'disabled' ~40 s, 'basic' ~200 s, 'all' ~9 min to create on this 2-core host).
+    const s = await Session.create(bytes, { ep: o.ep, threads: o.threads, optimization: o.optimization ?? 'disabled' });
     return new StepRunner(s, g, info, optimizer, o.group ?? 'default');
   }
 
@@ -137,4 +145,17 @@ export class ForwardRunner {
 /** Cosine annealing from lr to lrMin over `total` steps (PyTorch CosineAnnealingLR, per epoch or per step). */
 export function cosineLr(lr: number, lrMin: number, t: number, total: number): number {
   return lrMin + ((lr - lrMin) * (1 + Math.cos((Math.PI * t) / total))) / 2;
+}
+
+/**
+ * `x` (`rows` equal-sized rows) zero-padded to `full` rows, for a graph with a
+ * static batch size fed a short last batch. Returns `x` itself when it is full.
+ */
+export function padRows(x: Float32Array, rows: number, full: number): Float32Array {
+  if (rows === full) return x;
+  if (rows > full) throw new Error(`padRows: ${rows} rows do not fit a batch of ${full}`);
+  const per = rows > 0 ? x.length / rows : 0;
+  const out = new Float32Array(per * full);
+  out.set(x);
+  return out;
 }

@@ -32,7 +32,19 @@ export const BN_MOMENTUM = 0.1;
 export interface LayerOptions {
   /** Emit running-statistic updates in training form (needed to export inference models). */
   trackRunningStats: boolean;
+  /**
+   * Compute ReLU(x) once per value x however many ops read it (the candidate
+   * ops of an edge, and the edges leaving one state, all start with ReLU of the
+   * same input). Same values and gradients, fewer nodes. Default true.
+   */
+  shareRelu?: boolean;
 }
+
+/**
+ * Process-wide defaults of the graph-size levers, so benchmarks can measure
+ * each one on and off (bench/steps.ts); builders use them unless told otherwise.
+ */
+export const LEVERS = { shareRelu: true };
 
 export class Layers {
   constructor(
@@ -89,8 +101,13 @@ export class Layers {
     return y;
   }
 
+  private readonly reluOf = new Map<string, Value>();
+
   relu(x: Value): Value {
-    return relu(this.g, x);
+    if (!(this.opts.shareRelu ?? LEVERS.shareRelu)) return relu(this.g, x);
+    let y = this.reluOf.get(x.name);
+    if (!y) this.reluOf.set(x.name, (y = relu(this.g, x)));
+    return y;
   }
 
   /** y = x Wᵀ + b (PyTorch nn.Linear). */

@@ -6,14 +6,16 @@
  *  - Conv's weight gradient is a Conv of the (transposed) input by the
  *    (transposed) output gradient, with stride and dilation swapped;
  *  - MaxPool's gradient scatters dy to the argmax indices (ScatterElements, add);
- *  - AveragePool's gradient is a depthwise ConvTranspose with a ones kernel.
+ *  - AveragePool's gradient is a depthwise ConvTranspose with a constant kernel;
+ *  - inference-form BatchNormalization (frozen statistics) is a per-channel affine map.
  */
-import { A, attrInt, attrInts, attrString, numel, tensorOf, type Attrs, type Graph, type Value } from '../ir.js';
+import { A, attrFloat, attrInt, attrInts, attrString, numel, tensorOf, type Attrs, type Graph, type Value } from '../ir.js';
 import { registerOp, type OutSpec } from './registry.js';
 import { requireInputs } from './util.js';
-import { expand, reshape, scatterAdd, slice, transpose, zeros } from './shape.js';
-import { mul } from './elementwise.js';
+import { reshape, scatterAdd, slice, transpose, zeros } from './shape.js';
+import { add, mul, pow, sub } from './elementwise.js';
 import { reduceSum } from './reduce.js';
+import { einsum } from './einsum.js';
 
 export interface ConvOpts {
   stride?: number;
@@ -98,60 +100,78 @@ registerOp({
   },
 });
 
-/** dX of a conv: ConvTranspose of dy by the same weights, output_padding restoring the input size. */
+/**
+ * dX of a conv: ConvTranspose of dy by the same weights, output_padding
+ * restoring the input size. The CUDA EP rejects asymmetric ConvTranspose
+ * pads, so for a conv padded asymmetrically the ConvTranspose crops the
+ * smaller pad of each axis and a Slice takes off the rest.
+ */
 function convInputGrad(g: Graph, dy: Value, w: Value, gm: Geom, xShape: readonly number[]): Value {
   const r = gm.k.length;
-  const adj = gm.k.map((k, i) => {
-    const full = (dy.shape[i + 2]! - 1) * gm.s[i]! + gm.d[i]! * (k - 1) + 1 - gm.p[i]! - gm.p[i + r]!;
-    return xShape[i + 2]! - full;
-  });
-  return g.op('ConvTranspose', [dy, w], geomAttrs(gm, adj.some((v) => v) ? { output_padding: A.ints(adj) } : {}));
+  const q = gm.k.map((_, i) => Math.min(gm.p[i]!, gm.p[i + r]!));
+  const symmetric = q.every((v, i) => v === gm.p[i] && v === gm.p[i + r]);
+  // length of the ConvTranspose output (pads q) before output_padding, and the length it must reach
+  const full = gm.k.map((k, i) => (dy.shape[i + 2]! - 1) * gm.s[i]! + gm.d[i]! * (k - 1) + 1 - 2 * q[i]!);
+  const need = gm.k.map((_, i) => xShape[i + 2]! + gm.p[i]! - q[i]!);
+  const adj = full.map((f, i) => Math.max(0, need[i]! - f));
+  const ct = g.op('ConvTranspose', [dy, w], geomAttrs({ ...gm, p: [...q, ...q] }, adj.some((v) => v) ? { output_padding: A.ints(adj) } : {}));
+  if (symmetric) return ct;
+  const axes = gm.k.map((_, i) => i + 2);
+  const begin = gm.k.map((_, i) => gm.p[i]! - q[i]!);
+  return slice(g, ct, begin, begin.map((b, i) => b + xShape[i + 2]!), axes);
 }
 
 /**
- * dW of a conv y = conv(x, W): dW[co,ci,i,j] = Σ_{n,oh,ow} dy[n,co,oh,ow]·x_pad[n,ci,oh·s+i·d,ow·s+j·d],
- * computed as a conv over the batch axis with stride and dilation swapped.
+ * dW of a conv y = conv(x, W) with G groups (Cig input, Cog output channels each):
+ *   dW[g·Cog+j, c, i, i'] = Σ_{n,oh,ow} dy[n, g·Cog+j, oh, ow] · x_pad[n, g·Cig+c, oh·s+i·d, ow·s+i'·d]
+ * computed as one grouped conv with stride and dilation swapped, whose batch is
+ * c, whose channels are (g, n) and whose kernels are the dy planes (Co, N):
+ *   X' = x → [Cig, G·N, H, W],  K = dyᵀ [Co, N, Ho, Wo],  conv(X', K, group G) → [Cig, Co, k', k'].
+ * k' exceeds k by ⌊((H + 2p − d(k−1) − 1) mod s) / d⌋ rows, cropped away.
  */
 function convWeightGrad(g: Graph, x: Value, dy: Value, gm: Geom, wShape: readonly number[]): Value {
   const r = gm.k.length;
   if (r !== 2) throw new Error('weight gradient implemented for 2-D convs');
-  const [n, ci] = x.shape as number[];
-  const co = dy.shape[1]!;
+  const [n, ci, h, w] = x.shape as [number, number, number, number];
   const groups = gm.group;
-  const cig = ci! / groups;
-  const cog = co / groups;
-  const attrs = (grp: number): Attrs => ({
-    strides: A.ints(gm.d),
-    dilations: A.ints(gm.s),
-    pads: A.ints(gm.p),
-    group: A.i(grp),
-  });
-  // the conv may produce a few extra rows/cols past the kernel when (H + 2p − k) % s ≠ 0
-  const crop = (v: Value): Value => {
-    const kk = v.shape.slice(-2);
-    return kk[0] === gm.k[0] && kk[1] === gm.k[1] ? v : slice(g, v, [0, 0], gm.k, [2, 3]);
-  };
-  const xT = transpose(g, x, [1, 0, 2, 3]); // [Ci, N, H, W]
+  const cig = ci / groups;
+  if (groups === 1 && gm.k.every((k) => k === 1) && gm.s.every((s) => s === 1) && gm.p.every((p) => p === 0)) {
+    // pointwise conv: dW = Σ_{n,h,w} dy ⊗ x, one GEMM-backed Einsum instead of a conv with an H×W kernel
+    return reshape(g, einsum(g, 'nchw,nkhw->kc', x, dy), [...wShape]);
+  }
+  let xg: Value;
+  if (groups === 1) xg = transpose(g, x, [1, 0, 2, 3]); // [Ci, N, H, W]
+  else if (cig === 1) xg = reshape(g, transpose(g, x, [1, 0, 2, 3]), [1, ci * n, h, w]); // depthwise: [1, (C, N), H, W]
+  else xg = reshape(g, transpose(g, reshape(g, x, [n, groups, cig, h, w]), [2, 1, 0, 3, 4]), [cig, groups * n, h, w]);
   const dyT = transpose(g, dy, [1, 0, 2, 3]); // [Co, N, Ho, Wo]
-  if (groups === 1) {
-    // batch := Ci, channels := N; kernels := dy planes → [Ci, Co, k', k']
-    const out = g.op('Conv', [xT, dyT], attrs(1));
-    return transpose(g, crop(out), [1, 0, 2, 3]);
-  }
-  // grouped: one conv group per input channel ci, reading its N planes and producing the
-  // Cog kernels of the outputs of ci's group → [1, Ci·Cog, k', k']
-  const xr = reshape(g, xT, [1, ci! * n!, ...x.shape.slice(2)]);
-  let wr: Value = dyT;
-  if (cig > 1) {
-    wr = reshape(g, expand(g, reshape(g, dyT, [groups, 1, cog, n!, ...dy.shape.slice(2)]), [groups, cig, cog, n!, ...dy.shape.slice(2)]), [ci! * cog, n!, ...dy.shape.slice(2)]);
-  }
-  const out = g.op('Conv', [xr, wr], attrs(ci!)); // [1, Ci·Cog, k', k']
-  if (cog === 1) return reshape(g, crop(out), [...wShape]);
-  const o5 = reshape(g, crop(out), [groups, cig, cog, gm.k[0]!, gm.k[1]!]);
-  return reshape(g, transpose(g, o5, [0, 2, 1, 3, 4]), [...wShape]);
+  let out = g.op('Conv', [xg, dyT], { strides: A.ints(gm.d), dilations: A.ints(gm.s), pads: A.ints(gm.p), group: A.i(groups) });
+  const kk = out.shape.slice(2);
+  if (kk[0] !== gm.k[0] || kk[1] !== gm.k[1]) out = slice(g, out, [0, 0], gm.k, [2, 3]);
+  // [Cig, Co, k, k] → [Co, Cig, k, k]: a Reshape when Cig = 1
+  return cig === 1 ? reshape(g, out, [...wShape]) : transpose(g, out, [1, 0, 2, 3]);
 }
 
 // ---- ConvTranspose ---------------------------------------------------------
+export interface ConvTransposeOpts extends ConvOpts {
+  /** Extra rows/cols at the end of the output (less than the stride). */
+  outputPadding?: number;
+}
+
+/** Transposed conv; weight [Cin, Cout/group, k...], symmetric pads (as the CUDA EP needs). */
+export function convTranspose(g: Graph, x: Value, w: Value, o: ConvTransposeOpts = {}, bias: Value | null = null): Value {
+  const k = w.shape.slice(2);
+  const p = o.pad ?? 0;
+  const attrs: Attrs = {
+    kernel_shape: A.ints(k),
+    strides: A.ints(k.map(() => o.stride ?? 1)),
+    pads: A.ints([...k.map(() => p), ...k.map(() => p)]),
+    dilations: A.ints(k.map(() => o.dilation ?? 1)),
+    group: A.i(o.group ?? 1),
+  };
+  if (o.outputPadding) attrs.output_padding = A.ints(k.map(() => o.outputPadding!));
+  return g.op('ConvTranspose', bias ? [x, w, bias] : [x, w], attrs);
+}
+
 registerOp({
   type: 'ConvTranspose',
   infer: (xs, attrs) => {
@@ -160,7 +180,9 @@ registerOp({
     const k = attrInts(attrs, 'kernel_shape', w!.shape.slice(2));
     const gm = geom(attrs, k);
     const adj = attrInts(attrs, 'output_padding', new Array<number>(r).fill(0));
+    if (attrs.output_shape) throw new Error('output_shape is not supported; give pads and output_padding');
     if (w!.shape[0] !== x!.shape[1]) throw new Error('weight must be [Cin, Cout/group, k...]');
+    if (xs[2] && (xs[2].shape.length !== 1 || xs[2].shape[0] !== w!.shape[1]! * gm.group)) throw new Error('bias must be [Cout]');
     const sp = x!.shape.slice(2).map((h, i) => gm.s[i]! * (h - 1) + adj[i]! + gm.d[i]! * (k[i]! - 1) + 1 - gm.p[i]! - gm.p[i + r]!);
     return [{ dtype: 'float32', shape: [x!.shape[0]!, w!.shape[1]! * gm.group, ...sp] }];
   },
@@ -172,7 +194,8 @@ registerOp({
     const gm = geom(a.node.attrs, attrInts(a.node.attrs, 'kernel_shape', w!.shape.slice(2)));
     const dx = a.needs[0] ? g.op('Conv', [dy, w!], geomAttrs(gm)) : null;
     const dw = a.needs[1] ? convWeightGrad(g, dy, x!, gm, w!.shape) : null;
-    return [dx, dw, null];
+    const db = a.x[2] && a.needs[2] ? reduceSum(g, dy, [0, ...dy.shape.slice(2).map((_, i) => i + 2)], false) : null;
+    return [dx, dw, db];
   },
 });
 
@@ -234,6 +257,7 @@ registerOp({
     const gm = geom(a.node.attrs, k);
     const [ho, wo] = dy.shape.slice(2) as [number, number];
     const [h, w] = x.shape.slice(2) as [number, number];
+    if (attrInt(a.node.attrs, 'ceil_mode', 0) === 1) throw new Error('AveragePool gradient: ceil_mode is not supported');
     const includePad = attrInt(a.node.attrs, 'count_include_pad', 0) === 1;
     // 1/count per output position (count = window cells inside the unpadded input)
     const inv = new Float32Array(ho * wo);
@@ -246,10 +270,13 @@ registerOp({
         inv[i * wo + j] = 1 / (span(i, gm.s[0]!, gm.p[0]!, k[0]!, h) * span(j, gm.s[1]!, gm.p[1]!, k[1]!, w));
       }
     }
-    const scaled = mul(g, dy, g.constant({ dtype: 'float32', shape: [1, 1, ho, wo], data: inv }, 'avgpool_inv_count'));
+    // one divisor everywhere (count_include_pad, or no window reaches the padding): fold it into the kernel
+    const uniform = inv.every((v) => v === inv[0]);
+    const scaled = uniform ? dy : mul(g, dy, g.constant({ dtype: 'float32', shape: [1, 1, ho, wo], data: inv }, 'avgpool_inv_count'));
     const c = x.shape[1]!;
-    const ones = g.constant(tensorOf('float32', [c, 1, k[0]!, k[1]!], new Array<number>(c * k[0]! * k[1]!).fill(1)), 'ones_kernel', `ones|${c}|${k.join('x')}`);
-    return [convInputGrad(g, scaled, ones, { ...gm, d: [1, 1], group: c }, x.shape)];
+    const kv = uniform ? inv[0]! : 1;
+    const kernel = g.constant(tensorOf('float32', [c, 1, k[0]!, k[1]!], new Array<number>(c * k[0]! * k[1]!).fill(kv)), 'avgpool_kernel', `avgpool_kernel|${c}|${k.join('x')}|${kv}`);
+    return [convInputGrad(g, scaled, kernel, { ...gm, d: [1, 1], group: c }, x.shape)];
   },
 });
 
@@ -259,8 +286,28 @@ export function batchNormInference(g: Graph, x: Value, scale: Value, bias: Value
 }
 registerOp({
   type: 'BatchNormalization',
-  infer: (xs) => {
+  infer: (xs, attrs) => {
     const [x] = requireInputs(xs, 5);
+    if (attrInt(attrs, 'training_mode', 0) !== 0) throw new Error('only the inference form (training_mode 0); training BN is built from standard ops');
     return [{ dtype: x!.dtype, shape: [...x!.shape] }];
+  },
+  // y = γ·(x − μ)/√(v + ε) + β with μ, v fixed (frozen BN): dx = dy·γ/√(v + ε),
+  // dγ = Σ dy·(x − μ) / √(v + ε), dβ = Σ dy (sums over all axes but the channel)
+  grad: (a) => {
+    const { g } = a;
+    const [x, scale, , mean, variance] = a.x as Value[];
+    if (a.needs[3] || a.needs[4]) throw new Error('BatchNormalization: no gradient w.r.t. the running statistics');
+    const dy = a.dy[0]!;
+    const c = x!.shape[1]!;
+    const bshape = [1, c, ...x!.shape.slice(2).map(() => 1)];
+    const axes = [0, ...x!.shape.slice(2).map((_, i) => i + 2)];
+    const invStd = pow(g, add(g, variance!, g.scalar(attrFloat(a.node.attrs, 'epsilon', 1e-5))), -0.5); // [C]
+    return [
+      a.needs[0] ? mul(g, dy, reshape(g, mul(g, scale!, invStd), bshape)) : null,
+      a.needs[1] ? mul(g, reduceSum(g, mul(g, dy, sub(g, x!, reshape(g, mean!, bshape))), axes, false), invStd) : null,
+      a.needs[2] ? reduceSum(g, dy, axes, false) : null,
+      null,
+      null,
+    ];
   },
 });

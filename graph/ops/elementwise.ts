@@ -40,7 +40,11 @@ export const sub = (g: Graph, a: Value, b: Value): Value => g.op('Sub', [a, b]);
 registerOp({
   type: 'Sub',
   infer: (xs) => binaryInfer(xs),
-  grad: (a) => binaryGrad(a, () => a.dy[0]!, () => neg(a.g, a.dy[0]!)),
+  grad: (a) => {
+    const [x0, x1] = a.x as Value[];
+    // negate after reducing: the Neg then runs on the (smaller) operand shape
+    return [a.needs[0] ? sumToShape(a.g, a.dy[0]!, x0!.shape) : null, a.needs[1] ? neg(a.g, sumToShape(a.g, a.dy[0]!, x1!.shape)) : null];
+  },
 });
 
 // ---- Mul -------------------------------------------------------------------
@@ -56,13 +60,16 @@ export const div = (g: Graph, a: Value, b: Value): Value => g.op('Div', [a, b]);
 registerOp({
   type: 'Div',
   infer: (xs) => binaryInfer(xs),
-  // d(a/b)/db = -(a/b)/b = -y/b
-  grad: (a) =>
-    binaryGrad(
-      a,
-      () => div(a.g, a.dy[0]!, a.x[1]!),
-      () => neg(a.g, div(a.g, mul(a.g, a.dy[0]!, a.y[0]!), a.x[1]!)),
-    ),
+  // da = dy/b; db = −dy·a/b² = −(dy/b)·y, sharing dy/b when both are needed
+  grad: (a) => {
+    const { g } = a;
+    const [x0, x1] = a.x as Value[];
+    const q = div(g, a.dy[0]!, x1!);
+    return [
+      a.needs[0] ? sumToShape(g, q, x0!.shape) : null,
+      a.needs[1] ? neg(g, sumToShape(g, mul(g, q, a.y[0]!), x1!.shape)) : null, // Neg after the reduction: on b's shape
+    ];
+  },
 });
 
 // ---- Pow (exponent must be a scalar constant) -------------------------------
@@ -80,9 +87,10 @@ registerOp({
     const pv = g.constants.get(a.x[1]!.name);
     if (!pv || pv.data.length !== 1) throw new Error('Pow: gradient needs a constant scalar exponent');
     const p = Number(pv.data[0]);
-    // dy * p * x^(p-1)
-    const d = mul(g, a.dy[0]!, mul(g, g.scalar(p), pow(g, a.x[0]!, p - 1)));
-    return [sumToShape(g, d, a.x[0]!.shape), null];
+    // dy · p · x^(p−1), without the Pow for p = 2 and without anything for p = 1
+    const x = a.x[0]!;
+    const d = p === 1 ? a.dy[0]! : mul(g, mul(g, a.dy[0]!, p === 2 ? x : pow(g, x, p - 1)), g.scalar(p));
+    return [sumToShape(g, d, x.shape), null];
   },
 });
 
@@ -150,7 +158,8 @@ registerOp({
   infer: unaryInfer,
   grad: (a) => [mul(a.g, a.dy[0]!, a.g.op('Sign', [a.x[0]!]))],
 });
-registerOp({ type: 'Sign', infer: unaryInfer });
+// Sign is piecewise constant: its gradient is 0 (a.e.), so nothing flows back through it
+registerOp({ type: 'Sign', infer: unaryInfer, grad: () => [null] });
 
 // ---- Sum (variadic) --------------------------------------------------------
 export const sum = (g: Graph, xs: Value[]): Value => (xs.length === 1 ? xs[0]! : g.op('Sum', xs));
@@ -212,3 +221,19 @@ registerOp({
   grad: (a) => [a.x[0]!.dtype === 'float32' && a.y[0]!.dtype === 'float32' ? a.dy[0]! : null],
 });
 
+
+// ---- Min / Max (two inputs) -------------------------------------------------
+export const min = (g: Graph, a: Value, b: Value): Value => g.op('Min', [a, b]);
+export const max = (g: Graph, a: Value, b: Value): Value => g.op('Max', [a, b]);
+for (const [type, pick] of [['Min', 'LessOrEqual'], ['Max', 'GreaterOrEqual']] as const) {
+  registerOp({
+    type,
+    infer: (xs) => binaryInfer(xs),
+    // ties send the gradient to the first operand
+    grad: (a) => {
+      const first = a.g.op(pick, [a.x[0]!, a.x[1]!]);
+      const zero = a.g.scalar(0);
+      return binaryGrad(a, () => where(a.g, first, a.dy[0]!, zero), () => where(a.g, first, zero, a.dy[0]!));
+    },
+  });
+}

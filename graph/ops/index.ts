@@ -3,4 +3,5 @@ export * from './elementwise.js';
 export * from './shape.js';
 export * from './reduce.js';
 export * from './conv.js';
+export * from './einsum.js';
 export { registeredOps, getOp } from './registry.js';

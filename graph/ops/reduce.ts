@@ -4,29 +4,39 @@
  */
 import { A, attrFloat, attrInt, numel, shapeStr, tensorOf, type Attrs, type Graph, type Value } from '../ir.js';
 import { registerOp, type GradArgs, type OutSpec } from './registry.js';
-import { constInts, normAxis, requireInputs, sumToShape } from './util.js';
+import { broadcastShapes, constInts, normAxis, requireInputs, sameShape, sumToShape } from './util.js';
 import { expand, reshape, transpose } from './shape.js';
 import { exp, mul, sub } from './elementwise.js';
 
-function reduceAxes(g: Graph, xs: (Value | null)[]): { x: Value; axes: number[] } {
+/**
+ * The reduced axes. As in ONNX, omitted or empty axes reduce every axis,
+ * unless noop_with_empty_axes = 1 (then nothing is reduced).
+ */
+function reduceAxes(g: Graph, xs: (Value | null)[], attrs: Attrs): { x: Value; axes: number[] } {
   const x = xs[0]!;
-  const axes = xs[1] ? constInts(g, xs[1], 'reduce axes').map((a) => normAxis(a, x.shape.length)) : [...x.shape.keys()];
-  return { x, axes };
+  const given = xs[1] ? constInts(g, xs[1], 'reduce axes').map((a) => normAxis(a, x.shape.length)) : [];
+  if (given.length) return { x, axes: given };
+  return { x, axes: attrInt(attrs, 'noop_with_empty_axes', 0) === 1 ? [] : [...x.shape.keys()] };
 }
 
 function reduceInfer(xs: (Value | null)[], attrs: Attrs, g: Graph): OutSpec[] {
   requireInputs(xs, 1);
-  const { x, axes } = reduceAxes(g, xs);
+  const { x, axes } = reduceAxes(g, xs, attrs);
   const keep = attrInt(attrs, 'keepdims', 1) === 1;
   const shape = keep ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
   return [{ dtype: x.dtype, shape }];
 }
 
-/** dy of a reduction, reshaped to keepdims form so it broadcasts against x. */
+/**
+ * dy of a reduction in a shape that broadcasts against x: as is for keepdims 1
+ * or when the reduced axes are leading ones (numpy broadcasting aligns the
+ * rest), else reshaped to the keepdims form.
+ */
 function keptGrad(a: GradArgs): { dy: Value; x: Value; count: number } {
-  const { x, axes } = reduceAxes(a.g, a.x);
+  const { x, axes } = reduceAxes(a.g, a.x, a.node.attrs);
   const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-  const dy = a.dy[0]!.shape.length === kept.length ? a.dy[0]! : reshape(a.g, a.dy[0]!, kept);
+  const leading = axes.every((ax) => ax < axes.length);
+  const dy = a.dy[0]!.shape.length === kept.length || leading ? a.dy[0]! : reshape(a.g, a.dy[0]!, kept);
   return { dy, x, count: axes.reduce((p, ax) => p * x.shape[ax]!, 1) };
 }
 
@@ -122,14 +132,18 @@ registerOp({
     const [m, k] = a!.shape.slice(-2);
     const [k2, n] = b!.shape.slice(-2);
     if (k !== k2) throw new Error(`inner dimensions differ: ${shapeStr(a!.shape)} × ${shapeStr(b!.shape)}`);
-    const ba = a!.shape.slice(0, -2);
-    const bb = b!.shape.slice(0, -2);
-    const batch = ba.length >= bb.length ? ba : bb;
+    // batch dims broadcast numpy-style ([2,1] with [5] gives [2,5])
+    const batch = broadcastShapes(a!.shape.slice(0, -2), b!.shape.slice(0, -2));
     return [{ dtype: a!.dtype, shape: [...batch, m!, n!] }];
   },
   grad: (a) => {
     const { g } = a;
     const [x0, x1] = a.x as Value[];
+    const dy = a.dy[0]!;
+    // 2-D: Gemm's transpose flags replace the Transpose nodes
+    if (x0!.shape.length === 2 && x1!.shape.length === 2) {
+      return [a.needs[0] ? gemm(g, dy, x1!, null, false, true) : null, a.needs[1] ? gemm(g, x0!, dy, null, true, false) : null];
+    }
     return [
       a.needs[0] ? sumToShape(g, matmul(g, a.dy[0]!, swapLast(g, x1!)), x0!.shape) : null,
       a.needs[1] ? sumToShape(g, matmul(g, swapLast(g, x0!), a.dy[0]!), x1!.shape) : null,
@@ -151,6 +165,9 @@ registerOp({
     const [m, k] = ta ? [a!.shape[1]!, a!.shape[0]!] : [a!.shape[0]!, a!.shape[1]!];
     const [k2, n] = tb ? [b!.shape[1]!, b!.shape[0]!] : [b!.shape[0]!, b!.shape[1]!];
     if (k !== k2) throw new Error(`inner dimensions differ: ${shapeStr(a!.shape)} × ${shapeStr(b!.shape)}`);
+    // C broadcasts one way to [M, N]
+    const c = xs[2];
+    if (c && (c.shape.length > 2 || !sameShape(broadcastShapes([m, n], c.shape), [m, n]))) throw new Error(`bias ${shapeStr(c.shape)} does not broadcast to [${m},${n}]`);
     return [{ dtype: a!.dtype, shape: [m, n] }];
   },
   grad: (a) => {

@@ -144,6 +144,7 @@ registerOp({
   infer: (xs, attrs, g) => {
     const [x] = requireInputs(xs, 2);
     if (attrString(attrs, 'mode', 'constant') !== 'constant') throw new Error('only constant padding');
+    if (xs[3]) throw new Error('the Pad axes input is not supported; give pads for every axis');
     const pads = constInts(g, xs[1], 'Pad pads');
     const r = x!.shape.length;
     if (pads.length !== 2 * r) throw new Error('pads must have 2×rank entries');
@@ -224,15 +225,18 @@ registerOp({
     const axis = normAxis(attrInt(attrs, 'axis', 0), d!.shape.length);
     return [{ dtype: d!.dtype, shape: [...d!.shape.slice(0, axis), ...i!.shape, ...d!.shape.slice(axis + 1)] }];
   },
-  // scatter-add the gradient back (1-D indices: the output keeps the data's rank)
+  // scatter-add the gradient back along the axis (ScatterElements, reduction add: repeated
+  // indices accumulate). Indices of rank ≠ 1 are flattened, dy reshaped to match.
   grad: (a) => {
     const { g } = a;
     const [d, idx] = a.x as Value[];
     const axis = normAxis(attrInt(a.node.attrs, 'axis', 0), d!.shape.length);
-    if (idx!.shape.length !== 1) throw new Error('Gather gradient supports 1-D indices');
-    const view = d!.shape.map((_, k) => (k === axis ? idx!.shape[0]! : 1));
-    const full = expand(g, reshape(g, idx!, view), [...a.dy[0]!.shape]);
-    return [scatterAdd(g, zerosLike(g, d!), full, a.dy[0]!, axis), null];
+    const m = numel(idx!.shape);
+    const dyShape = d!.shape.map((s, k) => (k === axis ? m : s));
+    const dy = idx!.shape.length === 1 ? a.dy[0]! : reshape(g, a.dy[0]!, dyShape);
+    const view = d!.shape.map((_, k) => (k === axis ? m : 1));
+    const full = expand(g, reshape(g, idx!, view), dyShape);
+    return [scatterAdd(g, zerosLike(g, d!), full, dy, axis), null];
   },
 });
 

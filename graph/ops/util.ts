@@ -41,9 +41,15 @@ export function requireInputs(xs: readonly (Value | null)[], n: number): Value[]
 export function sumToShape(g: Graph, dy: Value, shape: readonly number[]): Value {
   if (sameShape(dy.shape, shape)) return dy;
   const r = dy.shape.length;
-  const padded = [...new Array(r - shape.length).fill(1), ...shape];
+  const lead = r - shape.length;
+  if (lead < 0) throw new Error(`cannot reduce a gradient of shape ${shapeStr(dy.shape)} to ${shapeStr(shape)}`);
+  const padded = [...new Array<number>(lead).fill(1), ...shape];
   const axes: number[] = [];
   for (let i = 0; i < r; i++) if (padded[i] === 1 && dy.shape[i] !== 1) axes.push(i);
+  // only leading (broadcast-added) axes to sum: keepdims 0 lands on the shape in one node
+  if (axes.length && axes.length === lead && axes.every((a, i) => a === i) && sameShape(dy.shape.slice(lead), shape)) {
+    return g.op('ReduceSum', [dy, g.int64s(axes)], { keepdims: { kind: 'int', v: 0 } });
+  }
   let out = dy;
   if (axes.length) out = g.op('ReduceSum', [dy, g.int64s(axes)], { keepdims: { kind: 'int', v: 1 } });
   if (!sameShape(out.shape, shape)) out = g.op('Reshape', [out, g.int64s(shape as number[])]);

@@ -1,13 +1,20 @@
 /**
- * Finite-difference gradient checking: builds loss = Σ y ⊙ R (R fixed random)
+ * Finite-difference gradient checking: builds loss = Σ y ⊙ R (R fixed random,
+ * |R| in [0.5, 1.5])
  * over a graph fragment, emits its gradient with graph/autodiff, runs both in
  * onnxruntime (CPU) and compares with central differences.
+ *
+ * The analytic gradient is the graph's own (seeded by the in-graph loss). For
+ * the finite differences the loss is re-summed here in float64 from the
+ * fetched outputs y, so the only float32 rounding left in (L(x+h) − L(x−h))/2h
+ * is that of the few y elements a perturbation moves (≈ 6e-8·|y|/h each),
+ * not that of a float32 reduction over the whole output.
  */
-import { Graph, numel, type Value } from '../../graph/ir.js';
+import { Graph, attrInts, numel, type Node, type Value } from '../../graph/ir.js';
 import { gradients } from '../../graph/autodiff.js';
 import { serialize } from '../../graph/onnx.js';
 import { mul, reduceSum } from '../../graph/ops/index.js';
-import { Session, f32, scalarOf, toF32 } from '../../train/runtime.js';
+import { Session, f32, toF32 } from '../../train/runtime.js';
 import { Rng } from '../../graph/rng.js';
 
 export interface GradInput {
@@ -15,21 +22,61 @@ export interface GradInput {
   shape: number[];
   /** Values; default N(0,1) from the seed. */
   data?: Float32Array;
-  /** Check this input's gradient (default true). */
+  /** Check this input's gradient (default true). Unchecked inputs are not differentiated at all. */
   check?: boolean;
+}
+
+export interface GradCheckOptions {
+  seed?: number;
+  /** Central-difference step (default 1e-2). */
+  h?: number;
+  /** Check this many distinct random elements of each input instead of all. */
+  samples?: number;
+  /** Graph training form (default true). */
+  training?: boolean;
 }
 
 export interface GradCheckResult {
   maxAbsErr: number;
+  /** max over elements of |fd − analytic| / max(1, |fd|). */
   maxRelErr: number;
   checked: number;
+  /** All nodes of the checked graph (forward, loss, gradient). */
   nodes: number;
+  /** Nodes emitted by autodiff. */
+  gradNodes: number;
+  /** Op histogram of the nodes emitted by autodiff. */
+  gradOps: Record<string, number>;
+  /** Op types of the forward fragment built by `build`. */
+  forwardOps: string[];
+  /** Largest |finite difference| seen: shows the check was not trivially 0 = 0. */
+  maxAbsGrad: number;
+  /** Where the largest relative error was. */
+  worst: { input: string; index: number; fd: number; analytic: number } | null;
+}
+
+/**
+ * Reasons a gradient node would not run on ORT's CUDA EP (ops it lacks, or
+ * attributes its kernels reject). Empty when all are fine.
+ */
+export function cudaIssues(nodes: readonly Node[]): string[] {
+  const banned = new Set(['SoftmaxCrossEntropyLoss', 'NegativeLogLikelihoodLoss', 'Bernoulli']);
+  const out: string[] = [];
+  for (const n of nodes) {
+    if (banned.has(n.op)) out.push(`${n.name}: ${n.op} has no CUDA kernel for training here`);
+    if (n.op === 'ConvTranspose' || n.op === 'AveragePool' || n.op === 'MaxPool') {
+      const p = attrInts(n.attrs, 'pads', []);
+      const r = p.length / 2;
+      if (p.some((v, i) => i < r && v !== p[i + r])) out.push(`${n.name}: ${n.op} with asymmetric pads [${p}]`);
+    }
+  }
+  return out;
 }
 
 export async function gradCheck(
   inputs: GradInput[],
   build: (g: Graph, xs: Value[]) => Value | Value[],
-  o: { seed?: number; h?: number; samples?: number; training?: boolean } = {},
+  o: GradCheckOptions = {},
 ): Promise<GradCheckResult> {
   const rng = new Rng(o.seed ?? 1);
   const g = new Graph('gradcheck');
@@ -37,16 +84,27 @@ export async function gradCheck(
   const xs = inputs.map((i) => g.input(i.name, 'float32', i.shape));
   const outsRaw = build(g, xs);
   const outs = Array.isArray(outsRaw) ? outsRaw : [outsRaw];
+  const forwardOps = [...new Set(g.nodes.map((n) => n.op))];
   let loss: Value | null = null;
-  for (const y of outs) {
+  const rs: Float32Array[] = [];
+  outs.forEach((y, k) => {
+    // R = ±U(0.5, 1.5): every output element weighs in, none by a negligible weight
     const r = new Float32Array(numel(y.shape));
-    for (let i = 0; i < r.length; i++) r[i] = rng.normal();
+    for (let i = 0; i < r.length; i++) r[i] = (rng.next() < 0.5 ? -1 : 1) * rng.uniform(0.5, 1.5);
+    rs.push(r);
+    g.output(y, `y${k}`);
     const term = reduceSum(g, mul(g, y, g.constant({ dtype: 'float32', shape: [...y.shape], data: r }, 'R')), [...y.shape.keys()], false);
     loss = loss ? g.op('Add', [loss, term]) : term;
-  }
+  });
   g.output(loss!, 'loss');
   const wrt = xs.filter((_, i) => inputs[i]!.check !== false);
+  const before = g.nodes.length;
   const grads = gradients(g, loss!, wrt);
+  const gradNodeList = g.nodes.slice(before);
+  const issues = cudaIssues(gradNodeList);
+  if (issues.length) throw new Error(`gradient graph would not run on CUDA: ${issues.join('; ')}`);
+  const gradOps: Record<string, number> = {};
+  for (const n of gradNodeList) gradOps[n.op] = (gradOps[n.op] ?? 0) + 1;
   for (const w of wrt) {
     const d = grads.get(w.name);
     if (!d) throw new Error(`no gradient reached ${w.name}`);
@@ -55,30 +113,52 @@ export async function gradCheck(
   const sess = await Session.create(serialize(g, { params: 'inputs' }), { optimization: 'disabled' });
   const data = inputs.map((i) => i.data ?? Float32Array.from({ length: numel(i.shape) }, () => rng.normal()));
   const feeds = () => Object.fromEntries(inputs.map((inp, k) => [inp.name, f32(data[k]!, inp.shape)]));
+  const yNames = outs.map((_, k) => `y${k}`);
+  const lossAt = async (): Promise<number> => {
+    const res = await sess.run(feeds(), yNames);
+    let s = 0;
+    yNames.forEach((nm, k) => {
+      const y = toF32(res[nm], nm);
+      const r = rs[k]!;
+      for (let i = 0; i < y.length; i++) s += y[i]! * r[i]!;
+    });
+    return s;
+  };
   const res = await sess.run(feeds());
   const h = o.h ?? 1e-2;
   let maxAbs = 0;
   let maxRel = 0;
+  let maxAbsGrad = 0;
   let checked = 0;
-  for (let k = 0; k < inputs.length; k++) {
-    if (inputs[k]!.check === false) continue;
-    const an = toF32(res[`grad_${inputs[k]!.name}`]);
-    const n = an.length;
-    const idx = o.samples && o.samples < n ? Array.from({ length: o.samples }, () => rng.int(n)) : [...Array(n).keys()];
-    for (const i of idx) {
-      const orig = data[k]![i]!;
-      data[k]![i] = orig + h;
-      const lp = scalarOf((await sess.run(feeds(), ['loss'])).loss);
-      data[k]![i] = orig - h;
-      const lm = scalarOf((await sess.run(feeds(), ['loss'])).loss);
-      data[k]![i] = orig;
-      const fd = (lp - lm) / (2 * h);
-      const err = Math.abs(fd - an[i]!);
-      maxAbs = Math.max(maxAbs, err);
-      maxRel = Math.max(maxRel, err / Math.max(1, Math.abs(fd)));
-      checked++;
+  let worst: GradCheckResult['worst'] = null;
+  try {
+    for (let k = 0; k < inputs.length; k++) {
+      if (inputs[k]!.check === false) continue;
+      const an = toF32(res[`grad_${inputs[k]!.name}`]);
+      const n = an.length;
+      if (n !== data[k]!.length) throw new Error(`gradient of ${inputs[k]!.name} has ${n} elements, expected ${data[k]!.length}`);
+      const idx = o.samples && o.samples < n ? Array.from(rng.permutation(n).subarray(0, o.samples)) : [...Array(n).keys()];
+      for (const i of idx) {
+        const orig = data[k]![i]!;
+        data[k]![i] = orig + h;
+        const lp = await lossAt();
+        data[k]![i] = orig - h;
+        const lm = await lossAt();
+        data[k]![i] = orig;
+        const fd = (lp - lm) / (2 * h);
+        const err = Math.abs(fd - an[i]!);
+        const rel = err / Math.max(1, Math.abs(fd));
+        maxAbs = Math.max(maxAbs, err);
+        maxAbsGrad = Math.max(maxAbsGrad, Math.abs(fd));
+        if (rel >= maxRel) {
+          maxRel = rel;
+          worst = { input: inputs[k]!.name, index: i, fd, analytic: an[i]! };
+        }
+        checked++;
+      }
     }
+  } finally {
+    await sess.release();
   }
-  await sess.release();
-  return { maxAbsErr: maxAbs, maxRelErr: maxRel, checked, nodes: g.nodes.length };
+  return { maxAbsErr: maxAbs, maxRelErr: maxRel, checked, nodes: g.nodes.length, gradNodes: gradNodeList.length, gradOps, forwardOps, maxAbsGrad, worst };
 }
