@@ -205,12 +205,24 @@ export class Graph {
   output(v: Value, name?: string): Value {
     let out = v;
     if (name && name !== v.name) {
+      const renamable = this.producer.has(v.name) && !this.renamed.has(v.name) && !this.outputs.some((o) => o.name === v.name);
       out = this.define(name, v.dtype, v.shape);
-      this.pushNode({ op: 'Identity', name: this.fresh('Identity'), inputs: [v.name], outputs: [name], attrs: {} });
+      if (renamable) {
+        // no Identity node: the serializer gives the producing node's output this name
+        this.renamed.set(v.name, name);
+        this.aliasOf.set(name, v.name);
+      } else {
+        this.pushNode({ op: 'Identity', name: this.fresh('Identity'), inputs: [v.name], outputs: [name], attrs: {} });
+      }
     }
     this.outputs.push(out);
     return out;
   }
+
+  /** value name → graph-output name it is emitted under (outputs that need no Identity). */
+  readonly renamed = new Map<string, string>();
+  /** graph-output name → the value it names. */
+  readonly aliasOf = new Map<string, string>();
 
   /** A constant tensor; identical small constants are shared. */
   constant(t: TensorData, hint = 'const', cacheKey?: string): Value {
@@ -291,7 +303,7 @@ export class Graph {
    */
   prune(): number {
     const live = new Set<string>();
-    for (const o of this.outputs) live.add(o.name);
+    for (const o of this.outputs) live.add(this.aliasOf.get(o.name) ?? o.name);
     for (const v of this.stateUpdates.values()) live.add(v.name);
     const keep: boolean[] = new Array(this.nodes.length).fill(false);
     for (let i = this.nodes.length - 1; i >= 0; i--) {

@@ -79,17 +79,18 @@ function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProt
     }
   }
   const io = new Set([...g.inputs, ...g.outputs].map((v) => v.name));
+  const rn = (name: string): string => g.renamed.get(name) ?? name;
   const vi: onnxProto.onnx.IValueInfoProto[] = [];
   if (opts.valueInfo !== false) {
-    for (const n of g.nodes) for (const o of n.outputs) if (!io.has(o)) vi.push(valueInfo(g.value(o)));
+    for (const n of g.nodes) for (const o of n.outputs) if (!io.has(o) && !g.renamed.has(o)) vi.push(valueInfo(g.value(o)));
   }
   return {
     name: g.name,
     node: g.nodes.map((n) => ({
       opType: n.op,
       name: n.name,
-      input: [...n.inputs],
-      output: [...n.outputs],
+      input: n.inputs.map(rn),
+      output: n.outputs.map(rn),
       attribute: Object.entries(n.attrs).map(([k, a]) => attrProto(k, a, opts)),
     })),
     initializer,
