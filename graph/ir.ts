@@ -176,6 +176,11 @@ export class Graph {
     return this.producer.get(name);
   }
 
+  /** Record `n` as the producer of its outputs (after a node was rewritten in place). */
+  rebindProducer(n: Node): void {
+    for (const o of n.outputs) this.producer.set(o, n);
+  }
+
   private define(name: string, dtype: DType, shape: readonly number[]): Value {
     if (this.values.has(name)) throw new GraphError(`value '${name}' defined twice`);
     for (const d of shape) {

@@ -4,6 +4,7 @@
  * models back for `nas-onnx info`.
  */
 import onnxProto from 'onnx-proto';
+import { lowerComposites } from './lower.js';
 import { GraphError, numel, type Attr, type DType, type Graph, type TensorData, type Value } from './ir.js';
 
 const { onnx } = onnxProto;
@@ -102,6 +103,7 @@ function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProt
 
 /** Encode a graph as ONNX model bytes. */
 export function serialize(g: Graph, opts: SerializeOptions): Uint8Array {
+  lowerComposites(g);
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     opsetImport: [{ domain: '', version: OPSET }],

@@ -12,6 +12,7 @@ import { numel, tensorOf, type Graph, type Value } from '../ir.js';
 import {
   add,
   batchNormInference,
+  batchNormTrain,
   conv,
   div,
   gemm,
@@ -38,13 +39,15 @@ export interface LayerOptions {
    * same input). Same values and gradients, fewer nodes. Default true.
    */
   shareRelu?: boolean;
+  /** Training-form BN as one composite op with a fused gradient rule (graph/ops/batchnorm.ts). Default true. */
+  fusedBn?: boolean;
 }
 
 /**
  * Process-wide defaults of the graph-size levers, so benchmarks can measure
  * each one on and off (bench/steps.ts); builders use them unless told otherwise.
  */
-export const LEVERS = { shareRelu: true };
+export const LEVERS = { shareRelu: true, fusedBn: true };
 
 export class Layers {
   constructor(
@@ -83,13 +86,21 @@ export class Layers {
       const zeros = g.constant(tensorOf('float32', [c], new Array<number>(c).fill(0)), 'bn_zeros', `bn_zeros|${c}`);
       return batchNormInference(g, x, gamma ?? ones, beta ?? zeros, rm!, rv!, BN_EPS);
     }
-    const axes = [0, ...x.shape.slice(2).map((_, i) => i + 2)];
-    const mean = reduceMean(g, x, axes);
-    const xc = sub(g, x, mean);
-    const variance = reduceMean(g, mul(g, xc, xc), axes);
-    let y = div(g, xc, sqrt(g, add(g, variance, g.scalar(BN_EPS))));
-    const bshape = [1, c, ...x.shape.slice(2).map(() => 1)];
-    if (gamma && beta) y = add(g, mul(g, y, reshape(g, gamma, bshape)), reshape(g, beta, bshape));
+    let y: Value;
+    let mean: Value;
+    let variance: Value;
+    if (this.opts.fusedBn ?? LEVERS.fusedBn) {
+      ({ y, mean, variance } = batchNormTrain(g, x, gamma, beta, BN_EPS));
+    } else {
+      // the same computation as plain ops, differentiated node by node (the lever's baseline)
+      const axes = [0, ...x.shape.slice(2).map((_, i) => i + 2)];
+      mean = reduceMean(g, x, axes);
+      const xc = sub(g, x, mean);
+      variance = reduceMean(g, mul(g, xc, xc), axes);
+      y = div(g, xc, sqrt(g, add(g, variance, g.scalar(BN_EPS))));
+      const bshape = [1, c, ...x.shape.slice(2).map(() => 1)];
+      if (gamma && beta) y = add(g, mul(g, y, reshape(g, gamma, bshape)), reshape(g, beta, bshape));
+    }
     if (rm && rv) {
       const n = numel(x.shape) / c;
       const m = BN_MOMENTUM;

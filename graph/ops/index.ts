@@ -4,4 +4,5 @@ export * from './shape.js';
 export * from './reduce.js';
 export * from './conv.js';
 export * from './einsum.js';
+export * from './batchnorm.js';
 export { registeredOps, getOp } from './registry.js';

@@ -33,6 +33,13 @@ export interface OpDef {
    * (integer/boolean results); autodiff then stops there.
    */
   grad?(a: GradArgs): (Value | null)[];
+  /**
+   * Composite ops only: expand the node into standard ONNX nodes, returning one
+   * value per output. Composites exist so that autodiff can use a fused gradient
+   * rule (fewer nodes than differentiating the expansion); graph/lower.ts expands
+   * them before serialization, so no composite reaches an ONNX file.
+   */
+  lower?(a: { g: Graph; node: Node; x: (Value | null)[]; y: Value[] }): Value[];
 }
 
 const registry = new Map<string, OpDef>();

@@ -1,0 +1,47 @@
+/**
+ * Expansion of composite ops (OpDef.lower) into standard ONNX nodes, in place
+ * and in topological order. Each composite's outputs keep their names: the
+ * expansion's nodes are rewired to produce them.
+ */
+import { GraphError, type Graph, type Node } from './ir.js';
+import { getOp } from './ops/registry.js';
+
+export function hasComposites(g: Graph): boolean {
+  return g.nodes.some((n) => getOp(n.op).lower);
+}
+
+export function lowerComposites(g: Graph): number {
+  if (!hasComposites(g)) return 0;
+  const orig = g.nodes.splice(0, g.nodes.length);
+  let count = 0;
+  for (const n of orig) {
+    const def = getOp(n.op);
+    if (!def.lower) {
+      g.nodes.push(n);
+      continue;
+    }
+    count++;
+    const start = g.nodes.length;
+    const x = n.inputs.map((i) => (i ? g.value(i) : null));
+    const y = n.outputs.map((o) => g.value(o));
+    const vals = g.scope(n.name, () => def.lower!({ g, node: n, x, y }));
+    if (vals.length !== y.length) throw new GraphError(`${n.op} lowering returned ${vals.length} values for ${y.length} outputs`);
+    const rename = new Map<string, string>();
+    vals.forEach((v, k) => {
+      const target = y[k]!.name;
+      const emitted = g.nodes.slice(start).some((m) => m.outputs.includes(v.name));
+      if (emitted && !rename.has(v.name)) rename.set(v.name, target);
+      else g.nodes.push({ op: 'Identity', name: g.fresh('Identity'), inputs: [v.name], outputs: [target], attrs: {} });
+    });
+    for (let i = start; i < g.nodes.length; i++) {
+      const m = g.nodes[i]!;
+      if (![...m.inputs, ...m.outputs].some((s) => rename.has(s))) continue;
+      const re = (s: string): string => rename.get(s) ?? s;
+      const fixed: Node = { ...m, inputs: m.inputs.map(re), outputs: m.outputs.map(re) };
+      g.nodes[i] = fixed;
+      g.rebindProducer(fixed);
+    }
+    for (const old of rename.keys()) g.values.delete(old);
+  }
+  return count;
+}
