@@ -176,6 +176,34 @@ export class Graph {
     return this.producer.get(name);
   }
 
+  /**
+   * Parameters that are slices of a flat graph input (param name → input name):
+   * the serializer does not list them as inputs; a Split of the flat input
+   * produces them (graph/training.ts flattenParams).
+   */
+  readonly flatMember = new Map<string, string>();
+
+  /**
+   * Make the node producing value `from` produce `to` instead (an existing value name
+   * without a producer, e.g. a parameter), rewriting the nodes from index `since` on.
+   */
+  redirectValue(from: string, to: string, since = 0): void {
+    const v = this.value(from);
+    const t = this.value(to);
+    if (v.shape.join() !== t.shape.join() || v.dtype !== t.dtype) throw new GraphError(`cannot redirect ${from} to ${to}: types differ`);
+    if (this.producer.has(to)) throw new GraphError(`${to} already has a producer`);
+    for (let i = since; i < this.nodes.length; i++) {
+      const n = this.nodes[i]!;
+      if (!n.inputs.includes(from) && !n.outputs.includes(from)) continue;
+      const re = (x: string): string => (x === from ? to : x);
+      const m: Node = { ...n, inputs: n.inputs.map(re), outputs: n.outputs.map(re) };
+      this.nodes[i] = m;
+      this.rebindProducer(m);
+    }
+    this.producer.delete(from);
+    this.values.delete(from);
+  }
+
   /** Record `n` as the producer of its outputs (after a node was rewritten in place). */
   rebindProducer(n: Node): void {
     for (const o of n.outputs) this.producer.set(o, n);

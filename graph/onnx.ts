@@ -70,6 +70,7 @@ function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProt
   for (const [name, t] of g.constants) initializer.push(tensorProto(name, t));
   const inputs = g.inputs.map(valueInfo);
   for (const p of g.params.values()) {
+    if (g.flatMember.has(p.name)) continue; // produced from its flat input
     if (opts.params === 'inputs') {
       inputs.push(valueInfo(g.value(p.name)));
     } else {

@@ -7,7 +7,7 @@
 import type * as ort from 'onnxruntime-node';
 import { serialize } from '../graph/onnx.js';
 import type { Graph } from '../graph/ir.js';
-import type { OptimizerSpec, StepGraphInfo } from '../graph/training.js';
+import type { FlatGroup, OptimizerSpec, StepGraphInfo } from '../graph/training.js';
 import { Session, f32, scalarF32, scalarOf, toF32, type EP, type SessionOptions } from './runtime.js';
 import type { ParamValues } from './params.js';
 
@@ -46,13 +46,13 @@ export class StepRunner {
     g: Graph,
     info: StepGraphInfo,
     optimizer: OptimizerSpec | null,
-    o: { ep?: EP; group?: string; threads?: number; optimization?: SessionOptions['optimization'] } = {},
+    o: { ep?: EP; group?: string; threads?: number } & Pick<SessionOptions, 'optimization' | 'cpuMemArena'> = {},
   ): Promise<StepRunner> {
     const bytes = serialize(g, { params: 'inputs', valueInfo: false });
     // Training-step graphs are already lean (no fusable patterns to speak of), and ORT's
     // optimizers take minutes on graphs of tens of thousands of nodes (a 30k-node supernet
     // step: 'disabled' ~40 s, 'basic' ~200 s, 'all' ~9 min to create on this 2-core host).
-    const s = await Session.create(bytes, { ep: o.ep, threads: o.threads, optimization: o.optimization ?? 'disabled' });
+    const s = await Session.create(bytes, { ep: o.ep, threads: o.threads, optimization: o.optimization ?? 'disabled', cpuMemArena: o.cpuMemArena });
     return new StepRunner(s, g, info, optimizer, o.group ?? 'default');
   }
 
@@ -68,11 +68,20 @@ export class StepRunner {
     const g = this.graph;
     const feeds: Record<string, ort.Tensor> = { ...batch };
     for (const p of g.params.values()) {
+      if (g.flatMember.has(p.name)) continue;
       const v = st.params.get(p.name);
       if (!v) throw new Error(`no value for parameter '${p.name}'`);
       feeds[p.name] = f32(v, p.shape);
     }
-    if (this.info.updated.length) {
+    const flat = this.info.flat;
+    if (flat) {
+      feeds[flat.name] = f32(packFlat(flat, (m) => st.params.get(m), 'parameter'), [flat.size]);
+      for (const slot of this.info.slots) {
+        const buf = packFlat(flat, (m) => st.opt.get(`${m}@${slot}`) ?? new Float32Array(0), `${slot} state`, true);
+        feeds[`${flat.name}@${slot}`] = f32(buf, [flat.size]);
+      }
+    }
+    if (this.info.updated.length || flat) {
       feeds.lr = scalarF32(lr);
       for (const name of this.info.updated) {
         const shape = g.params.get(name)!.shape;
@@ -93,6 +102,11 @@ export class StepRunner {
       }
     }
     const out = await this.session.run(feeds);
+    if (flat) {
+      // the members become views into the returned buffers: no copy now, and none when packing next step
+      unpackFlat(flat, toF32(out[`${flat.name}@new`]), (m, v) => st.params.set(m, v));
+      for (const slot of this.info.slots) unpackFlat(flat, toF32(out[`${flat.name}@${slot}@new`]), (m, v) => st.opt.set(`${m}@${slot}`, v));
+    }
     for (const name of this.info.updated) {
       st.params.set(name, toF32(out[`${name}@new`], `${name}@new`));
       for (const slot of this.info.slots) st.opt.set(`${name}@${slot}`, toF32(out[`${name}@${slot}@new`]));
@@ -158,4 +172,37 @@ export function padRows(x: Float32Array, rows: number, full: number): Float32Arr
   const out = new Float32Array(per * full);
   out.set(x);
   return out;
+}
+
+/**
+ * The flat buffer of a group's members: the shared buffer itself when the
+ * members already are consecutive views of one (as after unpackFlat), else a
+ * packed copy. `zeroMissing` fills absent or empty members with zeros.
+ */
+export function packFlat(flat: FlatGroup, get: (name: string) => Float32Array | undefined, what: string, zeroMissing = false): Float32Array {
+  const first = get(flat.members[0]!.name);
+  if (first && first.length === flat.members[0]!.length) {
+    const buf = first.buffer;
+    const base = first.byteOffset;
+    const shared = flat.members.every((m) => {
+      const v = get(m.name);
+      return v !== undefined && v.buffer === buf && v.byteOffset === base + m.offset * 4 && v.length === m.length;
+    });
+    if (shared && base + flat.size * 4 <= buf.byteLength) return new Float32Array(buf, base, flat.size);
+  }
+  const out = new Float32Array(flat.size);
+  for (const m of flat.members) {
+    const v = get(m.name);
+    if (!v || v.length === 0) {
+      if (zeroMissing) continue;
+      throw new Error(`no value for ${what} '${m.name}'`);
+    }
+    if (v.length !== m.length) throw new Error(`${what} '${m.name}' has ${v.length} values, expected ${m.length}`);
+    out.set(v, m.offset);
+  }
+  return out;
+}
+
+export function unpackFlat(flat: FlatGroup, buf: Float32Array, set: (name: string, v: Float32Array) => void): void {
+  for (const m of flat.members) set(m.name, buf.subarray(m.offset, m.offset + m.length));
 }
