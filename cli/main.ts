@@ -16,14 +16,16 @@ import * as doctor from './commands/doctor.js';
 import * as train from './commands/train.js';
 import * as search from './commands/search.js';
 import * as derive from './commands/derive.js';
+import * as finetune from './commands/finetune.js';
 import * as setupCuda from './commands/setup-cuda.js';
+import * as study from './commands/study.js';
 
 interface CommandModule {
   register(program: Command): void;
 }
 
 /** Registered commands, in help order. */
-const COMMANDS: CommandModule[] = [search, derive, train, buildSupernet, exportCmd, info, doctor, setupCuda];
+const COMMANDS: CommandModule[] = [search, derive, train, finetune, study, buildSupernet, exportCmd, info, doctor, setupCuda];
 
 export function version(): string {
   try {

@@ -13,7 +13,7 @@ need=()
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 if [ "${1:-}" != "--runtime" ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-  python3 -c 'import torch' >/dev/null 2>&1 || need+=(python3-torch)
+  /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need+=(python3-torch)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=

@@ -60,7 +60,10 @@ export function saveCheckpoint(runDir: string, c: Checkpoint, keep = 2): string 
   // prune older complete checkpoints and stale temporaries of dead writers
   const done = readdirSync(root).filter((f) => /^step-\d+$/.test(f)).sort();
   for (const old of done.slice(0, Math.max(0, done.length - keep))) if (old !== name) rmSync(join(root, old), { recursive: true, force: true });
-  for (const f of readdirSync(root)) if (f.startsWith('.step-') && f !== `.${name}.tmp-${process.pid}`) rmSync(join(root, f), { recursive: true, force: true });
+  for (const f of readdirSync(root)) {
+    const deadTemp = (f.startsWith('.step-') && f !== `.${name}.tmp-${process.pid}`) || (f.startsWith('.LATEST.') && f.endsWith('.tmp'));
+    if (deadTemp) rmSync(join(root, f), { recursive: true, force: true });
+  }
   return final;
 }
 

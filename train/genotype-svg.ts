@@ -63,3 +63,21 @@ export function genotypeSvg(g: Genotype, caption = ''): string {
     '',
   ].join('\n');
 }
+
+/** Per-cell architectures (SSWP-NAS: every cell may differ), two cells per row. */
+export function cellsSvg(cells: { ops: [OpName, number][]; concat: number[]; title: string }[], caption = ''): string {
+  const w = 1060;
+  const rowH = 330;
+  const rows = Math.ceil(cells.length / 2);
+  const h = rows * rowH + (caption ? 20 : 0);
+  const parts = cells.map((c, i) => `<g transform="translate(0,${Math.floor(i / 2) * rowH})">${cellSvg(c.ops, c.concat, c.title, (i % 2) * 530)}</g>`);
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="sans-serif">`,
+    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+    `<rect width="${w}" height="${h}" fill="white"/>`,
+    ...parts,
+    caption ? `<text x="${w / 2}" y="${h - 6}" text-anchor="middle" font-size="12" fill="#555">${esc(caption)}</text>` : '',
+    '</svg>',
+    '',
+  ].join('\n');
+}

@@ -26,6 +26,12 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write an ORT profile (JSON) with this file prefix. */
   profilePrefix?: string;
+  /**
+   * Keep freed CPU memory in ORT's arena for the next run (default true). With
+   * false it is returned after each run, so several large sessions of one
+   * process (e.g. a search's step graphs) do not each hold on to their peak.
+   */
+  cpuMemArena?: boolean;
 }
 
 export function parseEp(s: string): EP {
@@ -66,6 +72,7 @@ export class Session {
       logSeverityLevel: 3,
     };
     if (o.threads) opts.intraOpNumThreads = o.threads;
+    if (o.cpuMemArena === false) opts.enableCpuMemArena = false;
     if (o.profilePrefix) {
       opts.enableProfiling = true;
       opts.profileFilePrefix = o.profilePrefix;

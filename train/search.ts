@@ -11,28 +11,37 @@
  *   allGrad  forward + ∇w and ∇α (second order only)
  * α (2 × 14 × 8 floats) is updated on the host with Adam.
  *
- * Runs write a run directory: log.jsonl (one record per epoch), checkpoints/
- * (atomic; exact resume), genotype.json and genotype.svg (derived every epoch).
+ * Runs write a run directory: config.json, log.jsonl (one record per epoch),
+ * checkpoints/ (atomic; exact resume), genotype.json and genotype.svg (derived
+ * every epoch). A run that is not resumed starts the directory afresh (its old
+ * log and checkpoints are removed).
+ *
+ * Determinism: batches are pure functions of (seed, epoch, batch index), the
+ * checkpoints hold every parameter, optimizer slot, step counter and the
+ * running sums of the epoch in progress, and ORT's CPU kernels are
+ * deterministic for a given thread count: a run resumed from a checkpoint ends
+ * bit-identical to an uninterrupted one (same machine and thread count).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { deriveGenotype, genotypeJson, PRIMITIVES, type Genotype, type OpName } from '../graph/genotype.js';
-import { Graph, type Param } from '../graph/ir.js';
+import { Graph, numel, type Param } from '../graph/ir.js';
+import { lowerComposites } from '../graph/lower.js';
 import { Layers } from '../graph/nets/layers.js';
 import { searchTrunk } from '../graph/nets/darts.js';
-import { taskHead, type Objective } from '../graph/nets/tasks.js';
-import { assembleStep, type OptimizerSpec, type StepSpec } from '../graph/training.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { taskHead, type Objective, type TaskShape } from '../graph/nets/tasks.js';
+import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../graph/training.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
 import { StepRunner, cosineLr, newTrainState, type TrainState } from './engine.js';
 import { writeFileAtomic } from './fsutil.js';
 import { initParams } from './params.js';
 import { Progress } from './progress.js';
-import { f32, i64, type EP } from './runtime.js';
+import { f32, i64, type EP, type SessionOptions } from './runtime.js';
 import { appendJsonLine } from './log.js';
 import { TrainError } from './errors.js';
 import { genotypeSvg } from './genotype-svg.js';
-import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch, type PretextTask } from './data/index.js';
+import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch } from './data/index.js';
 
 export interface SearchOptions {
   objective: Objective;
@@ -64,6 +73,12 @@ export interface SearchOptions {
   stopAfterSteps?: number;
   quiet?: boolean;
   primitives?: readonly OpName[];
+  /** ORT intra-op threads on CPU (default: ORT's, the physical cores). Results are reproducible for a given count. */
+  threads?: number;
+  /** ORT graph optimization level of the step graphs (default: StepRunner's, 'disabled'). */
+  optimization?: SessionOptions['optimization'];
+  /** Keep ORT's CPU memory arena per step graph (default false: the graphs' peaks are not held at once). */
+  cpuMemArena?: boolean;
 }
 
 export interface SearchEpochRecord {
@@ -98,22 +113,32 @@ export function searchConfig(o: SearchOptions): Record<string, unknown> {
 }
 
 /** The supernet + task head in training form, on `rows` input rows. */
-export function buildSearchForward(task: PretextTask, o: { C: number; layers: number; batchRows: number; primitives?: readonly OpName[] }): { g: Graph; loss: StepSpec['loss']; metrics: Record<string, StepSpec['loss']>; hasLabels: boolean; predictions: number } {
+export function buildSearchForward(task: TaskShape, o: { C: number; layers: number; batchRows: number; primitives?: readonly OpName[] }): { g: Graph; loss: StepSpec['loss']; metrics: Record<string, StepSpec['loss']>; hasLabels: boolean; predictions: number } {
   const g = new Graph(`darts_search_${task.name}`);
   g.training = true;
   const L = new Layers(g, { trackRunningStats: false });
-  const [c, h, w] = task.inputShape;
+  const [c, h, w] = task.inputShape as [number, number, number];
   const x = g.input('x', 'float32', [o.batchRows, c, h, w]);
   const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives });
-  const head = taskHead(L, trunk.features, { name: task.name as Objective, numClasses: task.numClasses, groupSize: task.groupSize, inputShape: task.inputShape });
+  const head = taskHead(L, trunk.features, { name: task.name, numClasses: task.numClasses, groupSize: task.groupSize, inputShape: task.inputShape });
   return { g, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
 }
 
 const isArch = (p: Param): boolean => p.role === 'arch';
 const isWeight = (p: Param): boolean => p.role === 'weight';
 
+export type SgdSpec = Extract<OptimizerSpec, { kind: 'sgd' }>;
+
+export interface HostAdam {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
 /** Host-side Adam (PyTorch semantics, L2 weight decay added to the gradient), in place. */
-export function adamUpdate(w: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, t: number, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }): void {
+export function adamUpdate(w: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, t: number, o: HostAdam): void {
   const c1 = 1 - o.beta1 ** t;
   const c2 = Math.sqrt(1 - o.beta2 ** t);
   for (let i = 0; i < w.length; i++) {
@@ -124,7 +149,8 @@ export function adamUpdate(w: Float32Array, grad: Float32Array, m: Float32Array,
   }
 }
 
-function batchFeeds(b: Batch, hasLabels: boolean): Record<string, ort.Tensor> {
+/** `x` (and `labels` when the graph has them) of a batch. */
+export function batchFeeds(b: Batch, hasLabels: boolean): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = { x: f32(b.x, b.xShape) };
   if (hasLabels) feeds.labels = i64(b.y, b.yShape);
   return feeds;
@@ -148,12 +174,198 @@ function softmaxRows(a: Float32Array, cols: number): Float32Array {
   return out;
 }
 
+/** Bytes one run of a step graph feeds (its inputs and parameters) and fetches (its outputs). */
+export function graphIoBytes(g: Graph): { fed: number; fetched: number } {
+  const size = (dtype: string): number => (dtype === 'int64' || dtype === 'float64' ? 8 : dtype === 'bool' || dtype === 'uint8' || dtype === 'int8' ? 1 : 4);
+  let fed = 0;
+  for (const v of g.inputs) fed += size(v.dtype) * numel(v.shape);
+  // parameters that are slices of a flat buffer input are fed through it (counted in g.inputs)
+  for (const p of g.params.values()) if (!g.flatMember.has(p.name)) fed += 4 * numel(p.shape);
+  let fetched = 0;
+  for (const v of g.outputs) fetched += size(v.dtype) * numel(v.shape);
+  return { fed, fetched };
+}
+
+/** The step graphs of a search and their ORT sessions. */
+export interface SearchRunners {
+  /** forward + backward + clipped SGD update of the weights */
+  w: StepRunner;
+  /** forward + ∇α */
+  alpha: StepRunner;
+  /** forward + ∇w and ∇α (second order only) */
+  all: StepRunner | null;
+  archNames: string[];
+  weightNames: string[];
+  hasLabels: boolean;
+  /** Predictions a batch's `correct` metric counts over. */
+  predictions: number;
+  sgd: SgdSpec;
+  nodes: { wStep: number; alphaGrad: number; allGrad?: number };
+  /** Bytes fed and fetched by one run of each graph. */
+  io: { wStep: { fed: number; fetched: number }; alphaGrad: { fed: number; fetched: number }; allGrad?: { fed: number; fetched: number } };
+  release(): Promise<void>;
+}
+
+export interface SearchGraphOptions {
+  C: number;
+  layers: number;
+  /** Rows of x per batch (task.xShape(batch)[0]). */
+  batchRows: number;
+  order: 1 | 2;
+  primitives?: readonly OpName[];
+  momentum: number;
+  weightDecay: number;
+  clip: number;
+  ep?: EP;
+  threads?: number;
+  optimization?: SessionOptions['optimization'];
+  cpuMemArena?: boolean;
+}
+
+type Forward = ReturnType<typeof buildSearchForward>;
+
+/** The step graphs of a search, built (no sessions yet). */
+export interface SearchGraphs {
+  w: { f: Forward; info: StepGraphInfo };
+  alpha: { f: Forward; info: StepGraphInfo };
+  all: { f: Forward; info: StepGraphInfo } | null;
+  sgd: SgdSpec;
+  nodes: SearchRunners['nodes'];
+  io: SearchRunners['io'];
+}
+
+/** Build the step graphs of a search: exactly those runSearch runs. */
+export function buildSearchGraphs(task: TaskShape, o: Omit<SearchGraphOptions, 'ep' | 'threads' | 'optimization' | 'cpuMemArena'>): SearchGraphs {
+  const sgd: SgdSpec = { kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay };
+  const build = () => buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
+  const fw = build();
+  const wInfo = assembleStep(fw.g, { loss: fw.loss, metrics: fw.metrics, update: isWeight, optimizer: sgd, clipNorm: o.clip, stateOutputs: false });
+  const fa = build();
+  const aInfo = assembleStep(fa.g, { loss: fa.loss, metrics: fa.metrics, update: () => false, outputGrads: isArch, gradientsOnly: true, optimizer: sgd, stateOutputs: false });
+  const f2 = o.order === 2 ? build() : null;
+  const info2 = f2 ? assembleStep(f2.g, { loss: f2.loss, metrics: f2.metrics, update: () => false, outputGrads: (p) => p.role !== 'state', gradientsOnly: true, optimizer: sgd, stateOutputs: false }) : null;
+  // expand composite ops now (serialization would do it): the node counts are those ORT runs
+  for (const f of [fw, fa, f2]) if (f) lowerComposites(f.g);
+  return {
+    w: { f: fw, info: wInfo },
+    alpha: { f: fa, info: aInfo },
+    all: f2 && info2 ? { f: f2, info: info2 } : null,
+    sgd,
+    nodes: { wStep: fw.g.nodes.length, alphaGrad: fa.g.nodes.length, ...(f2 ? { allGrad: f2.g.nodes.length } : {}) },
+    io: { wStep: graphIoBytes(fw.g), alphaGrad: graphIoBytes(fa.g), ...(f2 ? { allGrad: graphIoBytes(f2.g) } : {}) },
+  };
+}
+
+/** Build the step graphs of a search (exactly those runSearch runs) and start their sessions. */
+export async function createSearchRunners(task: TaskShape, o: SearchGraphOptions): Promise<SearchRunners> {
+  const gs = buildSearchGraphs(task, o);
+  const session = { ep: o.ep, threads: o.threads, optimization: o.optimization, cpuMemArena: o.cpuMemArena ?? false };
+  const started: StepRunner[] = [];
+  try {
+    const w = await StepRunner.create(gs.w.f.g, gs.w.info, gs.sgd, { ...session, group: 'w' });
+    started.push(w);
+    const alpha = await StepRunner.create(gs.alpha.f.g, gs.alpha.info, null, { ...session, group: 'alpha_grad' });
+    started.push(alpha);
+    const all = gs.all ? await StepRunner.create(gs.all.f.g, gs.all.info, null, { ...session, group: 'all_grad' }) : null;
+    const fw = gs.w.f;
+    return {
+      w,
+      alpha,
+      all,
+      archNames: [...fw.g.params.values()].filter(isArch).map((p) => p.name),
+      weightNames: [...fw.g.params.values()].filter(isWeight).map((p) => p.name),
+      hasLabels: fw.hasLabels,
+      predictions: fw.predictions,
+      sgd: gs.sgd,
+      nodes: gs.nodes,
+      io: gs.io,
+      release: async () => {
+        await w.release();
+        await alpha.release();
+        await all?.release();
+      },
+    };
+  } catch (e) {
+    for (const r of started) await r.release();
+    throw e;
+  }
+}
+
+export interface SearchStepResult {
+  trainLoss: number;
+  trainCorrect: number;
+  valLoss: number;
+  valCorrect: number;
+}
+
+/**
+ * One search step (darts.md): the α gradient on the architecture batch (first
+ * or second order), a host Adam step on α, then the in-graph SGD step of the
+ * weights on the weight batch. `lr` is the current weight learning rate (ξ of
+ * the second-order unrolling).
+ */
+export async function searchStep(
+  r: SearchRunners,
+  st: TrainState,
+  trainFeeds: Record<string, ort.Tensor>,
+  valFeeds: Record<string, ort.Tensor>,
+  o: { order: 1 | 2; lr: number; arch: HostAdam },
+): Promise<SearchStepResult> {
+  let archGrad: Map<string, Float32Array>;
+  let valLoss: number;
+  let valCorrect: number;
+  if (o.order === 1) {
+    const a = await r.alpha.run(st, valFeeds);
+    archGrad = a.grads;
+    valLoss = a.loss;
+    valCorrect = a.metrics.correct ?? 0;
+  } else {
+    if (!r.all) throw new Error('second-order search step without the full-gradient graph');
+    const a = await secondOrderArchGrad(st, r.all, r.alpha, trainFeeds, valFeeds, r.weightNames, r.archNames, o.lr, r.sgd);
+    archGrad = a.grads;
+    valLoss = a.loss;
+    valCorrect = a.correct;
+  }
+  const t = (st.steps.alpha ?? 0) + 1;
+  st.steps.alpha = t;
+  for (const n of r.archNames) adamUpdate(st.params.get(n)!, archGrad.get(n)!, st.opt.get(`${n}@exp_avg`)!, st.opt.get(`${n}@exp_avg_sq`)!, t, o.arch);
+  const w = await r.w.run(st, trainFeeds, o.lr);
+  return { trainLoss: w.loss, trainCorrect: w.metrics.correct ?? 0, valLoss, valCorrect };
+}
+
+/** The settings that differ between a checkpoint's config and this run's, as `key a → b` (one line). */
+function configDiff(old: Record<string, unknown>, now: Record<string, unknown>): string {
+  const keys = [...new Set([...Object.keys(old), ...Object.keys(now)])];
+  return keys
+    .filter((k) => JSON.stringify(old[k]) !== JSON.stringify(now[k]))
+    .map((k) => `${k} ${JSON.stringify(old[k])} → ${JSON.stringify(now[k])}`)
+    .join(', ');
+}
+
 export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   const seed = o.seed ?? 0;
   const cfg = searchConfig(o);
   const prims = o.primitives ?? PRIMITIVES;
+  // --resume is checked before anything expensive (data, graphs, sessions)
+  let resumeFrom: Checkpoint | null = null;
+  if (o.resume) {
+    const dir = latestCheckpoint(o.out);
+    if (!dir) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
+    resumeFrom = loadCheckpoint(dir);
+    if (resumeFrom.meta.kind !== 'search') throw new TrainError(`--resume: ${o.out} is not a DARTS search run (checkpoint kind '${String(resumeFrom.meta.kind)}')`);
+    const diff = configDiff((resumeFrom.meta.config ?? {}) as Record<string, unknown>, cfg);
+    if (diff) throw new TrainError(`--resume: ${o.out} was searched with other settings (${diff})`);
+  }
+  // the readers stop after `limit` images (a quick run on a large folder does not decode all of it)
+  const full = limitDataset(await loadDataset(o.data, { split: 'train', limit: o.limit }), o.limit);
   mkdirSync(o.out, { recursive: true });
-  const full = limitDataset(await loadDataset(o.data, { split: 'train' }), o.limit);
+  const logPath = join(o.out, 'log.jsonl');
+  if (!resumeFrom) {
+    // a fresh run owns the directory: no records or checkpoints of an earlier run stay behind
+    rmSync(logPath, { force: true });
+    rmSync(join(o.out, 'checkpoints'), { recursive: true, force: true });
+  }
+  writeFileAtomic(join(o.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
   const halves = dartsSplit(full, { seed });
   const pool = new DataPool({ workers: o.workers });
   const taskOpts = { name: o.objective };
@@ -161,49 +373,50 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   const aLoader = new DataLoader(halves.arch, { task: taskOpts, batchSize: o.batch, seed: seed + 1, dropLast: true, pool, mean: wLoader.mean, std: wLoader.std });
   const task = wLoader.task;
   const steps = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
-  if (steps < 1) throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
-  const rows = task.xShape(o.batch)[0]!;
-  const sgd: OptimizerSpec = { kind: 'sgd', momentum: (cfg.momentum as number), weightDecay: cfg.weightDecay as number };
-  const build = () => buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: rows, primitives: prims });
-
-  const fw = build();
-  const wInfo = assembleStep(fw.g, { loss: fw.loss, metrics: fw.metrics, update: isWeight, optimizer: sgd, clipNorm: cfg.clip as number, stateOutputs: false });
-  const fa = build();
-  const aInfo = assembleStep(fa.g, { loss: fa.loss, metrics: fa.metrics, update: () => false, outputGrads: isArch, gradientsOnly: true, optimizer: sgd, stateOutputs: false });
-  const wRunner = await StepRunner.create(fw.g, wInfo, sgd, { ep: o.ep, group: 'w' });
-  const aRunner = await StepRunner.create(fa.g, aInfo, null, { ep: o.ep, group: 'alpha_grad' });
-  let allRunner: StepRunner | null = null;
-  if (o.order === 2) {
-    const f2 = build();
-    const info2 = assembleStep(f2.g, { loss: f2.loss, metrics: f2.metrics, update: () => false, outputGrads: (p) => p.role !== 'state', gradientsOnly: true, optimizer: sgd, stateOutputs: false });
-    allRunner = await StepRunner.create(f2.g, info2, null, { ep: o.ep, group: 'all_grad' });
+  if (steps < 1) {
+    await pool.close();
+    throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
   }
-  const archNames = [...fw.g.params.values()].filter(isArch).map((p) => p.name);
-  const weightNames = [...fw.g.params.values()].filter(isWeight).map((p) => p.name);
-  const archOpt = { lr: cfg.archLr as number, beta1: cfg.archBeta1 as number, beta2: cfg.archBeta2 as number, eps: 1e-8, weightDecay: cfg.archWeightDecay as number };
+  let runners: SearchRunners;
+  try {
+    runners = await createSearchRunners(task, {
+      C: o.C, layers: o.layers, batchRows: task.xShape(o.batch)[0]!, order: o.order, primitives: prims,
+      momentum: cfg.momentum as number, weightDecay: cfg.weightDecay as number, clip: cfg.clip as number,
+      ep: o.ep, threads: o.threads, optimization: o.optimization, cpuMemArena: o.cpuMemArena,
+    });
+  } catch (e) {
+    await pool.close();
+    throw e;
+  }
+  const { archNames } = runners;
+  const archOpt: HostAdam = { lr: cfg.archLr as number, beta1: cfg.archBeta1 as number, beta2: cfg.archBeta2 as number, eps: 1e-8, weightDecay: cfg.archWeightDecay as number };
 
   let st: TrainState;
   let startEpoch = 0;
   let startBatch = 0;
   let totalSteps = 0;
   const history: SearchEpochRecord[] = [];
-  if (o.resume) {
-    const dir = latestCheckpoint(o.out);
-    if (!dir) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
-    const c = loadCheckpoint(dir);
-    if (JSON.stringify(c.meta.config) !== JSON.stringify(cfg)) throw new TrainError(`--resume: ${o.out} was searched with other settings (${JSON.stringify(c.meta.config)})`);
+  /** Running sums of the current epoch's step results (checkpointed mid-epoch, so a resumed epoch logs the same). */
+  type EpochSums = { tl: number; tc: number; vl: number; vc: number; n: number };
+  let acc: EpochSums = { tl: 0, tc: 0, vl: 0, vc: 0, n: 0 };
+  if (resumeFrom) {
+    const c = resumeFrom;
     st = newTrainState(new Map());
     for (const [k, v] of c.tensors) {
       if (k.startsWith('param:')) st.params.set(k.slice(6), v);
       else if (k.startsWith('opt:')) st.opt.set(k.slice(4), v);
     }
-    st.steps = c.meta.steps as Record<string, number>;
+    st.steps = { ...(c.meta.steps as Record<string, number>) };
     startEpoch = c.meta.epoch as number;
     startBatch = c.meta.batch as number;
     totalSteps = c.step;
     history.push(...(c.meta.history as SearchEpochRecord[]));
+    if (startBatch > 0 && c.meta.sums) acc = { ...(c.meta.sums as EpochSums) };
+    // the log holds exactly the checkpoint's epochs (a run killed after logging an epoch but
+    // before its checkpoint would otherwise log that epoch twice)
+    writeFileAtomic(logPath, history.map((r) => JSON.stringify(r) + '\n').join(''));
   } else {
-    st = newTrainState(initParams(fw.g, seed));
+    st = newTrainState(initParams(runners.w.graph, seed));
     for (const n of archNames) {
       st.opt.set(`${n}@exp_avg`, new Float32Array(st.params.get(n)!.length));
       st.opt.set(`${n}@exp_avg_sq`, new Float32Array(st.params.get(n)!.length));
@@ -213,7 +426,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     const tensors = new Map<string, Float32Array>();
     for (const [k, v] of st.params) tensors.set(`param:${k}`, v);
     for (const [k, v] of st.opt) tensors.set(`opt:${k}`, v);
-    saveCheckpoint(o.out, { step: totalSteps, meta: { kind: 'search', config: cfg, epoch, batch, steps: st.steps, history }, tensors });
+    saveCheckpoint(o.out, { step: totalSteps, meta: { kind: 'search', config: cfg, epoch, batch, steps: st.steps, sums: batch > 0 ? acc : null, history }, tensors });
   };
   const currentGenotype = (): Genotype => deriveGenotype(st.params.get(archNames[0]!)!, st.params.get(archNames[1]!)!, prims);
 
@@ -228,42 +441,21 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
       const lr = cosineLr(lr0, lrMin, epoch, o.epochs);
       const first = epoch === startEpoch ? startBatch : 0;
       const bar = new Progress(`search ${o.objective} epoch ${epoch + 1}/${o.epochs}`, steps, o.quiet);
-      const acc = { tl: 0, tc: 0, vl: 0, vc: 0, n: 0 };
+      if (epoch !== startEpoch || startBatch === 0) acc = { tl: 0, tc: 0, vl: 0, vc: 0, n: 0 };
       const wIt = wLoader.epoch(epoch, { startBatch: first });
       const aIt = aLoader.epoch(epoch, { startBatch: first });
       for (let b = first; b < steps; b++) {
         const wb = (await wIt.next()).value as Batch;
         const ab = (await aIt.next()).value as Batch;
         const ts = Date.now();
-        const trainFeeds = batchFeeds(wb, fw.hasLabels);
-        const valFeeds = batchFeeds(ab, fw.hasLabels);
-        // ---- α step on the architecture half
-        let archGrad: Map<string, Float32Array>;
-        let valLoss: number;
-        let valCorrect: number;
-        if (o.order === 1) {
-          const r = await aRunner.run(st, valFeeds);
-          archGrad = r.grads;
-          valLoss = r.loss;
-          valCorrect = r.metrics.correct ?? 0;
-        } else {
-          const r2 = await secondOrderArchGrad(st, allRunner!, aRunner, trainFeeds, valFeeds, weightNames, archNames, lr, sgd);
-          archGrad = r2.grads;
-          valLoss = r2.loss;
-          valCorrect = r2.correct;
-        }
-        const t = (st.steps.alpha ?? 0) + 1;
-        st.steps.alpha = t;
-        for (const n of archNames) adamUpdate(st.params.get(n)!, archGrad.get(n)!, st.opt.get(`${n}@exp_avg`)!, st.opt.get(`${n}@exp_avg_sq`)!, t, archOpt);
-        // ---- w step on the weight half
-        const r = await wRunner.run(st, trainFeeds, lr);
-        if (!Number.isFinite(r.loss) || !Number.isFinite(valLoss)) throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
+        const r = await searchStep(runners, st, batchFeeds(wb, runners.hasLabels), batchFeeds(ab, runners.hasLabels), { order: o.order, lr, arch: archOpt });
+        if (!Number.isFinite(r.trainLoss) || !Number.isFinite(r.valLoss)) throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
         stepTime += (Date.now() - ts) / 1000;
         timedSteps++;
-        acc.tl += r.loss;
-        acc.tc += r.metrics.correct ?? 0;
-        acc.vl += valLoss;
-        acc.vc += valCorrect;
+        acc.tl += r.trainLoss;
+        acc.tc += r.trainCorrect;
+        acc.vl += r.valLoss;
+        acc.vc += r.valCorrect;
         acc.n++;
         totalSteps++;
         bar.update(b + 1, `loss ${(acc.tl / acc.n).toFixed(3)} val ${(acc.vl / acc.n).toFixed(3)}`);
@@ -283,14 +475,14 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
       const ar = st.params.get(archNames[1]!)!;
       const rec: SearchEpochRecord = {
         epoch: epoch + 1, lr,
-        train_loss: acc.tl / acc.n, train_acc: acc.tc / (acc.n * fw.predictions),
-        val_loss: acc.vl / acc.n, val_acc: acc.vc / (acc.n * fw.predictions),
+        train_loss: acc.tl / acc.n, train_acc: acc.tc / (acc.n * runners.predictions),
+        val_loss: acc.vl / acc.n, val_acc: acc.vc / (acc.n * runners.predictions),
         seconds: (Date.now() - t0) / 1000, genotype: geno,
         alpha_normal: rows2d(softmaxRows(an, prims.length), prims.length),
         alpha_reduce: rows2d(softmaxRows(ar, prims.length), prims.length),
       };
       history.push(rec);
-      appendJsonLine(join(o.out, 'log.jsonl'), rec);
+      appendJsonLine(logPath, rec);
       writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson({ name: `search_${o.objective}`, ...geno }));
       writeFileAtomic(join(o.out, 'genotype.svg'), genotypeSvg(geno, `${o.objective} search, epoch ${epoch + 1}`));
       if (!o.quiet) process.stderr.write(`epoch ${epoch + 1}: ${o.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`);
@@ -301,16 +493,19 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     await wLoader.close();
     await aLoader.close();
     await pool.close();
-    await wRunner.release();
-    await aRunner.release();
-    await allRunner?.release();
+    await runners.release();
   }
-  writeFileSync(join(o.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+  if (!existsSync(join(o.out, 'genotype.json'))) {
+    // stopped before the first epoch ended: still leave the current genotype
+    const geno = currentGenotype();
+    writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson({ name: `search_${o.objective}`, ...geno }));
+    writeFileAtomic(join(o.out, 'genotype.svg'), genotypeSvg(geno, `${o.objective} search, step ${totalSteps}`));
+  }
   return {
     genotype: currentGenotype(),
     history,
     alphas: { normal: st.params.get(archNames[0]!)!, reduce: st.params.get(archNames[1]!)! },
-    nodes: { wStep: fw.g.nodes.length, alphaGrad: fa.g.nodes.length, allGrad: allRunner?.nodeCount },
+    nodes: runners.nodes,
     stepSeconds: stepTime / Math.max(timedSteps, 1),
     stopped,
   };
@@ -330,7 +525,7 @@ export async function secondOrderArchGrad(
   weightNames: string[],
   archNames: string[],
   xi: number,
-  sgd: Extract<OptimizerSpec, { kind: 'sgd' }>,
+  sgd: SgdSpec,
 ): Promise<{ grads: Map<string, Float32Array>; loss: number; correct: number }> {
   const w0 = new Map(weightNames.map((n) => [n, st.params.get(n)!]));
   const withWeights = (ws: Map<string, Float32Array>): TrainState => {
@@ -352,6 +547,7 @@ export async function secondOrderArchGrad(
   const rv = await allRunner.run(withWeights(wPrime), valFeeds);
   let sq = 0;
   for (const n of weightNames) for (const v of rv.grads.get(n)!) sq += v * v;
+  if (!(sq > 0)) return { grads: new Map(archNames.map((n) => [n, rv.grads.get(n)!])), loss: rv.loss, correct: rv.metrics.correct ?? 0 }; // ∇w' L_val = 0: no implicit term
   const eps = 0.01 / Math.sqrt(sq);
   const shifted = (sign: number): Map<string, Float32Array> => {
     const m = new Map<string, Float32Array>();

@@ -17,7 +17,7 @@ import { Rng } from '../graph/rng.js';
 import { add, mul } from '../graph/ops/index.js';
 import type { Graph } from '../graph/ir.js';
 import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { ForwardRunner, StepRunner, cosineLr, newTrainState, type TrainState } from './engine.js';
+import { ForwardRunner, StepRunner, cosineLr, newTrainState, padRows, type TrainState } from './engine.js';
 import { writeFileAtomic } from './fsutil.js';
 import { initParams, pickParams, type ParamValues } from './params.js';
 import { Progress } from './progress.js';
@@ -107,15 +107,6 @@ function buildGraphs(o: Required<Pick<TrainOptions, 'C' | 'layers' | 'batch'>> &
   e.g.output(e.logits, 'logits');
   e.g.prune();
   return { step: g, evalG: e.g, dropInputs: m.dropPathInputs, info, opt };
-}
-
-/** Feeds of a classification batch padded to the graph's static batch size. */
-function padRows(x: Float32Array, rows: number, full: number): Float32Array {
-  if (rows === full) return x;
-  const per = x.length / rows;
-  const out = new Float32Array(per * full);
-  out.set(x);
-  return out;
 }
 
 /** Accuracy and mean loss of the inference graph over a loader (host-side softmax CE). */

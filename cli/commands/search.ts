@@ -1,12 +1,30 @@
 /**
  * `nas-onnx search`: find an architecture from images alone — DARTS (first or
  * second order) with a pretext objective, on a supernet; writes log.jsonl,
- * checkpoints, genotype.json and genotype.svg to --out.
+ * checkpoints, genotype.json and genotype.svg to --out. `--method sswp`:
+ * SSWP-NAS (train/sswp.ts), a proxy-free search of the target-size network
+ * that keeps its weights; writes cells.json, cells.svg, model.onnx and final/.
  */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runSearch } from '../../train/search.js';
+import { runSswpSearch } from '../../train/sswp.js';
+import { parseSplit, PRUNE_MODES } from '../../train/sswp-schedule.js';
+import { SAMPLING_MODES } from '../../train/sswp-sampler.js';
 import { CliError } from '../errors.js';
 import { epOption, intOption, parsePositiveFloat, seedOption } from '../options.js';
+
+/** A probability in [0, 1]. */
+function parseProbability(value: string): number {
+  const n = Number(value.trim());
+  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError(`expected a probability in [0, 1], got '${value}'.`);
+  return n;
+}
+
+/** Method defaults for options whose DARTS and SSWP defaults differ. */
+const DEFAULTS = {
+  darts: { epochs: 50, batch: 64, C: 16, layers: 8, lr: 0.025, archLr: 3e-4 },
+  sswp: { epochs: 300, batch: 96, C: 36, layers: 20, lr: 0.025, archLr: 1e-3 },
+} as const;
 
 const OBJECTIVE_ALIASES: Record<string, 'rot' | 'col' | 'jig' | 'cls' | 'simclr'> = {
   rot: 'rot', rotation: 'rot', color: 'col', col: 'col', colorization: 'col', jigsaw: 'jig', jig: 'jig', cls: 'cls', supervised: 'cls', simclr: 'simclr',
@@ -15,18 +33,26 @@ const OBJECTIVE_ALIASES: Record<string, 'rot' | 'col' | 'jig' | 'cls' | 'simclr'
 export function register(program: Command): void {
   program
     .command('search')
-    .description('search a cell with a (self-)supervised objective (UnNAS-DARTS)')
-    .requiredOption('--objective <task>', 'rot | color | jigsaw | cls | simclr')
+    .description('search an architecture with a (self-)supervised objective: UnNAS-DARTS, or SSWP-NAS (--method sswp)')
+    .option('--objective <task>', 'rot | color | jigsaw | cls | simclr (required for darts; sswp default: simclr)')
     .option('--data <path>', 'images: an image folder, CIFAR batches directory or IDX file')
     .option('--dataset <name>', 'a named data set (fashion-mnist, cifar10:<dir>, …)')
-    .addOption(new Option('--method <m>', 'search method').choices(['darts']).default('darts'))
+    .addOption(new Option('--method <m>', 'search method').choices(['darts', 'sswp']).default('darts'))
     .addOption(new Option('--order <n>', 'DARTS order').choices(['1', '2']).default('1'))
-    .addOption(intOption('--epochs <n>', 'epochs', 50))
-    .addOption(intOption('--batch <n>', 'images per batch', 64))
-    .addOption(intOption('--C <n>', 'supernet initial channels', 16))
-    .addOption(intOption('--layers <n>', 'supernet cells', 8))
-    .addOption(new Option('--lr <x>', 'weight learning rate (cosine to 0.001)').argParser(parsePositiveFloat).default(0.025))
-    .addOption(new Option('--arch-lr <x>', 'α learning rate (Adam)').argParser(parsePositiveFloat).default(3e-4))
+    .addOption(intOption('--epochs <n>', 'epochs (darts 50, sswp 300)'))
+    .addOption(intOption('--batch <n>', 'images per batch (darts 64, sswp 96)'))
+    .addOption(intOption('--C <n>', 'initial channels (darts supernet 16, sswp 36)'))
+    .addOption(intOption('--layers <n>', 'cells (darts supernet 8, sswp 20)'))
+    .addOption(new Option('--lr <x>', 'weight learning rate (cosine; darts to 0.001, sswp to 0)').argParser(parsePositiveFloat))
+    .addOption(new Option('--arch-lr <x>', 'α learning rate, Adam (darts 3e-4, sswp 1e-3)').argParser(parsePositiveFloat))
+    .addOption(new Option('--prune <mode>', 'sswp: progressive pruning from the input side (fpp), the output side (bpp), or none (all at the end)').choices([...PRUNE_MODES]).default('fpp'))
+    .addOption(new Option('--fpp-split <w,b,p>', 'sswp: phase fractions warm-up,bilevel,prune (default 0.2,0.4,0.4; with --prune none: w,b, default 0.2,0.8)'))
+    .addOption(new Option('--sampling <mode>', 'sswp: path sampling').choices([...SAMPLING_MODES]).default('two-path'))
+    .addOption(new Option('--op-dropout <p>', 'sswp: skip_connect dropout in weight steps after warm-up').argParser(parseProbability).default(0.2))
+    .addOption(new Option('--pool-dropout <p>', 'sswp: pooling dropout in weight steps after warm-up').argParser(parseProbability).default(0))
+    .option('--no-bn-affine', 'sswp: search with plain (non-affine) BN in the ops; the final network gets γ = 1, β = 0')
+    .addOption(new Option('--temperature <t>', 'sswp: SimCLR temperature').argParser(parsePositiveFloat).default(0.5))
+    .addOption(intOption('--bn-batches <n>', 'sswp: batches of images for the final BN statistics', 20))
     .addOption(intOption('--limit <n>', 'use only the first N images'))
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too'))
@@ -37,9 +63,51 @@ export function register(program: Command): void {
     .option('--resume', 'continue the search in --out from its latest checkpoint')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
-      const objective = OBJECTIVE_ALIASES[String(o.objective).toLowerCase()];
+      const method = o.method as 'darts' | 'sswp';
+      if (o.objective === undefined && method === 'darts') throw new CliError("required option '--objective <task>' not specified (darts)");
+      const objective = OBJECTIVE_ALIASES[String(o.objective ?? 'simclr').toLowerCase()];
       if (!objective) throw new CliError(`unknown objective '${o.objective}' (use rot, color, jigsaw, cls or simclr)`);
       if (!!o.data === !!o.dataset) throw new CliError('give exactly one of --data PATH or --dataset NAME');
+      const d = DEFAULTS[method];
+      for (const k of ['epochs', 'batch', 'C', 'layers', 'lr', 'archLr'] as const) o[k] ??= d[k];
+      if (method === 'sswp') {
+        const r = await runSswpSearch({
+          objective,
+          data: o.data ?? o.dataset,
+          out: o.out,
+          epochs: o.epochs,
+          batch: o.batch,
+          C: o.C,
+          layers: o.layers,
+          lr: o.lr,
+          archLr: o.archLr,
+          prune: o.prune,
+          split: o.fppSplit === undefined ? undefined : parseSplit(o.fppSplit),
+          sampling: o.sampling,
+          opDropout: o.opDropout,
+          poolDropout: o.poolDropout,
+          affine: o.bnAffine !== false,
+          temperature: o.temperature,
+          bnBatches: o.bnBatches,
+          limit: o.limit,
+          workers: o.workers,
+          checkpointEvery: o.checkpointEvery,
+          stopAfterSteps: o.stopAfter,
+          ep: o.ep,
+          seed: o.seed,
+          resume: !!o.resume,
+          quiet: !!o.quiet,
+        });
+        const t = r.timing.map((x) => `${x.gated} gated cells: w ${x.wSeconds.toFixed(3)} s, α ${x.aSeconds.toFixed(3)} s (${x.steps} steps)`).join('; ');
+        const cells = r.arch.cells.map((c) => `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}: ${JSON.stringify(c.ops)}`).join('\n');
+        process.stdout.write(
+          r.stopped
+            ? `stopped early after ${r.steps} steps (resume with --resume)\n`
+            : `${cells}\nsteps per phase: ${JSON.stringify(r.phases)}\ntime per step: ${t}\n` +
+                `written to ${o.out}/cells.json, cells.svg, model.onnx (concomitant weights) and final/ (checkpoint for nas-onnx finetune)\n`,
+        );
+        return;
+      }
       const r = await runSearch({
         objective,
         data: o.data ?? o.dataset,

@@ -49,7 +49,8 @@ function opShape(x: Value, c: number, stride: number): number[] {
   return [x.shape[0]!, c, Math.ceil(x.shape[2]! / stride), Math.ceil(x.shape[3]! / stride)];
 }
 
-function preprocess(L: Layers, s0: Value, s1: Value, c: number, reductionPrev: boolean, affine: boolean): [Value, Value] {
+/** A cell's input preprocessing to c channels (FactorizedReduce after a reduction, else ReLUConvBN 1×1). */
+export function preprocess(L: Layers, s0: Value, s1: Value, c: number, reductionPrev: boolean, affine: boolean): [Value, Value] {
   const p0 = L.scope('preprocess0', () => (reductionPrev ? L.factorizedReduce(s0, c, affine) : L.reluConvBn(s0, c, 1, 1, 0, affine)));
   const p1 = L.scope('preprocess1', () => L.reluConvBn(s1, c, 1, 1, 0, affine));
   return [p0, p1];

@@ -1,0 +1,112 @@
+/**
+ * `nas-onnx search` and `nas-onnx derive` as a user runs them (built with tsc,
+ * `node bin/nas-onnx.js …` in a subprocess): a tiny colorization search on a
+ * folder of colour PNGs, the genotype derived from its run directory, and bad
+ * input — each a single `nas-onnx: …` line on stderr and a non-zero exit.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseGenotype } from '../graph/genotype.js';
+import { checkRunDir, writeColorFolder } from './helpers/search.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = join(ROOT, 'bin', 'nas-onnx.js');
+let tmp: string;
+let colour: string;
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[]): Promise<Result> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.NAS_ONNX_DEBUG;
+  return new Promise((res) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: tmp, env, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      res({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A failed command: non-zero exit, exactly one `nas-onnx: …` line on stderr matching `pattern`. */
+function expectOneLineError(r: Result, pattern: RegExp): void {
+  expect(r.code, r.stderr).not.toBe(0);
+  const lines = r.stderr.split('\n').filter((l) => l.length > 0);
+  expect(lines, r.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(/^nas-onnx: /);
+  expect(lines[0]).toMatch(pattern);
+}
+
+// 8 images → 2 steps per epoch with batch 2
+const TINY = ['--epochs', '2', '--batch', '2', '--C', '2', '--layers', '3', '--limit', '8', '--seed', '4', '--quiet'];
+
+beforeAll(async () => {
+  // tsc emits even when files elsewhere in the tree have type errors; only the emitted CLI matters here
+  try {
+    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+  } catch {
+    // type errors elsewhere: checked below that the CLI was emitted
+  }
+  expect(existsSync(join(ROOT, 'dist', 'cli', 'main.js'))).toBe(true);
+  tmp = mkdtempSync(join(tmpdir(), 'nas-onnx-search-cli-'));
+  colour = join(tmp, 'colour');
+  await writeColorFolder(colour, 8, 2);
+  mkdirSync(join(tmp, 'empty'));
+});
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('nas-onnx search / derive', () => {
+  it('searches with the colorization objective and derives the genotype of the run', async () => {
+    const r = await cli(['search', '--objective', 'color', '--data', colour, '--out', 'run', ...TINY]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^genotype: \{"normal":/m);
+    expect(r.stdout).toMatch(/s\/step, w-step graph \d+ nodes, α-grad graph \d+/);
+    const run = join(tmp, 'run');
+    const geno = checkRunDir(run, 2);
+    expect(JSON.parse(r.stdout.split('\n')[0]!.slice('genotype: '.length))).toMatchObject({ normal: geno.normal, reduce: geno.reduce });
+    expect(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'))).toMatchObject({ objective: 'col', epochs: 2, batch: 2, C: 2, layers: 3, order: 1, limit: 8, seed: 4 });
+
+    const d = await cli(['derive', '--from', 'run', '--out', 'derived.json', '--name', 'tiny_col']);
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    const derived = parseGenotype(JSON.parse(readFileSync(join(tmp, 'derived.json'), 'utf8')));
+    expect(derived).toEqual({ name: 'tiny_col', normal: geno.normal, normal_concat: geno.normal_concat, reduce: geno.reduce, reduce_concat: geno.reduce_concat });
+    expect(JSON.parse(d.stdout)).toEqual(derived);
+    expect(readFileSync(join(tmp, 'derived.svg'), 'utf8')).toMatch(/^<svg[^]*<\/svg>\s*$/);
+  });
+
+  it('rejects bad input with one line on stderr and a non-zero exit', async () => {
+    const data = ['--data', colour];
+    const cases: [string[], RegExp][] = [
+      [['search', '--objective', 'colour-ish', ...data], /unknown objective 'colour-ish'/],
+      [['search', '--data', colour], /--objective/],
+      [['search', '--objective', 'rot', '--data', colour, '--dataset', 'fashion-mnist'], /exactly one of --data PATH or --dataset NAME/],
+      [['search', '--objective', 'rot'], /exactly one of --data PATH or --dataset NAME/],
+      [['search', '--objective', 'rot', '--data', join(tmp, 'no', 'such', 'images'), '--out', 'bad'], /no such file or directory: .*no\/such\/images/],
+      [['search', '--objective', 'rot', ...data, '--out', 'empty', '--resume'], /--resume: no checkpoint in empty/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => cli(args)));
+    results.forEach((r, i) => expectOneLineError(r, cases[i]![1]));
+    // nothing was created for the failed runs
+    expect(existsSync(join(tmp, 'bad'))).toBe(false);
+  });
+
+  it('refuses to resume a run with other settings, naming them', async () => {
+    expect(existsSync(join(tmp, 'run', 'checkpoints', 'LATEST'))).toBe(true);
+    const r = await cli(['search', '--objective', 'color', '--data', colour, '--out', 'run', ...TINY.map((a) => (a === '4' ? '5' : a)), '--epochs', '3', '--resume']);
+    expectOneLineError(r, /--resume: run was searched with other settings \(.*epochs 2 → 3.*seed 4 → 5|--resume: run was searched with other settings \(.*seed 4 → 5.*epochs 2 → 3/);
+    const s = await cli(['search', '--objective', 'rot', '--data', colour, '--out', 'run', ...TINY, '--resume']);
+    expectOneLineError(s, /other settings \(objective "col" → "rot"\)/);
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * SSWP-NAS end to end on CPU, through the CLI entry point (in-process): a
+ * small search on a few dozen synthetic colour images (3 cells, C = 4, three
+ * epochs: warm-up, bilevel and forward progressive pruning, interrupted and
+ * resumed), the shipped model.onnx run by onnxruntime, and `finetune` at two
+ * label fractions, concomitant weights beside random initialization.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import * as ort from 'onnxruntime-node';
+import { Rng } from '../graph/rng.js';
+import { run } from '../cli/main.js';
+import { parseSswpArch } from '../graph/nets/sswp.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { SAMPLE_STREAM, buildSswpForward, runSswpSearch, type SswpOptions } from '../train/sswp.js';
+import { sampleGates } from '../train/sswp-sampler.js';
+import { initParams } from '../train/params.js';
+import { NUM_OPS, opKey } from '../graph/nets/sswp.js';
+import { EDGES } from '../graph/genotype.js';
+
+let tmp: string;
+
+/** 4 classes of 12×12 colour images: horizontal / vertical stripes, checkerboard, diagonal; random colours and noise. */
+async function writeImageFolder(dir: string, perClass: { train: number; test: number }, seed: number): Promise<void> {
+  const rng = new Rng(seed);
+  const S = 12;
+  const pattern = [(y: number) => y % 4 < 2, (_y: number, x: number) => x % 4 < 2, (y: number, x: number) => (Math.floor(y / 3) + Math.floor(x / 3)) % 2 === 0, (y: number, x: number) => (x + y) % 6 < 3];
+  for (const split of ['train', 'test'] as const) {
+    for (let c = 0; c < 4; c++) {
+      const d = join(dir, split, `class${c}`);
+      mkdirSync(d, { recursive: true });
+      for (let k = 0; k < perClass[split]; k++) {
+        const a = [rng.int(256), rng.int(256), rng.int(256)];
+        const b = [rng.int(256), rng.int(256), rng.int(256)];
+        const px = Buffer.alloc(S * S * 3);
+        for (let y = 0; y < S; y++) {
+          for (let x = 0; x < S; x++) {
+            const on = pattern[c]!(y, x);
+            for (let ch = 0; ch < 3; ch++) px[(y * S + x) * 3 + ch] = Math.max(0, Math.min(255, (on ? a : b)[ch]! + rng.int(41) - 20));
+          }
+        }
+        await sharp(px, { raw: { width: S, height: S, channels: 3 } }).png().toFile(join(d, `${k}.png`));
+      }
+    }
+  }
+}
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string }> {
+  let stdout = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((s: string | Uint8Array) => {
+    stdout += String(s);
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    const code = await run(['node', 'nas-onnx', ...args]);
+    return { code, stdout };
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'nas-onnx-sswp-'));
+  await writeImageFolder(join(tmp, 'images'), { train: 24, test: 16 }, 5);
+});
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('SSWP-NAS end to end', () => {
+  it('searches through warm-up, bilevel and FPP (resumed midway), ships a model.onnx, and fine-tunes at two label fractions', async () => {
+    const out = join(tmp, 'run');
+    // 96 images → halves of 48 → 3 steps per epoch of 16 images (32 views); 9 steps:
+    // warm-up 0–1, bilevel 2–4, FPP 5–8 with cells pruned before steps 5, 6, 7
+    const common = ['search', '--method', 'sswp', '--data', join(tmp, 'images'), '--epochs', '3', '--batch', '16', '--C', '4', '--layers', '3', '--workers', '0', '--bn-batches', '2', '--out', out, '--quiet', '--seed', '3'];
+    const first = await cli([...common, '--stop-after', '4']);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/stopped early after 4 steps/);
+    const r = await cli([...common, '--resume']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/written to .*cells\.json/);
+
+    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const steps = log.filter((x) => x.type === 'step');
+    expect(steps.map((x) => x.step)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(steps.map((x) => x.phase)).toEqual(['warmup', 'warmup', 'bilevel', 'bilevel', 'bilevel', 'fpp', 'fpp', 'fpp', 'fpp']);
+    expect(steps.map((x) => x.gated)).toEqual([3, 3, 3, 3, 3, 2, 1, 0, 0]);
+    expect(steps.filter((x) => x.phase === 'warmup').every((x) => x.arch_loss === undefined && x.dropped === 0)).toBe(true);
+    expect(steps.filter((x) => x.phase !== 'warmup' && (x.gated as number) > 0).every((x) => typeof x.arch_loss === 'number')).toBe(true);
+    expect(steps.every((x) => x.arch_dropped === 0 && Number.isFinite(x.loss))).toBe(true);
+    const prunes = log.filter((x) => x.type === 'prune');
+    expect(prunes.map((x) => [x.cell, x.step])).toEqual([[0, 5], [1, 6], [2, 7]]);
+    expect(log.filter((x) => x.type === 'epoch').map((x) => x.phases)).toEqual([{ warmup: 2, bilevel: 1 }, { bilevel: 2, fpp: 1 }, { fpp: 3 }]);
+
+    // per-cell architectures, identical to what was pruned
+    const arch = parseSswpArch(JSON.parse(readFileSync(join(out, 'cells.json'), 'utf8')));
+    expect(arch.cells.map((c) => c.ops)).toEqual(prunes.map((p) => p.ops));
+    expect(arch.cells.map((c) => c.reduction)).toEqual([false, true, true]);
+    expect(existsSync(join(out, 'cells.svg'))).toBe(true);
+
+    // the shipped model runs and gives finite features and projections
+    const s = await ort.InferenceSession.create(join(out, 'model.onnx'));
+    const x = new ort.Tensor('float32', Float32Array.from({ length: 3 * 144 }, (_, i) => Math.sin(i)), [1, 3, 12, 12]);
+    const o = await s.run({ x });
+    expect(o.features!.dims).toEqual([1, 64]);
+    expect(o.projection!.dims).toEqual([1, 128]);
+    expect(Array.from(o.features!.data as Float32Array).every(Number.isFinite)).toBe(true);
+    await s.release();
+    const fin = loadCheckpoint(join(out, 'final'));
+    expect(fin.meta.kind).toBe('sswp-network');
+    expect([...fin.tensors.keys()].some((k) => k.endsWith('running_var'))).toBe(true);
+
+    // fine-tuning at two label fractions, concomitant beside random
+    for (const f of ['0.1', '0.5']) {
+      const ft = await cli(['finetune', '--from', out, '--labels-fraction', f, '--epochs', '2', '--batch', '16', '--workers', '0', '--quiet', '--json']);
+      expect(ft.code).toBe(0);
+      const res = JSON.parse(ft.stdout) as { labelled: number; runs: { init: string; testAcc: number }[]; testImages: number };
+      expect(res.labelled).toBe(f === '0.1' ? 8 : 48);
+      expect(res.testImages).toBe(64);
+      expect(res.runs.map((x) => x.init)).toEqual(['concomitant', 'random']);
+      for (const x of res.runs) expect(x.testAcc).toBeGreaterThanOrEqual(0);
+      console.log(`fraction ${f}: ${res.runs.map((x) => `${x.init} ${(100 * x.testAcc).toFixed(1)}%`).join(', ')}`);
+    }
+  });
+
+  it('resumes exactly: an interrupted and resumed search ends with the weights and α of the uninterrupted one', async () => {
+    const base = (out: string): SswpOptions => ({ data: join(tmp, 'images'), out, epochs: 2, batch: 16, C: 2, layers: 1, workers: 0, bnBatches: 1, quiet: true, seed: 11, split: [0.2, 0.4, 0.4] });
+    const a = join(tmp, 'whole');
+    const b = join(tmp, 'parts');
+    await runSswpSearch(base(a));
+    const stop = await runSswpSearch({ ...base(b), stopAfterSteps: 2 });
+    expect(stop.stopped).toBe(true);
+    // after steps 0 (warm-up) and 1 (bilevel): ops never active keep their initial weights and no momentum
+    const ck = loadCheckpoint(b);
+    const all = buildSswpForward({ name: 'simclr', numClasses: 0, groupSize: 1, inputShape: [3, 12, 12] }, { C: 2, layers: 1, cells: [null], rows: 32 });
+    const init = initParams(all.g, 11);
+    const alpha1 = ck.tensors.get('param:alpha_cell0')!;
+    const s0 = sampleGates(Rng.derive(11, SAMPLE_STREAM, 0, 1), [new Float32Array(EDGES * NUM_OPS)], [true], 'two-path', null);
+    const s1 = sampleGates(Rng.derive(11, SAMPLE_STREAM, 1, 1), [alpha1], [true], 'two-path', { skip: 0.2, pool: 0 });
+    let untouched = 0;
+    let trained = 0;
+    for (let e = 0; e < EDGES; e++) {
+      for (let k = 0; k < NUM_OPS; k++) {
+        const names = all.trunk.opParams.get(opKey(0, e, k))!;
+        if (!names.length) continue;
+        const wasActive = s0.edges[0]![e]!.active === k || s1.edges[0]![e]!.active === k;
+        const same = names.every((n) => Array.from(ck.tensors.get(`param:${n}`)!).join() === Array.from(init.get(n)!).join());
+        const noMomentum = names.every((n) => (ck.tensors.get(`opt:${n}@momentum`) ?? new Float32Array(1)).every((v) => v === 0));
+        if (wasActive) {
+          expect(same).toBe(false);
+          trained++;
+        } else {
+          expect(same && noMomentum).toBe(true);
+          untouched++;
+        }
+      }
+    }
+    expect(trained).toBeGreaterThan(0);
+    expect(untouched).toBeGreaterThan(0);
+    await runSswpSearch({ ...base(b), resume: true });
+    const ta = loadCheckpoint(join(a, 'final')).tensors;
+    const tb = loadCheckpoint(join(b, 'final')).tensors;
+    expect([...tb.keys()]).toEqual([...ta.keys()]);
+    for (const [k, v] of ta) expect(Array.from(tb.get(k)!), k).toEqual(Array.from(v));
+    const losses = (d: string) => readFileSync(join(d, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss?: number; arch_loss?: number }).filter((x) => x.type === 'step').map((x) => [x.loss, x.arch_loss]);
+    expect(losses(b)).toEqual(losses(a));
+  });
+});
