@@ -445,6 +445,16 @@ describe('conv and pool gradients', () => {
 
 // ---------------------------------------------------------------------------------------------
 describe('composites', () => {
+  it('BatchNormTrain (training-form BN composite, fused rule): gradients to x, γ, β', async () => {
+    const xs = [4, 3, 4, 4];
+    await check(
+      'BatchNormTrain',
+      'affine',
+      [inp('x', xs, normal(xs, 1)), inp('gamma', [3], normal([3], 0.5)), inp('beta', [3], normal([3], 0.5))],
+      (g, [x, gm, bt]) => ops.batchNormTrain(g, x!, gm!, bt!, 1e-5).y,
+      COMPOSITE,
+    );
+  });
   it('DARTS MixedOp: Σ_k softmax(α)_k · op_k(x), gradients to α, x and a conv weight', async () => {
     const xShape = [2, 3, 6, 6];
     await check(
