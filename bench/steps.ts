@@ -14,7 +14,8 @@ import { loadGenotype } from '../graph/genotype.js';
 import { LEVERS } from '../graph/nets/layers.js';
 import { buildEvalNet } from '../graph/nets/models.js';
 import { serialize } from '../graph/onnx.js';
-import { assembleStep, correctCount, crossEntropy } from '../graph/training.js';
+import { assembleStep, correctCount, crossEntropy, type FlatGroup } from '../graph/training.js';
+import { packFlat } from '../train/engine.js';
 import { add, mul } from '../graph/ops/index.js';
 import { initParams } from '../train/params.js';
 import { Session, f32, i64, scalarF32, type EP } from '../train/runtime.js';
@@ -22,16 +23,22 @@ import { buildSearchForward } from '../train/search.js';
 import type { Graph } from '../graph/ir.js';
 import { MiB, args, median, peakRssMiB, tensorBytes } from './util.js';
 
-const a = args({ what: 'search', C: 0, layers: 0, batch: 0, size: 32, ep: 'cpu', runs: 5, 'no-share-relu': false, genotype: 'darts_v2' });
+const a = args({ what: 'search', C: 0, layers: 0, batch: 0, size: 32, ep: 'cpu', runs: 5, 'no-share-relu': false, 'no-fused-bn': false, 'no-flat': false, genotype: 'darts_v2' });
 const what = String(a.what);
 if (a['no-share-relu']) LEVERS.shareRelu = false;
+if (a['no-fused-bn']) LEVERS.fusedBn = false;
+const flat = !a['no-flat'];
 const ep = String(a.ep) as EP;
 const size = Number(a.size);
 
-function feedsFor(g: Graph, extra: Record<string, ort.Tensor>, slots: string[], updated: string[]): Record<string, ort.Tensor> {
+function feedsFor(g: Graph, extra: Record<string, ort.Tensor>, slots: string[], updated: string[], fg: FlatGroup | null): Record<string, ort.Tensor> {
   const vals = initParams(g, 0);
   const feeds: Record<string, ort.Tensor> = { ...extra };
-  for (const p of g.params.values()) feeds[p.name] = f32(vals.get(p.name)!, p.shape);
+  for (const p of g.params.values()) if (!g.flatMember.has(p.name)) feeds[p.name] = f32(vals.get(p.name)!, p.shape);
+  if (fg) {
+    feeds[fg.name] = f32(packFlat(fg, (m) => vals.get(m), 'parameter'), [fg.size]);
+    for (const s of slots) feeds[`${fg.name}@${s}`] = f32(new Float32Array(fg.size), [fg.size]);
+  }
   for (const n of updated) for (const s of slots) feeds[`${n}@${s}`] = f32(new Float32Array(vals.get(n)!.length), g.params.get(n)!.shape);
   return feeds;
 }
@@ -55,7 +62,7 @@ if (what === 'search' || what === 'train') {
     const task = { name: 'cls', numClasses: 10, groupSize: 1, inputShape: [3, size, size] as [number, number, number], targetKind: 'class', batchMultiplier: 1 } as never;
     const fw = buildSearchForward(task, { C, layers, batchRows: batch });
     g = fw.g;
-    info = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: (p) => p.role === 'weight', optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 3e-4 }, clipNorm: 5, stateOutputs: false });
+    info = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: (p) => p.role === 'weight', optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 3e-4 }, clipNorm: 5, stateOutputs: false, flat });
     parts = `supernet C=${C} layers=${layers} batch=${batch}`;
   } else {
     batch = Number(a.batch) || 96;
@@ -65,7 +72,7 @@ if (what === 'search' || what === 'train') {
     g = m.g;
     const labels = g.input('labels', 'int64', [batch]);
     const loss = add(g, crossEntropy(g, m.logits, labels), mul(g, crossEntropy(g, m.auxLogits!, labels), g.scalar(0.4)));
-    info = assembleStep(g, { loss, metrics: { correct: correctCount(g, m.logits, labels) }, update: (p) => p.role === 'weight', optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 3e-4 }, clipNorm: 5 });
+    info = assembleStep(g, { loss, metrics: { correct: correctCount(g, m.logits, labels) }, update: (p) => p.role === 'weight', optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 3e-4 }, clipNorm: 5, flat });
     parts = `${a.genotype} C=${C} layers=${layers} batch=${batch}`;
   }
   const extra: Record<string, ort.Tensor> = {
@@ -74,7 +81,7 @@ if (what === 'search' || what === 'train') {
     lr: scalarF32(0.025),
   };
   for (const v of g.inputs) if (v.name.includes('drop_path_mask')) extra[v.name] = f32(new Float32Array(batch).fill(1), v.shape);
-  feeds = feedsFor(g, extra, info.slots, info.updated);
+  feeds = feedsFor(g, extra, info.slots, info.updated, info.flat);
   parts += ` | nodes forward ${info.nodes.forward} backward ${info.nodes.backward} update ${info.nodes.update}`;
 } else if (what === 'infer') {
   const batch = Number(a.batch) || 1;
@@ -90,7 +97,7 @@ if (what === 'search' || what === 'train') {
 
 const bytes = what === 'infer' ? serialize(g, { params: 'initializers', values: initParams(g, 0) }) : serialize(g, { params: 'inputs', valueInfo: false });
 const t0 = performance.now();
-const s = await Session.create(bytes, { ep });
+const s = await Session.create(bytes, { ep, optimization: what === 'infer' ? 'all' : 'disabled' });
 const createMs = performance.now() - t0;
 const times: number[] = [];
 let outBytes = 0;
@@ -104,7 +111,7 @@ for (let i = 0; i < runs + 1; i++) {
 await s.release();
 const inBytes = tensorBytes(feeds);
 const rec = {
-  what, ep, config: parts, nodes: g.nodes.length, levers: { ...LEVERS },
+  what, ep, config: parts, nodes: g.nodes.length, levers: { ...LEVERS, flat },
   ms_per_step: +median(times).toFixed(1), session_create_ms: +createMs.toFixed(0),
   bytes_in: inBytes, bytes_out: outBytes, peak_rss_mib: +peakRssMiB().toFixed(0),
 };
