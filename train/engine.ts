@@ -24,6 +24,24 @@ export function newTrainState(params: ParamValues): TrainState {
   return { params, opt: new Map(), steps: {} };
 }
 
+/** Parameters and optimizer state as checkpoint tensors (`param:<name>`, `opt:<name>@<slot>`). */
+export function stateTensors(st: TrainState): Map<string, Float32Array> {
+  const tensors = new Map<string, Float32Array>();
+  for (const [k, v] of st.params) tensors.set(`param:${k}`, v);
+  for (const [k, v] of st.opt) tensors.set(`opt:${k}`, v);
+  return tensors;
+}
+
+/** The inverse of stateTensors (step counts come from the checkpoint's metadata). */
+export function stateFromTensors(t: ReadonlyMap<string, Float32Array>): TrainState {
+  const st = newTrainState(new Map());
+  for (const [k, v] of t) {
+    if (k.startsWith('param:')) st.params.set(k.slice(6), v);
+    else if (k.startsWith('opt:')) st.opt.set(k.slice(4), v);
+  }
+  return st;
+}
+
 export interface StepResult {
   loss: number;
   metrics: Record<string, number>;

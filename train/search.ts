@@ -33,7 +33,7 @@ import { searchTrunk } from '../graph/nets/darts.js';
 import { taskHead, type Objective, type TaskShape } from '../graph/nets/tasks.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../graph/training.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
-import { StepRunner, cosineLr, newTrainState, type TrainState } from './engine.js';
+import { StepRunner, cosineLr, newTrainState, stateFromTensors, stateTensors, type TrainState } from './engine.js';
 import { writeFileAtomic } from './fsutil.js';
 import { initParams } from './params.js';
 import { Progress } from './progress.js';
@@ -401,11 +401,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   let acc: EpochSums = { tl: 0, tc: 0, vl: 0, vc: 0, n: 0 };
   if (resumeFrom) {
     const c = resumeFrom;
-    st = newTrainState(new Map());
-    for (const [k, v] of c.tensors) {
-      if (k.startsWith('param:')) st.params.set(k.slice(6), v);
-      else if (k.startsWith('opt:')) st.opt.set(k.slice(4), v);
-    }
+    st = stateFromTensors(c.tensors);
     st.steps = { ...(c.meta.steps as Record<string, number>) };
     startEpoch = c.meta.epoch as number;
     startBatch = c.meta.batch as number;
@@ -423,10 +419,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     }
   }
   const save = (epoch: number, batch: number): void => {
-    const tensors = new Map<string, Float32Array>();
-    for (const [k, v] of st.params) tensors.set(`param:${k}`, v);
-    for (const [k, v] of st.opt) tensors.set(`opt:${k}`, v);
-    saveCheckpoint(o.out, { step: totalSteps, meta: { kind: 'search', config: cfg, epoch, batch, steps: st.steps, sums: batch > 0 ? acc : null, history }, tensors });
+    saveCheckpoint(o.out, { step: totalSteps, meta: { kind: 'search', config: cfg, epoch, batch, steps: st.steps, sums: batch > 0 ? acc : null, history }, tensors: stateTensors(st) });
   };
   const currentGenotype = (): Genotype => deriveGenotype(st.params.get(archNames[0]!)!, st.params.get(archNames[1]!)!, prims);
 

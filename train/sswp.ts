@@ -71,7 +71,7 @@ import {
 } from '../graph/nets/sswp.js';
 import { assembleStep, type OptimizerSpec } from '../graph/training.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { ForwardRunner, StepRunner, cosineLr, newTrainState, type StepResult, type TrainState } from './engine.js';
+import { ForwardRunner, StepRunner, cosineLr, newTrainState, stateFromTensors, stateTensors, type StepResult, type TrainState } from './engine.js';
 import { writeFileAtomic } from './fsutil.js';
 import { initParams, pickParams, type ParamValues } from './params.js';
 import { Progress } from './progress.js';
@@ -349,13 +349,6 @@ interface EpochAcc {
 
 const alphaName = (i: number): string => `alpha_cell${i}`;
 
-/** Parameters and optimizer state as checkpoint tensors (`param:<name>`, `opt:<name>@<slot>`). */
-function stateTensors(st: TrainState): Map<string, Float32Array> {
-  const tensors = new Map<string, Float32Array>();
-  for (const [k, v] of st.params) tensors.set(`param:${k}`, v);
-  for (const [k, v] of st.opt) tensors.set(`opt:${k}`, v);
-  return tensors;
-}
 
 export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
   const seed = o.seed ?? 0;
@@ -404,11 +397,7 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
       if (!c) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
       throw new TrainError(`--resume: ${o.out} was searched with other settings (${JSON.stringify(c.meta.config)})`);
     }
-    st = newTrainState(new Map());
-    for (const [k, v] of c.tensors) {
-      if (k.startsWith('param:')) st.params.set(k.slice(6), v);
-      else if (k.startsWith('opt:')) st.opt.set(k.slice(4), v);
-    }
+    st = stateFromTensors(c.tensors);
     st.steps = c.meta.steps as Record<string, number>;
     pruned = c.meta.pruned as (CellOps | null)[];
     startStep = c.step;

@@ -17,7 +17,7 @@ import { Rng } from '../graph/rng.js';
 import { add, mul } from '../graph/ops/index.js';
 import type { Graph } from '../graph/ir.js';
 import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { ForwardRunner, StepRunner, cosineLr, newTrainState, padRows, type TrainState } from './engine.js';
+import { ForwardRunner, StepRunner, cosineLr, newTrainState, padRows, stateFromTensors, stateTensors, type TrainState } from './engine.js';
 import { writeFileAtomic } from './fsutil.js';
 import { initParams, pickParams, type ParamValues } from './params.js';
 import { Progress } from './progress.js';
@@ -169,7 +169,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   if (o.resume && !ckpt) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
   if (ckpt) {
     const c = loadCheckpoint(ckpt);
-    st = stateFromCheckpoint(c.tensors);
+    st = stateFromTensors(c.tensors);
     st.steps = c.meta.steps as Record<string, number>;
     startEpoch = c.meta.epoch as number;
     startBatch = c.meta.batch as number;
@@ -183,10 +183,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   const lrMin = o.lrMin ?? 0;
   const shape = [trainSet.c, trainSet.h, trainSet.w];
   const save = (epoch: number, batch: number): void => {
-    const tensors = new Map<string, Float32Array>();
-    for (const [k, v] of st.params) tensors.set(`param:${k}`, v);
-    for (const [k, v] of st.opt) tensors.set(`opt:${k}`, v);
-    saveCheckpoint(o.out, { step: epoch * train.batchesPerEpoch + batch, meta: { epoch, batch, steps: st.steps, history, seed, kind: 'train' }, tensors });
+    saveCheckpoint(o.out, { step: epoch * train.batchesPerEpoch + batch, meta: { epoch, batch, steps: st.steps, history, seed, kind: 'train' }, tensors: stateTensors(st) });
   };
   let lastSeconds = 0;
   try {
@@ -246,12 +243,4 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   };
 }
 
-export function stateFromCheckpoint(t: Map<string, Float32Array>): TrainState {
-  const st = newTrainState(new Map());
-  for (const [k, v] of t) {
-    if (k.startsWith('param:')) st.params.set(k.slice(6), v);
-    else if (k.startsWith('opt:')) st.opt.set(k.slice(4), v);
-  }
-  return st;
-}
 
