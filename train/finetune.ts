@@ -171,14 +171,16 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
       const st = newTrainState(values);
       let last = { loss: 0, acc: 0 };
       for (let epoch = 0; epoch < o.epochs; epoch++) {
-        const lr = cosineLr(o.lr ?? 0.025, o.lrMin ?? 0, epoch, o.epochs);
+        const total = o.epochs * train.batchesPerEpoch;
+        const lrAt = (i: number): number => cosineLr(o.lr ?? 0.025, o.lrMin ?? 0, epoch * train.batchesPerEpoch + i, total);
+        const lr = lrAt(0);
         const bar = new Progress(`finetune ${init} F=${o.labelsFraction} epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
         let lossSum = 0;
         let correct = 0;
         let seen = 0;
         for await (const b of train.epoch(epoch)) {
           const feeds: Record<string, ort.Tensor> = { x: f32(b.x, b.xShape), labels: i64(b.y, [b.size]) };
-          const r = await stepRunner.run(st, feeds, lr);
+          const r = await stepRunner.run(st, feeds, lrAt(b.index));
           if (!Number.isFinite(r.loss)) throw new TrainError(`${init}: loss became ${r.loss} at epoch ${epoch + 1}: lower --lr`);
           lossSum += r.loss * b.size;
           correct += r.metrics.correct!;

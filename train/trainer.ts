@@ -1,7 +1,7 @@
 /**
  * The evaluation phase of DARTS/UnNAS (`nas-onnx train`): train a discretized
  * network from scratch on labels — SGD momentum 0.9, weight decay 3e-4,
- * cosine learning rate, gradient clipping 5, auxiliary loss 0.4, drop path
+ * cosine learning rate (annealed per step), gradient clipping 5, auxiliary loss 0.4, drop path
  * rising linearly to its maximum, cutout — report train/test accuracy per
  * epoch, checkpoint every epoch, and ship the inference .onnx.
  */
@@ -189,7 +189,10 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   try {
     for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
       const t0 = Date.now();
-      const lr = cosineLr(lr0, lrMin, epoch, o.epochs);
+      // cosine annealing per step (to lrMin at the last step), so short runs anneal too
+      const total = o.epochs * train.batchesPerEpoch;
+      const lrAt = (i: number): number => cosineLr(lr0, lrMin, epoch * train.batchesPerEpoch + i, total);
+      const lr = lrAt(epoch === startEpoch ? startBatch : 0);
       const dp = (o.dropPath ?? 0.2) * (epoch / o.epochs);
       const bar = new Progress(`epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
       let lossSum = 0;
@@ -202,7 +205,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
           labels: i64(b.y, [b.size]),
           ...dropMasks(gs.dropInputs, o.batch, dp, Rng.derive(seed, 0xd909, epoch, b.index)),
         };
-        const r = await stepRunner.run(st, feeds, lr);
+        const r = await stepRunner.run(st, feeds, lrAt(b.index));
         if (!Number.isFinite(r.loss)) throw new TrainError(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
         lossSum += r.loss * b.size;
         correct += r.metrics.correct!;

@@ -365,11 +365,12 @@ export async function runTrial(trial: Pick<Trial, 'archId' | 'objective' | 'seed
     let batches = 0;
     let steps = 0;
     for (let epoch = 0; epoch < cfg.epochs; epoch++) {
-      const lr = cosineLr(cfg.lr, cfg.lrMin, epoch, cfg.epochs);
+      const total = cfg.epochs * train.batchesPerEpoch;
       lossSum = 0;
       correct = 0;
       batches = 0;
       for await (const b of train.epoch(epoch)) {
+        const lr = cosineLr(cfg.lr, cfg.lrMin, epoch * train.batchesPerEpoch + b.index, total);
         const r = await stepRunner.run(st, { x: f32(b.x, b.xShape), labels: i64(b.y, b.yShape) }, lr);
         if (!Number.isFinite(r.loss)) throw new StudyError(`${trial.archId} ${trial.objective}: the loss became ${r.loss} at epoch ${epoch + 1}, step ${b.index + 1}`);
         lossSum += r.loss;
