@@ -1,9 +1,14 @@
 /**
  * Cost of SSWP-NAS's gated graph (graph/nets/sswp.ts): time per step and peak
  * memory of
- *   sswp-w   the gated network's weight step (all cells gated: every op runs)
- *   sswp-w-plain  the same with plain (non-affine) BN in the ops (`affine: false`)
- *   sswp-a   the gated network's α-gradient step (∂L/∂gates only)
+ *   sswp-w   the gated network's weight step (all cells gated; If-gated ops: only
+ *            the active op of each edge runs)
+ *   sswp-w-mul    the same with every op computed and multiplied by its gate
+ *            (LEVERS.ifGates off: the design before If-gated ops)
+ *   sswp-w-plain  sswp-w with plain (non-affine) BN in the ops (`affine: false`)
+ *   sswp-a   the gated network's α-gradient step (∂L/∂gates only; the two
+ *            sampled ops of each edge run)
+ *   sswp-a-mul    the same with every op computed
  *   darts-w  a DARTS supernet weight step of the same size (8 ops, α per cell type)
  *   darts-a  the DARTS α-gradient step
  *   disc-w   the discretized network's weight step (every cell pruned: DARTS_V2's
@@ -30,15 +35,15 @@ import type { CellOps } from '../graph/nets/sswp.js';
 import { reductionCells } from '../graph/nets/darts.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../graph/training.js';
 import { initParams } from '../train/params.js';
-import { f32 } from '../train/runtime.js';
+import { bool, f32 } from '../train/runtime.js';
 import { StepRunner, newTrainState } from '../train/engine.js';
 import { buildSearchForward } from '../train/search.js';
 import { buildSswpForward } from '../train/sswp.js';
-import { sampleGates } from '../train/sswp-sampler.js';
+import { runMask, sampleGates } from '../train/sswp-sampler.js';
 import { Rng } from '../graph/rng.js';
 import { args, median, peakRssMiB } from './util.js';
 
-const WHATS = ['sswp-w', 'sswp-w-plain', 'sswp-a', 'darts-w', 'darts-a', 'disc-w'] as const;
+const WHATS = ['sswp-w', 'sswp-w-mul', 'sswp-w-plain', 'sswp-a', 'sswp-a-mul', 'darts-w', 'darts-a', 'disc-w'] as const;
 const a = args({ what: '', all: false, C: 8, layers: 5, batch: 16, size: 32, runs: 3, json: '' });
 const C = Number(a.C);
 const layers = Number(a.layers);
@@ -67,13 +72,16 @@ async function one(what: string): Promise<Record<string, unknown>> {
     const geno = loadGenotype('darts_v2');
     const reds = reductionCells(layers);
     const cells: (CellOps | null)[] = Array.from({ length: layers }, (_, i) => (what === 'disc-w' ? ((reds.includes(i) ? geno.reduce : geno.normal) as CellOps) : null));
-    const fw = buildSswpForward(task, { C, layers, cells, rows, affine: what !== 'sswp-w-plain' });
+    const fw = buildSswpForward(task, { C, layers, cells, rows, affine: what !== 'sswp-w-plain', ifGates: !what.endsWith('-mul') });
     g = fw.g;
     if (weightStep) lastInfo = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: (p) => p.role === 'weight', optimizer: sgd, clipNorm: 5, stateOutputs: false });
     else lastInfo = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: () => false, gradientsOnly: true, inputGrads: ['gates'], optimizer: sgd, stateOutputs: false });
     if (fw.trunk.gates) {
       const alphas = Array.from({ length: layers }, () => new Float32Array(14 * 7));
-      extra.gates = f32(sampleGates(new Rng(1), alphas, cells.map((c) => c === null), 'two-path', null).gates, [layers, 14, 7]);
+      const sample = sampleGates(new Rng(1), alphas, cells.map((c) => c === null), 'two-path', null);
+      extra.gates = f32(sample.gates, [layers, 14, 7]);
+      // If-gated graphs compute the active op (w step) or both sampled ops (α step) of each edge
+      if (fw.trunk.run) extra.run = bool(runMask(sample, weightStep ? 'active' : 'involved'), [layers, 14, 7]);
     }
   }
   const info = lastInfo!;

@@ -219,6 +219,41 @@ export class Graph {
     return v;
   }
 
+  /**
+   * Values of an enclosing graph that this graph (an `If` branch) reads:
+   * defined here for the shape and gradient rules (constants with their data,
+   * which rules read statically), but neither inputs nor initializers when
+   * serialized — ONNX subgraphs see outer-scope values by name.
+   */
+  readonly outer = new Set<string>();
+
+  /** Define outer value `v` (with its data when it is a constant of the enclosing graph). */
+  capture(v: Value, data?: TensorData): Value {
+    const c = this.define(v.name, v.dtype, v.shape);
+    if (data) this.constants.set(v.name, data);
+    this.outer.add(v.name);
+    return c;
+  }
+
+  /**
+   * Remove the nodes from index `start` on and return them (to move them into
+   * a subgraph). Their output values stay defined, for `adopt`.
+   */
+  detach(start: number): Node[] {
+    const tail = this.nodes.splice(start);
+    for (const n of tail) for (const o of n.outputs) this.producer.delete(o);
+    return tail;
+  }
+
+  /** Append node `n` of graph `from` as it is (names kept), defining its outputs here. */
+  adopt(n: Node, from: Graph): void {
+    for (const o of n.outputs) {
+      const v = from.value(o);
+      this.define(o, v.dtype, v.shape);
+    }
+    this.pushNode(n);
+  }
+
   /** A graph input fed at run time (a batch, a target, a learning rate...). */
   input(name: string, dtype: DType, shape: readonly number[]): Value {
     const v = this.define(name, dtype, shape);

@@ -61,13 +61,15 @@ function attrProto(name: string, a: Attr, opts: SerializeOptions): onnxProto.onn
     case 'tensor':
       return { name, type: T.TENSOR, t: tensorProto('', a.v) };
     case 'graph':
+      // a subgraph (If branch): its composites lowered, outer values read by name
+      lowerComposites(a.v);
       return { name, type: T.GRAPH, g: graphProto(a.v, opts) };
   }
 }
 
 function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProto {
   const initializer: onnxProto.onnx.ITensorProto[] = [];
-  for (const [name, t] of g.constants) initializer.push(tensorProto(name, t));
+  for (const [name, t] of g.constants) if (!g.outer.has(name)) initializer.push(tensorProto(name, t));
   const inputs = g.inputs.map(valueInfo);
   for (const p of g.params.values()) {
     if (g.flatMember.has(p.name)) continue; // produced from its flat input

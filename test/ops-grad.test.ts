@@ -455,6 +455,25 @@ describe('composites', () => {
       COMPOSITE,
     );
   });
+  it('Gated (If region, recomputing backward): relu → conv → BN → avg-pool + conv(max-pool), gradients to x, w, γ, β', async () => {
+    const xs = [2, 3, 5, 5];
+    await check(
+      'Gated',
+      'conv-bn-pool region',
+      [inp('x', xs, distinct(xs, 0.05)), inp('w', [4, 3, 3, 3], normal([4, 3, 3, 3], 0.3)), inp('gamma', [4], normal([4], 0.5)), inp('beta', [4], normal([4], 0.5))],
+      (g, [x, w, gm, bt]) => {
+        const on = g.constant(tensorOf('bool', [], [1]), 'on');
+        const start = g.nodes.length;
+        // (max-pool on x itself: after BN, near-ties would make the differences straddle argmax switches)
+        const bn = ops.batchNormTrain(g, ops.conv(g, ops.relu(g, x!), w!, { pad: 1 }), gm!, bt!, 1e-5).y;
+        const y = ops.add(g, ops.avgPool(g, bn, 3, 1, 1, false), ops.conv(g, ops.maxPool(g, x!, 3, 1, 1), w!, { pad: 1 }));
+        const gated = ops.gateRegion(g, start, y, [on, on]);
+        expect(g.nodes.slice(start).map((n) => n.op)).toEqual(['Gated']);
+        return gated;
+      },
+      COMPOSITE,
+    );
+  });
   it('DARTS MixedOp: Σ_k softmax(α)_k · op_k(x), gradients to α, x and a conv weight', async () => {
     const xShape = [2, 3, 6, 6];
     await check(
@@ -527,7 +546,7 @@ describe('the checker itself', () => {
 
 // ops without a rule: boolean/integer results, and two float ops only gradient graphs use
 // (autodiff refuses to differentiate through those rather than dropping their gradient)
-const NO_GRAD_RULE_EXPECTED = new Set(['Greater', 'Less', 'Equal', 'GreaterOrEqual', 'LessOrEqual', 'Not', 'And', 'ArgMax', 'ScatterElements', 'ReduceMax']);
+const NO_GRAD_RULE_EXPECTED = new Set(['Greater', 'Less', 'Equal', 'GreaterOrEqual', 'LessOrEqual', 'Not', 'And', 'ArgMax', 'ScatterElements', 'ReduceMax', 'If']);
 
 describe('coverage', () => {
   it('every registered op with a gradient rule was checked', () => {

@@ -14,9 +14,9 @@ import { taskHead } from '../graph/nets/tasks.js';
 import { NUM_OPS, PARAMETRIC_OPS, opKey, type CellOps } from '../graph/nets/sswp.js';
 import { assembleStep } from '../graph/training.js';
 import { buildSswpForward } from '../train/sswp.js';
-import { sampleGates } from '../train/sswp-sampler.js';
+import { runMask, sampleGates } from '../train/sswp-sampler.js';
 import { initParams } from '../train/params.js';
-import { Session, f32, toF32 } from '../train/runtime.js';
+import { Session, bool, f32, toF32 } from '../train/runtime.js';
 import { DataLoader } from '../train/data/index.js';
 import type { Dataset } from '../train/data/index.js';
 
@@ -43,9 +43,11 @@ describe('SSWP gated graph', () => {
     const alpha = [new Float32Array(EDGES * NUM_OPS)];
     const sample = sampleGates(new Rng(3), alpha, [true], 'two-path', null);
     const gates = sample.gates;
-    const out = await s.run(feedsOf(fw.g, values, { x, gates }));
+    // every op computed (`run` all true), so every op has a gate gradient
+    const out = await s.run({ ...feedsOf(fw.g, values, { x, gates }), run: bool(new Uint8Array(gates.length).fill(1), [1, EDGES, NUM_OPS]) });
     const gg = toF32(out['gates@grad']);
-    const lossAt = async (gv: Float32Array): Promise<number> => toF32((await s.run(feedsOf(fw.g, values, { x, gates: gv }), ['loss'])).loss)[0]!;
+    const lossAt = async (gv: Float32Array): Promise<number> =>
+      toF32((await s.run({ ...feedsOf(fw.g, values, { x, gates: gv }), run: bool(new Uint8Array(gv.length).fill(1), [1, EDGES, NUM_OPS]) }, ['loss'])).loss)[0]!;
     // finite differences on the gates of a few edges (active and inactive ops)
     let worst = 0;
     let scale = 0;
@@ -83,6 +85,46 @@ describe('SSWP gated graph', () => {
     }
     expect(activeParametric).toBeGreaterThan(0);
     await s.release();
+  });
+
+  it('If-gated ops (only the sampled ones run) give the loss and gradients of the all-ops graph', async () => {
+    // two gated cells (normal + reduction): gradients cross a gated cell into the one before
+    const shape = { C: 2, layers: 2, cells: [null, null], rows: 4, projectionDim: 4 };
+    const results: Record<string, Float32Array>[] = [];
+    const rng = new Rng(5);
+    const x = Float32Array.from({ length: 4 * 36 }, () => rng.normal());
+    const alpha = [0, 1].map(() => Float32Array.from({ length: EDGES * NUM_OPS }, () => rng.normal()));
+    const sample = sampleGates(new Rng(6), alpha, [true, true], 'two-path', null);
+    const nodes: number[] = [];
+    for (const ifGates of [true, false]) {
+      const fw = buildSswpForward(SIMCLR, { ...shape, ifGates });
+      expect(fw.trunk.run !== null).toBe(ifGates);
+      assembleStep(fw.g, { loss: fw.loss, update: () => false, outputGrads: (p) => p.role === 'weight', gradientsOnly: true, inputGrads: ['gates'], optimizer: SGD, stateOutputs: false });
+      nodes.push(fw.g.nodes.length);
+      const s = await Session.create(serialize(fw.g, { params: 'inputs', valueInfo: false }), { optimization: 'disabled' });
+      const feeds = feedsOf(fw.g, initParams(fw.g, 1), { x, gates: sample.gates });
+      if (ifGates) feeds.run = bool(runMask(sample, 'involved'), [2, EDGES, NUM_OPS]);
+      const out = await s.run(feeds);
+      await s.release();
+      results.push(Object.fromEntries(Object.entries(out).map(([k, v]) => [k, toF32(v)])));
+    }
+    const [gatedIf, all] = results as [Record<string, Float32Array>, Record<string, Float32Array>];
+    expect(nodes[0]!).toBeLessThan(nodes[1]!);
+    expect(Math.abs(gatedIf.loss![0]! - all.loss![0]!)).toBeLessThan(1e-5 * Math.abs(all.loss![0]!));
+    const involved = runMask(sample, 'involved');
+    let compared = 0;
+    for (const [k, ref] of Object.entries(all)) {
+      const got = gatedIf[k]!;
+      expect(got, k).toBeDefined();
+      const scale = Math.max(1e-3, ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0));
+      for (let i = 0; i < ref.length; i++) {
+        // gate gradients exist for the involved ops only (the others were not computed)
+        if (k === 'gates@grad' && !involved[i]) continue;
+        expect(Math.abs(got[i]! - ref[i]!), `${k}[${i}]`).toBeLessThan(2e-4 * scale);
+        compared++;
+      }
+    }
+    expect(compared).toBeGreaterThan(1000);
   });
 
   it('discretized cells read the very parameters the gated cells trained (same names and shapes)', () => {

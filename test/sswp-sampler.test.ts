@@ -11,6 +11,7 @@ import {
   addAlphaGrad,
   alphaGradients,
   rescaleInvolved,
+  runMask,
   sampleEdge,
   sampleGates,
   softmaxAt,
@@ -96,6 +97,24 @@ describe('SSWP sampler', () => {
     expect(a.edges[1]).toBeNull();
   });
 
+  it('runMask: the active op per edge (w steps) or every involved op (α steps), gated cells only', () => {
+    const rng = new Rng(11);
+    const alphas = [0, 1, 2].map(() => Float32Array.from({ length: EDGES * NUM_OPS }, () => rng.normal()));
+    for (const mode of ['two-path', 'full'] as const) {
+      const s = sampleGates(new Rng(12), alphas, [true, false, true], mode, null);
+      const active = runMask(s, 'active');
+      const involved = runMask(s, 'involved');
+      expect(Array.from(active)).toEqual(Array.from(s.gates, (v) => (v ? 1 : 0)));
+      for (let c = 0; c < 3; c++) {
+        for (let e = 0; e < EDGES; e++) {
+          const row = Array.from(involved.subarray((c * EDGES + e) * NUM_OPS, (c * EDGES + e + 1) * NUM_OPS));
+          const want = c === 1 ? 0 : mode === 'full' ? NUM_OPS : 2;
+          expect(row.reduce((a, b) => a + b, 0)).toBe(want);
+          if (c !== 1) for (const k of s.edges[c]![e]!.involved) expect(row[k]).toBe(1);
+        }
+      }
+    }
+  });
   it('op dropout redraws skip_connect among parametric ops at rate 0.2 × P(skip drawn), weight steps only', () => {
     const alpha = Float32Array.from([0.0, 0.0, 1.5, 0.0, 0.0, 0.0, 0.0]); // skip favoured
     const p = softmaxAt(alpha, 0, NUM_OPS);

@@ -126,6 +126,11 @@ export function i64(data: ArrayLike<number> | BigInt64Array, shape: readonly num
   return new ort.Tensor('int64', d, shape as number[]);
 }
 
+/** A bool tensor from 0/1 bytes. */
+export function bool(data: Uint8Array, shape: readonly number[]): ort.Tensor {
+  return new ort.Tensor('bool', data, [...shape]);
+}
+
 export function scalarF32(x: number): ort.Tensor {
   return new ort.Tensor('float32', Float32Array.of(x), []);
 }

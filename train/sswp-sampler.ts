@@ -119,6 +119,22 @@ export interface GateSample {
   edges: (EdgeSample[] | null)[];
 }
 
+/**
+ * The ops a step must compute, [cells, 14, 7] (1 = compute; the `run` input of
+ * If-gated graphs): 'active' for a weight step (only the active op's output
+ * and gradients count), 'involved' for an α step (the gate gradient of every
+ * involved op needs that op's output).
+ */
+export function runMask(sample: GateSample, what: 'active' | 'involved'): Uint8Array {
+  const m = new Uint8Array(sample.gates.length);
+  sample.edges.forEach((edges, i) =>
+    edges?.forEach((s, e) => {
+      for (const k of what === 'active' ? [s.active] : s.involved) m[(i * EDGES + e) * NUM_OPS + k] = 1;
+    }),
+  );
+  return m;
+}
+
 /** Sample every edge of the gated cells (`alphas[i]`: cell i's [14 × 7] α). */
 export function sampleGates(rng: Rng, alphas: readonly Float32Array[], gated: readonly boolean[], mode: SamplingMode, dropout: OpDropout | null): GateSample {
   const cells = alphas.length;

@@ -48,6 +48,7 @@
  *   checkpoints/    search checkpoints (exact resume with `resume`)
  */
 import { mkdirSync, readFileSync } from 'node:fs';
+import type * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { EDGES, deriveCell } from '../graph/genotype.js';
 import { Graph, numel, type Param, type Value } from '../graph/ir.js';
@@ -75,12 +76,12 @@ import { ForwardRunner, StepRunner, cosineLr, newTrainState, stateFromTensors, s
 import { writeFileAtomic } from './fsutil.js';
 import { initParams, pickParams, type ParamValues } from './params.js';
 import { Progress } from './progress.js';
-import { f32, toF32, type EP, type SessionOptions } from './runtime.js';
+import { bool, f32, toF32, type EP, type SessionOptions } from './runtime.js';
 import { appendJsonLine } from './log.js';
 import { TrainError } from './errors.js';
 import { cellsSvg } from './genotype-svg.js';
 import { adamUpdate, batchFeeds } from './search.js';
-import { alphaGradients, rescaleInvolved, sampleGates, type OpDropout, type SamplingMode } from './sswp-sampler.js';
+import { alphaGradients, rescaleInvolved, runMask, sampleGates, type GateSample, type OpDropout, type SamplingMode } from './sswp-sampler.js';
 import { makeSchedule, phaseOf, type Phase, type PruneMode, type Schedule } from './sswp-schedule.js';
 import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch, type Dataset, type PretextTask } from './data/index.js';
 
@@ -169,6 +170,8 @@ export interface SswpNetShape {
   cells: readonly (CellOps | null)[];
   /** Affine BN outside the stem and pools (default true; graph/nets/sswp.ts). */
   affine?: boolean;
+  /** If-gated ops that run only when sampled (default LEVERS.ifGates; graph/nets/sswp.ts). */
+  ifGates?: boolean;
 }
 
 /** The SSWP network + task head in training form (BN batch statistics, no running statistics), on `rows` rows. */
@@ -177,7 +180,7 @@ export function buildSswpForward(task: TaskShape, o: SswpNetShape & { rows: numb
   g.training = true;
   const L = new Layers(g, { trackRunningStats: !!o.trackRunningStats });
   const x = g.input('x', 'float32', [o.rows, ...task.inputShape]);
-  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells, affine: o.affine });
+  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells, affine: o.affine, ifGates: o.ifGates });
   const head = taskHead(L, trunk.features, task, { temperature: o.temperature, projectionDim: o.projectionDim });
   return { g, trunk, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
 }
@@ -231,7 +234,17 @@ class Runners {
     readonly hasLabels: boolean,
     readonly predictions: number,
     readonly nodes: { w: number; a: number },
+    /** The graphs take `run` (If-gated ops). */
+    readonly ifGates: boolean,
   ) {}
+
+  /** The `gates` (and `run`) feeds of a sampled path: run the active ops (w step) or all involved ones (α step). */
+  pathFeeds(sample: GateSample, run: 'active' | 'involved'): Record<string, ort.Tensor> {
+    const shape = [this.cells.length, EDGES, NUM_OPS];
+    const feeds: Record<string, ort.Tensor> = { gates: f32(sample.gates, shape) };
+    if (this.ifGates) feeds.run = bool(runMask(sample, run), shape);
+    return feeds;
+  }
 
   static async create(
     task: TaskShape,
@@ -251,7 +264,7 @@ class Runners {
       a = await StepRunner.create(fa.g, aInfo, null, { ...session, group: 'alpha_grad' });
       aNodes = fa.g.nodes.length;
     }
-    return new Runners([...shape.cells], w, a, fw.trunk.opParams, fw.hasLabels, fw.predictions, { w: fw.g.nodes.length, a: aNodes });
+    return new Runners([...shape.cells], w, a, fw.trunk.opParams, fw.hasLabels, fw.predictions, { w: fw.g.nodes.length, a: aNodes }, fw.trunk.run !== null);
   }
 
   async release(): Promise<void> {
@@ -473,7 +486,7 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
         if (doArch) {
           const ta = Date.now();
           const as = sampleGates(Rng.derive(seed, SAMPLE_STREAM, step, 0), alphas(), gated, mode, null);
-          ar = await runners.a!.run(st, { ...batchFeeds((await aBatch!) as Batch, runners.hasLabels), gates: f32(as.gates, [o.layers, EDGES, NUM_OPS]) });
+          ar = await runners.a!.run(st, { ...batchFeeds((await aBatch!) as Batch, runners.hasLabels), ...runners.pathFeeds(as, 'involved') });
           const grads = alphaGradients(alphas(), ar.grads.get('gates')!, as);
           const t = (st.steps.alpha ?? 0) + 1;
           st.steps.alpha = t;
@@ -501,7 +514,7 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
             }
           }),
         );
-        const r = await runners.w.run(st, { ...batchFeeds(wb, runners.hasLabels), ...(runners.a ? { gates: f32(ws.gates, [o.layers, EDGES, NUM_OPS]) } : {}) }, lr);
+        const r = await runners.w.run(st, { ...batchFeeds(wb, runners.hasLabels), ...(runners.a ? runners.pathFeeds(ws, 'active') : {}) }, lr);
         // copied into the new arrays (which may be views of one flat buffer), so no old buffer stays referenced
         for (const [name, w, m] of kept) {
           st.params.get(name)!.set(w);

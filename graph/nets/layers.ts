@@ -47,7 +47,7 @@ export interface LayerOptions {
  * Process-wide defaults of the graph-size levers, so benchmarks can measure
  * each one on and off (bench/steps.ts); builders use them unless told otherwise.
  */
-export const LEVERS = { shareRelu: true, fusedBn: true };
+export const LEVERS = { shareRelu: true, fusedBn: true, ifGates: true };
 
 export class Layers {
   constructor(

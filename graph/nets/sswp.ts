@@ -3,52 +3,41 @@
  * target size, whose cells are either *gated* (still searched) or *discretized*
  * (pruned), and the final network built from per-cell architectures.
  *
- * ## Design: a gated graph for single-path sampling
+ * ## Design: If-gated ops for single-path sampling
  *
- * An ORT session runs one static graph, so a per-step choice of path cannot
- * change which ops run. Every edge of a gated cell computes
+ * An ORT session runs one static graph, so the per-step choice of path is
+ * made by inputs. Every edge of a gated cell computes
  *
  *     edge(x) = Σ_k gate[cell, edge, k] · op_k(x)        (k over the 7 candidate ops)
  *
- * with `gates` a graph input of shape [cells, 14, 7] fed each step with 0/1
- * values (one 1 per edge: the active op). Then, with no special-casing:
+ * with `gates` [cells, 14, 7] fed each step with 0/1 values (one 1 per edge:
+ * the active op), and each op_k is a Gated region (graph/ops/gated.ts, an ONNX
+ * `If`) that runs only when `run[cell, edge, k]` is true and runs its backward
+ * only when its gate is non-zero. The step feeds `run` = the active ops (w
+ * step) or the two sampled ops (α step in two-path mode; all ops in full
+ * mode). Then:
  *  - the forward value is exactly that of the sampled single-path network;
- *  - the weights of inactive ops get exactly zero gradients (their output is
- *    multiplied by a gate of 0), and the in-graph clipping norm is unchanged;
- *    train/sswp.ts restores their values and momentum after the step, so they
- *    are untouched, as PyTorch leaves parameters whose grad is None;
- *  - ∂L/∂gate_k = ⟨∂L/∂edge, op_k(x)⟩ comes from our autodiff (gates are a
- *    differentiable graph input), for every op: that is what the two-path
- *    estimator needs for its inactive op, and what the full mode needs for all.
+ *  - the weights of inactive ops get exactly zero gradients, and the in-graph
+ *    clipping norm is unchanged; train/sswp.ts restores their values and
+ *    momentum after the step, so they are untouched, as PyTorch leaves
+ *    parameters whose grad is None;
+ *  - ∂L/∂gate_k = ⟨∂L/∂edge, op_k(x)⟩ comes from our autodiff for every op
+ *    that ran: what the two-path estimator needs for its inactive op, and the
+ *    full mode for all;
+ *  - compute and memory are those of the sampled path: an op that does not
+ *    run costs an If dispatch and a zero tensor; one that runs keeps only its
+ *    output (ORT frees a branch's intermediates when it ends) and recomputes
+ *    its forward in its backward branch (one extra forward of the active ops).
  *
- * The price: every op of every gated edge runs, forward and backward (with
- * zero upstream gradients for inactive ops), i.e. the cost of a DARTS supernet
- * step, not of the sampled path. Measured (bench/sswp-cost.ts; C = 8, 5 cells,
- * 16 images = 32 SimCLR views of 32×32, ORT CPU on 2 cores, median of 5
- * steps, relative to a DARTS supernet weight step of the same size):
- *
- *     step                              time        peak RSS of the step
- *     DARTS supernet w step             1.00        1.00   (1.89 s, 2.2 GiB)
- *     gated w step (affine BN)          0.97        1.42
- *     gated w step (plain BN)           0.92        0.99
- *     gated α-gradient step             0.53        0.67   (DARTS α step: 0.59, 0.56)
- *     discretized network w step        0.08        0.26
- *
- * So a search step (α + w) costs what a DARTS first-order step costs, and a
- * fully pruned network a tenth of it; since pruned cells are rebuilt
- * discretized (only their kept ops, no gates), the cost falls as forward
- * progressive pruning proceeds. Memory is that of the whole supernet (all 7
- * ops' activations are kept for the backward pass, where PyTorch keeps those
- * of the sampled path only): scaled to the target size (20 cells, C = 36,
- * 192 views: ~100× the activations) that is a few hundred GiB, beyond CPU
- * hosts and single GPUs alike; plain BN saves ~30% of it, small batches the
- * rest (memory is linear in the batch).
- *
- * Exact alternatives were considered: an
- * ONNX `If` per edge would skip inactive ops but is not differentiable by our
- * autodiff; one graph per sampled path is impossible (7^(14·cells) paths, and a
- * session costs seconds to create). The α-gradient graph differentiates only
- * w.r.t. `gates`, so it skips all weight-gradient work.
+ * Measured (bench/sswp-cost.ts --all; C = 8, 5 cells, 16 images = 32 SimCLR
+ * views of 32×32, ORT CPU on 2 cores, median of 3 steps, relative to a DARTS
+ * supernet weight step of the same size): see the table in README.md
+ * ("SSWP-NAS cost"). `ifGates: false` (LEVERS.ifGates) builds the previous
+ * design, every op computed and multiplied by its gate, whose memory is that
+ * of the whole supernet; the α-gradient graph differentiates only w.r.t.
+ * `gates`, so it skips all weight-gradient work in both. Pruned cells are
+ * rebuilt discretized (only their kept ops, no gates), so a step gets cheaper
+ * as forward progressive pruning proceeds.
  *
  * ## Naming (weights carry over exactly)
  *
@@ -71,11 +60,11 @@
  * are not tracked during search (training-form BN uses batch statistics); they
  * are recomputed for the discretized network at the end (train/sswp.ts).
  */
-import type { Value } from '../ir.js';
-import { add, concat, mul, reshape, split, sum } from '../ops/index.js';
+import type { Graph, Value } from '../ir.js';
+import { add, cast, concat, gateRegion, mul, reshape, split, sum } from '../ops/index.js';
 import { EDGES, GenotypeError, PRIMITIVES, STEPS, type OpName } from '../genotype.js';
 import { dartsOp, preprocess, reductionCells } from './darts.js';
-import type { Layers } from './layers.js';
+import { LEVERS, type Layers } from './layers.js';
 
 /** The 7 candidate ops of SSWP-NAS (DARTS's without `none`), in gate/α column order. */
 export const SSWP_OPS: readonly OpName[] = PRIMITIVES.filter((p) => p !== 'none');
@@ -124,12 +113,22 @@ export interface SswpTrunkOptions {
    * stem's BN is always affine and the pools' never (as in DARTS search).
    */
   affine?: boolean;
+  /** Gated ops as If regions that run only when sampled (default LEVERS.ifGates); false: every op runs, times its gate. */
+  ifGates?: boolean;
+}
+
+/** The [1,1] elements of a [1, 14, 7] per-cell slice, [edge][op]. */
+function perOp(g: Graph, cell: Value): Value[][] {
+  const rows = split(g, reshape(g, cell, [EDGES, NUM_OPS]), new Array<number>(EDGES).fill(1), 0);
+  return rows.map((r) => split(g, r, new Array<number>(NUM_OPS).fill(1), 1));
 }
 
 export interface SswpTrunk {
   features: Value;
   /** The `gates` input [cells, 14, 7], or null when no cell is gated. */
   gates: Value | null;
+  /** The `run` input [cells, 14, 7] (bool: the ops to compute), or null without If-gated ops. */
+  run: Value | null;
   /** Parameter names of each op of the gated cells: key `${cell}/${edge}/${op}` (op = column index). */
   opParams: Map<string, string[]>;
   reductions: number[];
@@ -156,6 +155,9 @@ export function sswpTrunk(L: Layers, x: Value, o: SswpTrunkOptions): SswpTrunk {
   const gates = anyGated ? g.input('gates', 'float32', [o.layers, EDGES, NUM_OPS]) : null;
   // one [1,1] scalar per (edge, op) of each gated cell
   const perCell = gates ? split(g, gates, new Array<number>(o.layers).fill(1), 0) : [];
+  const ifGates = anyGated && (o.ifGates ?? LEVERS.ifGates);
+  const run = ifGates ? g.input('run', 'bool', [o.layers, EDGES, NUM_OPS]) : null;
+  const runCell = run ? split(g, run, new Array<number>(o.layers).fill(1), 0) : [];
   const opParams = new Map<string, string[]>();
   let s0 = stem;
   let s1 = stem;
@@ -170,8 +172,10 @@ export function sswpTrunk(L: Layers, x: Value, o: SswpTrunkOptions): SswpTrunk {
       const [p0, p1] = preprocess(L, s0, s1, c, reductionPrev, affine);
       const states = [p0, p1];
       if (spec === null) {
-        const rows = split(g, reshape(g, perCell[i]!, [EDGES, NUM_OPS]), new Array<number>(EDGES).fill(1), 0);
-        const gate = rows.map((r) => split(g, r, new Array<number>(NUM_OPS).fill(1), 1));
+        const gate = perOp(g, perCell[i]!);
+        // If-gated ops: run when sampled (`run`), backward when active (gate ≠ 0)
+        const runC = runCell[i] ? perOp(g, runCell[i]!) : null;
+        const gradC = runC ? perOp(g, cast(g, perCell[i]!, 'bool')) : null;
         let edge = 0;
         for (let n = 0; n < STEPS; n++) {
           const terms: Value[] = [];
@@ -179,9 +183,13 @@ export function sswpTrunk(L: Layers, x: Value, o: SswpTrunkOptions): SswpTrunk {
             const stride = reduction && j < 2 ? 2 : 1;
             const e = edge++;
             L.scope(`edge${e}`, () => {
+              if (runC && (L.opts.shareRelu ?? LEVERS.shareRelu)) L.relu(states[j]!); // the ReLU the conv ops share stays outside their regions
               SSWP_OPS.forEach((name, k) => {
                 opParams.set(opKey(i, e, k), []);
-                terms.push(mul(g, dartsOp(L, name, states[j]!, c, stride, affine, true)!, gate[e]![k]!));
+                const start = g.nodes.length;
+                let y = dartsOp(L, name, states[j]!, c, stride, affine, true)!;
+                if (runC) y = gateRegion(g, start, y, [runC[e]![k]!, gradC![e]![k]!]);
+                terms.push(mul(g, y, gate[e]![k]!));
               });
             });
           }
@@ -208,7 +216,7 @@ export function sswpTrunk(L: Layers, x: Value, o: SswpTrunkOptions): SswpTrunk {
     const list = m ? opParams.get(opKey(Number(m[1]), Number(m[2]), col.get(m[3]!) ?? -1)) : undefined;
     if (list) list.push(name);
   }
-  return { features: s1, gates, opParams, reductions: reds };
+  return { features: s1, gates, run, opParams, reductions: reds };
 }
 
 // ---- the per-cell architecture file (cells.json) ---------------------------------

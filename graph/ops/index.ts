@@ -5,4 +5,5 @@ export * from './reduce.js';
 export * from './conv.js';
 export * from './einsum.js';
 export * from './batchnorm.js';
+export * from './gated.js';
 export { registeredOps, getOp } from './registry.js';
