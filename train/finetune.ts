@@ -33,7 +33,7 @@ import { Progress } from './progress.js';
 import { f32, i64, type EP, type SessionOptions } from './runtime.js';
 import { appendJsonLine } from './log.js';
 import { TrainError } from './errors.js';
-import { evaluate } from './trainer.js';
+import { closeAll, evaluate } from './trainer.js';
 import { buildSswpNetwork, loadSswpNetwork } from './sswp.js';
 import { DataLoader, DataPool, limitDataset, loadDataset, subset, type Dataset, type Subset } from './data/index.js';
 
@@ -200,11 +200,7 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
       if (!o.quiet) process.stderr.write(`${init}: test accuracy ${(100 * ev.acc).toFixed(2)}% (train acc ${(100 * last.acc).toFixed(1)}%, ${seconds.toFixed(1)} s)\n`);
     }
   } finally {
-    await train.close();
-    await test.close();
-    await pool.close();
-    await stepRunner.release();
-    await evalRunner.release();
+    await closeAll(train, test, pool, stepRunner, evalRunner);
   }
   const result: FinetuneResult = { fraction: o.labelsFraction, labelled: labelled.indices.length, trainImages: trainSet.n, testImages: testSet.n, runs, out };
   writeFileAtomic(join(out, 'result.json'), JSON.stringify({ ...result, options: { ...o, inits: o.inits ?? ['concomitant', 'random'] } }, null, 2) + '\n');

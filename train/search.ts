@@ -43,7 +43,20 @@ import { TrainError } from './errors.js';
 import { genotypeSvg } from './genotype-svg.js';
 import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch } from './data/index.js';
 
-export interface SearchOptions {
+/** The optimizers of a bilevel search: SGD on the weights (cosine lr), Adam on α; defaults per method. */
+export interface BilevelOptimizerOptions {
+  lr?: number;
+  lrMin?: number;
+  momentum?: number;
+  weightDecay?: number;
+  clip?: number;
+  archLr?: number;
+  archBeta1?: number;
+  archBeta2?: number;
+  archWeightDecay?: number;
+}
+
+export interface SearchOptions extends BilevelOptimizerOptions {
   objective: Objective;
   /** Dataset name or path (train/data loadDataset spec). */
   data: string;
@@ -57,15 +70,6 @@ export interface SearchOptions {
   ep?: EP;
   workers?: number;
   limit?: number;
-  lr?: number;
-  lrMin?: number;
-  momentum?: number;
-  weightDecay?: number;
-  clip?: number;
-  archLr?: number;
-  archBeta1?: number;
-  archBeta2?: number;
-  archWeightDecay?: number;
   /** Checkpoint every N steps (besides epoch ends); 0 = epoch ends only. */
   checkpointEvery?: number;
   resume?: boolean;

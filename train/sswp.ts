@@ -80,7 +80,7 @@ import { bool, f32, toF32, type EP, type SessionOptions } from './runtime.js';
 import { appendJsonLine } from './log.js';
 import { TrainError } from './errors.js';
 import { cellsSvg } from './genotype-svg.js';
-import { adamUpdate, batchFeeds } from './search.js';
+import { adamUpdate, batchFeeds, type BilevelOptimizerOptions } from './search.js';
 import { alphaGradients, rescaleInvolved, runMask, sampleGates, type GateSample, type OpDropout, type SamplingMode } from './sswp-sampler.js';
 import { makeSchedule, phaseOf, type Phase, type PruneMode, type Schedule } from './sswp-schedule.js';
 import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch, type Dataset, type PretextTask } from './data/index.js';
@@ -88,7 +88,7 @@ import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch
 /** Rng.derive label of the path samples. */
 export const SAMPLE_STREAM = 0x55a9;
 
-export interface SswpOptions {
+export interface SswpOptions extends BilevelOptimizerOptions {
   objective?: Objective;
   /** Dataset name or path (train/data loadDataset spec). */
   data: string;
@@ -112,15 +112,6 @@ export interface SswpOptions {
   poolDropout?: number;
   /** Affine BN in the searched ops (default true); false: plain BN, the final network gets γ = 1, β = 0. */
   affine?: boolean;
-  lr?: number;
-  lrMin?: number;
-  momentum?: number;
-  weightDecay?: number;
-  clip?: number;
-  archLr?: number;
-  archBeta1?: number;
-  archBeta2?: number;
-  archWeightDecay?: number;
   /** SimCLR temperature (0.5) and projection size (128). */
   temperature?: number;
   projectionDim?: number;

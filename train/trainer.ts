@@ -133,6 +133,11 @@ export async function evaluate(runner: ForwardRunner, params: ParamValues, loade
   return { acc: correct / Math.max(n, 1), loss: lossSum / Math.max(n, 1) };
 }
 
+/** Close loaders and pools, release runners: everything a training loop holds (in order). */
+export async function closeAll(...xs: ({ close(): Promise<void> } | { release(): Promise<void> })[]): Promise<void> {
+  for (const x of xs) await ('close' in x ? x.close() : x.release());
+}
+
 /** Per-sample drop-path masks (Bernoulli(keep)/keep), from a per-step RNG. */
 function dropMasks(names: string[], n: number, prob: number, rng: Rng): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
@@ -226,11 +231,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
       save(epoch + 1, 0);
     }
   } finally {
-    await train.close();
-    await test.close();
-    await pool.close();
-    await stepRunner.release();
-    await evalRunner.release();
+    await closeAll(train, test, pool, stepRunner, evalRunner);
   }
   const modelPath = join(o.out, 'model.onnx');
   const values = pickParams(gs.evalG, st.params);

@@ -70,17 +70,29 @@ export function register(program: Command): void {
       if (!!o.data === !!o.dataset) throw new CliError('give exactly one of --data PATH or --dataset NAME');
       const d = DEFAULTS[method];
       for (const k of ['epochs', 'batch', 'C', 'layers', 'lr', 'archLr'] as const) o[k] ??= d[k];
+      // the options both methods take
+      const common = {
+        objective,
+        data: o.data ?? o.dataset,
+        out: o.out,
+        epochs: o.epochs,
+        batch: o.batch,
+        C: o.C,
+        layers: o.layers,
+        lr: o.lr,
+        archLr: o.archLr,
+        limit: o.limit,
+        workers: o.workers,
+        checkpointEvery: o.checkpointEvery,
+        stopAfterSteps: o.stopAfter,
+        ep: o.ep,
+        seed: o.seed,
+        resume: !!o.resume,
+        quiet: !!o.quiet,
+      };
       if (method === 'sswp') {
         const r = await runSswpSearch({
-          objective,
-          data: o.data ?? o.dataset,
-          out: o.out,
-          epochs: o.epochs,
-          batch: o.batch,
-          C: o.C,
-          layers: o.layers,
-          lr: o.lr,
-          archLr: o.archLr,
+          ...common,
           prune: o.prune,
           split: o.fppSplit === undefined ? undefined : parseSplit(o.fppSplit),
           sampling: o.sampling,
@@ -89,14 +101,6 @@ export function register(program: Command): void {
           affine: o.bnAffine !== false,
           temperature: o.temperature,
           bnBatches: o.bnBatches,
-          limit: o.limit,
-          workers: o.workers,
-          checkpointEvery: o.checkpointEvery,
-          stopAfterSteps: o.stopAfter,
-          ep: o.ep,
-          seed: o.seed,
-          resume: !!o.resume,
-          quiet: !!o.quiet,
         });
         const t = r.timing.map((x) => `${x.gated} gated cells: w ${x.wSeconds.toFixed(3)} s, α ${x.aSeconds.toFixed(3)} s (${x.steps} steps)`).join('; ');
         const cells = r.arch.cells.map((c) => `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}: ${JSON.stringify(c.ops)}`).join('\n');
@@ -108,26 +112,7 @@ export function register(program: Command): void {
         );
         return;
       }
-      const r = await runSearch({
-        objective,
-        data: o.data ?? o.dataset,
-        out: o.out,
-        epochs: o.epochs,
-        batch: o.batch,
-        C: o.C,
-        layers: o.layers,
-        order: Number(o.order) as 1 | 2,
-        lr: o.lr,
-        archLr: o.archLr,
-        limit: o.limit,
-        workers: o.workers,
-        checkpointEvery: o.checkpointEvery,
-        stopAfterSteps: o.stopAfter,
-        ep: o.ep,
-        seed: o.seed,
-        resume: !!o.resume,
-        quiet: !!o.quiet,
-      });
+      const r = await runSearch({ ...common, order: Number(o.order) as 1 | 2 });
       const nodes = `w-step graph ${r.nodes.wStep} nodes, α-grad graph ${r.nodes.alphaGrad}${r.nodes.allGrad ? `, full-grad graph ${r.nodes.allGrad}` : ''}`;
       process.stdout.write(
         (r.stopped ? 'stopped early (resume with --resume)\n' : '') +
