@@ -95,3 +95,16 @@ describe('Gated regions', () => {
     for (const k of ['d_x', 'd_w', 'd_gamma', 'd_beta']) expect(maxAbs(a[k]!), k).toBe(0);
   });
 });
+
+describe('gateRegion', () => {
+  it('refuses a later read of a value inside the region', () => {
+    const g = new Graph('t');
+    const x = g.input('x', 'float32', [1, 2, 3, 3]);
+    const c = g.input('c', 'bool', []);
+    const start = g.nodes.length;
+    const r = ops.relu(g, x);
+    const y = ops.mul(g, r, r);
+    ops.gateRegion(g, start, y, [c]);
+    expect(() => ops.add(g, r, x)).toThrow(/unknown value/);
+  });
+});

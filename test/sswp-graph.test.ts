@@ -18,6 +18,7 @@ import { runMask, sampleGates } from '../train/sswp-sampler.js';
 import { initParams } from '../train/params.js';
 import { Session, bool, f32, toF32 } from '../train/runtime.js';
 import { DataLoader } from '../train/data/index.js';
+import { cudaIssues } from './helpers/gradcheck.js';
 import type { Dataset } from '../train/data/index.js';
 
 const SIMCLR = { name: 'simclr' as const, numClasses: 0, groupSize: 1, inputShape: [1, 6, 6] as [number, number, number] };
@@ -101,6 +102,7 @@ describe('SSWP gated graph', () => {
       expect(fw.trunk.run !== null).toBe(ifGates);
       assembleStep(fw.g, { loss: fw.loss, update: () => false, outputGrads: (p) => p.role === 'weight', gradientsOnly: true, inputGrads: ['gates'], optimizer: SGD, stateOutputs: false });
       nodes.push(fw.g.nodes.length);
+      expect(cudaIssues(fw.g.nodes)).toEqual([]); // branches included
       const s = await Session.create(serialize(fw.g, { params: 'inputs', valueInfo: false }), { optimization: 'disabled' });
       const feeds = feedsOf(fw.g, initParams(fw.g, 1), { x, gates: sample.gates });
       if (ifGates) feeds.run = bool(runMask(sample, 'involved'), [2, EDGES, NUM_OPS]);

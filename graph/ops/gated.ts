@@ -65,6 +65,8 @@ export function gateRegion(g: Graph, start: number, out: Value, conds: Value[]):
   for (const c of captured) body.capture(g.value(c), g.constants.get(c));
   for (const n of nodes) body.adopt(n, g);
   body.output(body.value(out.name));
+  // the region's values now live in the body only: a later node reading one fails at build time
+  for (const name of produced) g.values.delete(name);
   return g.node('Gated', [...conds, ...captured.map((c) => g.value(c))], { conds: A.i(conds.length), body: { kind: 'graph', v: body } }, 1)[0]!;
 }
 

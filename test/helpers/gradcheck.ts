@@ -63,6 +63,8 @@ export function cudaIssues(nodes: readonly Node[]): string[] {
   const banned = new Set(['SoftmaxCrossEntropyLoss', 'NegativeLogLikelihoodLoss', 'Bernoulli']);
   const out: string[] = [];
   for (const n of nodes) {
+    // subgraphs (Gated/If branches) run on the EP too
+    for (const a of Object.values(n.attrs)) if (a.kind === 'graph') out.push(...cudaIssues(a.v.nodes));
     if (banned.has(n.op)) out.push(`${n.name}: ${n.op} has no CUDA kernel for training here`);
     if (n.op === 'ConvTranspose' || n.op === 'AveragePool' || n.op === 'MaxPool') {
       const p = attrInts(n.attrs, 'pads', []);
