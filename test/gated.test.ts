@@ -10,7 +10,7 @@ import { gradients } from '../graph/autodiff.js';
 import { serialize } from '../graph/onnx.js';
 import * as ops from '../graph/ops/index.js';
 import { Rng } from '../graph/rng.js';
-import { Session, toF32 } from '../train/runtime.js';
+import { Session, bool, toF32 } from '../train/runtime.js';
 import * as ort from 'onnxruntime-node';
 
 const X = [2, 3, 6, 6];
@@ -52,8 +52,8 @@ async function run(g: Graph, runOn: boolean, gradOn: boolean): Promise<Record<st
     const n = shape.reduce((a, b) => a * b, 1);
     feeds[name] = new ort.Tensor('float32', Float32Array.from({ length: n }, () => r.normal()), [...shape]);
   }
-  feeds.run = new ort.Tensor('bool', [runOn], []);
-  feeds.grad = new ort.Tensor('bool', [gradOn], []);
+  feeds.run = bool(Uint8Array.of(+runOn), []);
+  feeds.grad = bool(Uint8Array.of(+gradOn), []);
   const out = await s.run(feeds);
   await s.release();
   const res: Record<string, Float32Array> = {};

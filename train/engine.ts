@@ -179,6 +179,11 @@ export function cosineLr(lr: number, lrMin: number, t: number, total: number): n
   return lrMin + ((lr - lrMin) * (1 + Math.cos((Math.PI * t) / total))) / 2;
 }
 
+/** Cosine annealing per step over `epochs` epochs of `perEpoch` steps: the lr of batch `index` of `epoch`. */
+export function stepCosineLr(lr: number, lrMin: number, epoch: number, index: number, perEpoch: number, epochs: number): number {
+  return cosineLr(lr, lrMin, epoch * perEpoch + index, epochs * perEpoch);
+}
+
 /**
  * `x` (`rows` equal-sized rows) zero-padded to `full` rows, for a graph with a
  * static batch size fed a short last batch. Returns `x` itself when it is full.

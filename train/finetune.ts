@@ -26,7 +26,7 @@ import { Rng } from '../graph/rng.js';
 import { serialize } from '../graph/onnx.js';
 import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../graph/training.js';
 import type { CellOps } from '../graph/nets/sswp.js';
-import { ForwardRunner, StepRunner, cosineLr, newTrainState } from './engine.js';
+import { ForwardRunner, StepRunner, newTrainState, stepCosineLr } from './engine.js';
 import { writeFileAtomic } from './fsutil.js';
 import { initParams, pickParams } from './params.js';
 import { Progress } from './progress.js';
@@ -171,8 +171,7 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
       const st = newTrainState(values);
       let last = { loss: 0, acc: 0 };
       for (let epoch = 0; epoch < o.epochs; epoch++) {
-        const total = o.epochs * train.batchesPerEpoch;
-        const lrAt = (i: number): number => cosineLr(o.lr ?? 0.025, o.lrMin ?? 0, epoch * train.batchesPerEpoch + i, total);
+        const lrAt = (i: number): number => stepCosineLr(o.lr ?? 0.025, o.lrMin ?? 0, epoch, i, train.batchesPerEpoch, o.epochs);
         const lr = lrAt(0);
         const bar = new Progress(`finetune ${init} F=${o.labelsFraction} epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
         let lossSum = 0;

@@ -17,7 +17,7 @@ import { Rng } from '../graph/rng.js';
 import { add, mul } from '../graph/ops/index.js';
 import type { Graph } from '../graph/ir.js';
 import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { ForwardRunner, StepRunner, cosineLr, newTrainState, padRows, stateFromTensors, stateTensors, type TrainState } from './engine.js';
+import { ForwardRunner, StepRunner, newTrainState, stepCosineLr, padRows, stateFromTensors, stateTensors, type TrainState } from './engine.js';
 import { writeFileAtomic } from './fsutil.js';
 import { initParams, pickParams, type ParamValues } from './params.js';
 import { Progress } from './progress.js';
@@ -195,8 +195,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
     for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
       const t0 = Date.now();
       // cosine annealing per step (to lrMin at the last step), so short runs anneal too
-      const total = o.epochs * train.batchesPerEpoch;
-      const lrAt = (i: number): number => cosineLr(lr0, lrMin, epoch * train.batchesPerEpoch + i, total);
+      const lrAt = (i: number): number => stepCosineLr(lr0, lrMin, epoch, i, train.batchesPerEpoch, o.epochs);
       const lr = lrAt(epoch === startEpoch ? startBatch : 0);
       const dp = (o.dropPath ?? 0.2) * (epoch / o.epochs);
       const bar = new Progress(`epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);

@@ -32,8 +32,9 @@
  * Measured (bench/sswp-cost.ts --all; C = 8, 5 cells, 16 images = 32 SimCLR
  * views of 32×32, ORT CPU on 2 cores, median of 3 steps, relative to a DARTS
  * supernet weight step of the same size): see the table in README.md
- * (section "SSWP-NAS and the sample-based study"). `ifGates: false` (LEVERS.ifGates) builds the previous
- * design, every op computed and multiplied by its gate, whose memory is that
+ * (section "SSWP-NAS and the sample-based study"). `ifGates: false`
+ * (LEVERS.ifGates) builds the previous design, every op computed and
+ * multiplied by its gate, whose memory is that
  * of the whole supernet; the α-gradient graph differentiates only w.r.t.
  * `gates`, so it skips all weight-gradient work in both. Pruned cells are
  * rebuilt discretized (only their kept ops, no gates), so a step gets cheaper

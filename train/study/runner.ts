@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { BN_MOMENTUM } from '../../graph/nets/layers.js';
 import type { Genotype } from '../../graph/genotype.js';
-import { ForwardRunner, StepRunner, cosineLr, newTrainState, padRows } from '../engine.js';
+import { ForwardRunner, StepRunner, newTrainState, padRows, stepCosineLr } from '../engine.js';
 import { initParams } from '../params.js';
 import { f32, i64, toF32, scalarOf, type EP } from '../runtime.js';
 import { fmtTime } from '../progress.js';
@@ -365,12 +365,11 @@ export async function runTrial(trial: Pick<Trial, 'archId' | 'objective' | 'seed
     let batches = 0;
     let steps = 0;
     for (let epoch = 0; epoch < cfg.epochs; epoch++) {
-      const total = cfg.epochs * train.batchesPerEpoch;
       lossSum = 0;
       correct = 0;
       batches = 0;
       for await (const b of train.epoch(epoch)) {
-        const lr = cosineLr(cfg.lr, cfg.lrMin, epoch * train.batchesPerEpoch + b.index, total);
+        const lr = stepCosineLr(cfg.lr, cfg.lrMin, epoch, b.index, train.batchesPerEpoch, cfg.epochs);
         const r = await stepRunner.run(st, { x: f32(b.x, b.xShape), labels: i64(b.y, b.yShape) }, lr);
         if (!Number.isFinite(r.loss)) throw new StudyError(`${trial.archId} ${trial.objective}: the loss became ${r.loss} at epoch ${epoch + 1}, step ${b.index + 1}`);
         lossSum += r.loss;
