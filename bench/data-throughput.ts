@@ -13,7 +13,15 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Rng } from '../graph/rng.js';
-import { type Dataset, DataLoader, DataPool, FASHION_MNIST_DIR, loadDataset, TASK_NAMES, type TaskName } from '../train/data/index.js';
+import {
+  type Dataset,
+  DataLoader,
+  DataPool,
+  FASHION_MNIST_DIR,
+  loadDataset,
+  TASK_NAMES,
+  type TaskName,
+} from '../train/data/index.js';
 
 interface Args {
   batchSize: number;
@@ -25,7 +33,14 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { batchSize: 128, seconds: 1, tasks: [...TASK_NAMES], maxWorkers: availableParallelism(), repeat: 3, json: false };
+  const a: Args = {
+    batchSize: 128,
+    seconds: 1,
+    tasks: [...TASK_NAMES],
+    maxWorkers: availableParallelism(),
+    repeat: 3,
+    json: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const value = (): string => {
@@ -61,7 +76,13 @@ interface Point {
   cpu: number;
 }
 
-async function measure(ds: Dataset, task: TaskName, pool: DataPool, batchSize: number, seconds: number): Promise<Point> {
+async function measure(
+  ds: Dataset,
+  task: TaskName,
+  pool: DataPool,
+  batchSize: number,
+  seconds: number,
+): Promise<Point> {
   const loader = new DataLoader(ds, { task, batchSize, seed: 1, pool, dropLast: true });
   // Warm-up (JIT in every worker): a third of the measuring time, at least 2 batches per worker.
   let k = 0;
@@ -89,17 +110,28 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const fmnistReal = existsSync(process.env.FASHION_MNIST_DIR ?? FASHION_MNIST_DIR);
   const sets: Dataset[] = [
-    fmnistReal ? await loadDataset('fashion-mnist', { limit: 20000 }) : synthetic(20000, 1, 28, 28, 'fashion-mnist-shaped'),
+    fmnistReal
+      ? await loadDataset('fashion-mnist', { limit: 20000 })
+      : synthetic(20000, 1, 28, 28, 'fashion-mnist-shaped'),
     synthetic(20000, 3, 32, 32, 'cifar-shaped'),
   ];
   const counts = [0];
   for (let w = 1; w <= args.maxWorkers; w++) counts.push(w);
-  const results: { dataset: string; task: string; workers: number; imagesPerSec: number; imagesPerCpuSec: number; vs1: number | null }[] = [];
+  const results: {
+    dataset: string;
+    task: string;
+    workers: number;
+    imagesPerSec: number;
+    imagesPerCpuSec: number;
+    vs1: number | null;
+  }[] = [];
   if (!args.json) {
     console.log(
       `data throughput: batch ${args.batchSize}, best of ${args.repeat} × ${args.seconds}s per point, ${availableParallelism()} cores, node ${process.version}`,
     );
-    console.log('images/s (wall clock) per worker count; 0 = in-process; ×r = ratio to 1 worker; [images per CPU-second]');
+    console.log(
+      'images/s (wall clock) per worker count; 0 = in-process; ×r = ratio to 1 worker; [images per CPU-second]',
+    );
   }
   // One pool per worker count, reused for every task, so its threads stay warm.
   const pools = counts.map((w) => new DataPool({ workers: w }));
@@ -119,7 +151,14 @@ async function main(): Promise<void> {
         }
         const one = row[1]?.wall ?? null;
         counts.forEach((w, i) =>
-          results.push({ dataset: ds.name, task, workers: w, imagesPerSec: row[i]!.wall, imagesPerCpuSec: row[i]!.cpu, vs1: one ? row[i]!.wall / one : null }),
+          results.push({
+            dataset: ds.name,
+            task,
+            workers: w,
+            imagesPerSec: row[i]!.wall,
+            imagesPerCpuSec: row[i]!.cpu,
+            vs1: one ? row[i]!.wall / one : null,
+          }),
         );
         if (!args.json) {
           const cells = counts.map((w, i) => {

@@ -19,14 +19,29 @@ import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type * as ort from 'onnxruntime-node';
 import { Rng } from '../graph/rng.js';
-import { newTrainState } from '../train/engine.js';
-import { initParams } from '../train/params.js';
-import { f32, i64, type EP, type SessionOptions } from '../train/runtime.js';
+import { newTrainState } from '../train/runtime/engine.js';
+import { initParams } from '../train/runtime/params.js';
+import { f32, i64, type EP, type SessionOptions } from '../train/runtime/session.js';
 import { resolveTask, type TaskName } from '../train/data/index.js';
-import { buildSearchGraphs, createSearchRunners, searchStep, type SearchRunners } from '../train/search.js';
+import { buildSearchGraphs, createSearchRunners, searchStep, type SearchRunners } from '../train/search/darts.js';
 import { args, MiB, peakRssMiB } from './util.js';
 
-const a = args({ C: 16, layers: 8, batch: 64, order: 1, objective: 'cls', ep: 'cpu', steps: 3, warmup: 1, threads: 0, opt: 'disabled', arena: false, size: 32, dry: false, json: false });
+const a = args({
+  C: 16,
+  layers: 8,
+  batch: 64,
+  order: 1,
+  objective: 'cls',
+  ep: 'cpu',
+  steps: 3,
+  warmup: 1,
+  threads: 0,
+  opt: 'disabled',
+  arena: false,
+  size: 32,
+  dry: false,
+  json: false,
+});
 const order = Number(a.order) as 1 | 2;
 if (order !== 1 && order !== 2) throw new Error('--order must be 1 or 2');
 const objective = String(a.objective) as TaskName;
@@ -38,21 +53,46 @@ const rows = task.xShape(batch)[0]!;
 
 /** Bytes fed and fetched by one search step: first order α-grad + w; second order 2 × full-grad + 2 × α-grad + w. */
 function stepBytes(io: SearchRunners['io']): { fed: number; fetched: number } {
-  const k = (w: 'fed' | 'fetched'): number => (order === 1 ? io.alphaGrad[w] + io.wStep[w] : 2 * io.allGrad![w] + 2 * io.alphaGrad[w] + io.wStep[w]);
+  const k = (w: 'fed' | 'fetched'): number =>
+    order === 1 ? io.alphaGrad[w] + io.wStep[w] : 2 * io.allGrad![w] + 2 * io.alphaGrad[w] + io.wStep[w];
   return { fed: k('fed'), fetched: k('fetched') };
 }
 
 if (a.dry) {
-  const gs = buildSearchGraphs(task, { C: Number(a.C), layers: Number(a.layers), batchRows: rows, order, momentum: 0.9, weightDecay: 3e-4, clip: 5 });
+  const gs = buildSearchGraphs(task, {
+    C: Number(a.C),
+    layers: Number(a.layers),
+    batchRows: rows,
+    order,
+    momentum: 0.9,
+    weightDecay: 3e-4,
+    clip: 5,
+  });
   const b = stepBytes(gs.io);
-  console.log(JSON.stringify({ config: { C: Number(a.C), layers: Number(a.layers), batch, rows, objective, order, input: [3, size, size] }, nodes: gs.nodes, bytes_fed_per_step: b.fed, bytes_fetched_per_step: b.fetched }));
+  console.log(
+    JSON.stringify({
+      config: { C: Number(a.C), layers: Number(a.layers), batch, rows, objective, order, input: [3, size, size] },
+      nodes: gs.nodes,
+      bytes_fed_per_step: b.fed,
+      bytes_fetched_per_step: b.fetched,
+    }),
+  );
   process.exit(0);
 }
 
 let t = performance.now();
 const r = await createSearchRunners(task, {
-  C: Number(a.C), layers: Number(a.layers), batchRows: rows, order, momentum: 0.9, weightDecay: 3e-4, clip: 5,
-  ep: String(a.ep) as EP, threads, optimization: String(a.opt) as SessionOptions['optimization'], cpuMemArena: !!a.arena,
+  C: Number(a.C),
+  layers: Number(a.layers),
+  batchRows: rows,
+  order,
+  momentum: 0.9,
+  weightDecay: 3e-4,
+  clip: 5,
+  ep: String(a.ep) as EP,
+  threads,
+  optimization: String(a.opt) as SessionOptions['optimization'],
+  cpuMemArena: !!a.arena,
 });
 const setupMs = performance.now() - t;
 
@@ -89,7 +129,10 @@ for (let i = 0; i < steps + warmup; i++) {
     times.push(wall);
     cpuTimes.push(cpu);
   }
-  if (!a.json) process.stderr.write(`step ${i}${i < warmup ? ' (warm-up)' : ''}: ${wall.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU, loss ${s.trainLoss.toFixed(3)} val ${s.valLoss.toFixed(3)}\n`);
+  if (!a.json)
+    process.stderr.write(
+      `step ${i}${i < warmup ? ' (warm-up)' : ''}: ${wall.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU, loss ${s.trainLoss.toFixed(3)} val ${s.valLoss.toFixed(3)}\n`,
+    );
 }
 const mid = (xs: number[]): number => {
   const q = [...xs].sort((x, y) => x - y);
@@ -99,7 +142,19 @@ await r.release();
 
 const { fed, fetched } = stepBytes(r.io);
 const rec = {
-  config: { C: Number(a.C), layers: Number(a.layers), batch, rows, objective, order, ep: a.ep, threads: threads ?? `ORT default (${availableParallelism()} CPUs)`, opt: a.opt, arena: !!a.arena, input: [3, size, size] },
+  config: {
+    C: Number(a.C),
+    layers: Number(a.layers),
+    batch,
+    rows,
+    objective,
+    order,
+    ep: a.ep,
+    threads: threads ?? `ORT default (${availableParallelism()} CPUs)`,
+    opt: a.opt,
+    arena: !!a.arena,
+    input: [3, size, size],
+  },
   nodes: r.nodes,
   setup_s: +(setupMs / 1000).toFixed(1),
   s_per_step: +mid(times).toFixed(3),

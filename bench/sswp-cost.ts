@@ -34,12 +34,12 @@ import type { Graph } from '../graph/ir.js';
 import type { CellOps } from '../graph/nets/sswp.js';
 import { reductionCells } from '../graph/nets/darts.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../graph/training.js';
-import { initParams } from '../train/params.js';
-import { bool, f32 } from '../train/runtime.js';
-import { StepRunner, newTrainState } from '../train/engine.js';
-import { buildSearchForward } from '../train/search.js';
-import { buildSswpForward } from '../train/sswp.js';
-import { runMask, sampleGates } from '../train/sswp-sampler.js';
+import { initParams } from '../train/runtime/params.js';
+import { bool, f32 } from '../train/runtime/session.js';
+import { StepRunner, newTrainState } from '../train/runtime/engine.js';
+import { buildSearchForward } from '../train/search/darts.js';
+import { buildSswpForward } from '../train/search/sswp/search.js';
+import { runMask, sampleGates } from '../train/search/sswp/sampler.js';
 import { Rng } from '../graph/rng.js';
 import { args, median, peakRssMiB } from './util.js';
 
@@ -57,7 +57,14 @@ function rssMiB(): number {
 
 async function one(what: string): Promise<Record<string, unknown>> {
   const rows = 2 * batch;
-  const task = { name: 'simclr', numClasses: 0, groupSize: 1, inputShape: [3, size, size] as [number, number, number], targetKind: 'none', batchMultiplier: 2 } as never;
+  const task = {
+    name: 'simclr',
+    numClasses: 0,
+    groupSize: 1,
+    inputShape: [3, size, size] as [number, number, number],
+    targetKind: 'none',
+    batchMultiplier: 2,
+  } as never;
   const sgd: OptimizerSpec = { kind: 'sgd', momentum: 0.9, weightDecay: 4e-5 };
   const weightStep = what.includes('-w');
   let g: Graph;
@@ -66,19 +73,68 @@ async function one(what: string): Promise<Record<string, unknown>> {
   if (what === 'darts-w' || what === 'darts-a') {
     const fw = buildSearchForward(task, { C, layers, batchRows: rows });
     g = fw.g;
-    if (weightStep) lastInfo = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: (p) => p.role === 'weight', optimizer: sgd, clipNorm: 5, stateOutputs: false });
-    else lastInfo = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: () => false, outputGrads: (p) => p.role === 'arch', gradientsOnly: true, optimizer: sgd, stateOutputs: false });
+    if (weightStep)
+      lastInfo = assembleStep(g, {
+        loss: fw.loss,
+        metrics: fw.metrics,
+        update: (p) => p.role === 'weight',
+        optimizer: sgd,
+        clipNorm: 5,
+        stateOutputs: false,
+      });
+    else
+      lastInfo = assembleStep(g, {
+        loss: fw.loss,
+        metrics: fw.metrics,
+        update: () => false,
+        outputGrads: (p) => p.role === 'arch',
+        gradientsOnly: true,
+        optimizer: sgd,
+        stateOutputs: false,
+      });
   } else {
     const geno = loadGenotype('darts_v2');
     const reds = reductionCells(layers);
-    const cells: (CellOps | null)[] = Array.from({ length: layers }, (_, i) => (what === 'disc-w' ? ((reds.includes(i) ? geno.reduce : geno.normal) as CellOps) : null));
-    const fw = buildSswpForward(task, { C, layers, cells, rows, affine: what !== 'sswp-w-plain', ifGates: !what.endsWith('-mul') });
+    const cells: (CellOps | null)[] = Array.from({ length: layers }, (_, i) =>
+      what === 'disc-w' ? ((reds.includes(i) ? geno.reduce : geno.normal) as CellOps) : null,
+    );
+    const fw = buildSswpForward(task, {
+      C,
+      layers,
+      cells,
+      rows,
+      affine: what !== 'sswp-w-plain',
+      ifGates: !what.endsWith('-mul'),
+    });
     g = fw.g;
-    if (weightStep) lastInfo = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: (p) => p.role === 'weight', optimizer: sgd, clipNorm: 5, stateOutputs: false });
-    else lastInfo = assembleStep(g, { loss: fw.loss, metrics: fw.metrics, update: () => false, gradientsOnly: true, inputGrads: ['gates'], optimizer: sgd, stateOutputs: false });
+    if (weightStep)
+      lastInfo = assembleStep(g, {
+        loss: fw.loss,
+        metrics: fw.metrics,
+        update: (p) => p.role === 'weight',
+        optimizer: sgd,
+        clipNorm: 5,
+        stateOutputs: false,
+      });
+    else
+      lastInfo = assembleStep(g, {
+        loss: fw.loss,
+        metrics: fw.metrics,
+        update: () => false,
+        gradientsOnly: true,
+        inputGrads: ['gates'],
+        optimizer: sgd,
+        stateOutputs: false,
+      });
     if (fw.trunk.gates) {
       const alphas = Array.from({ length: layers }, () => new Float32Array(14 * 7));
-      const sample = sampleGates(new Rng(1), alphas, cells.map((c) => c === null), 'two-path', null);
+      const sample = sampleGates(
+        new Rng(1),
+        alphas,
+        cells.map((c) => c === null),
+        'two-path',
+        null,
+      );
       extra.gates = f32(sample.gates, [layers, 14, 7]);
       // If-gated graphs compute the active op (w step) or both sampled ops (α step) of each edge
       if (fw.trunk.run) extra.run = bool(runMask(sample, weightStep ? 'active' : 'involved'), [layers, 14, 7]);
@@ -86,8 +142,16 @@ async function one(what: string): Promise<Record<string, unknown>> {
   }
   const info = lastInfo!;
   const st = newTrainState(initParams(g, 0));
-  const feeds: Record<string, ort.Tensor> = { ...extra, x: f32(Float32Array.from({ length: rows * 3 * size * size }, (_, i) => Math.sin(i * 0.37)), [rows, 3, size, size]) };
-  const params = [...g.params.values()].filter((p) => p.role === 'weight').reduce((s, p) => s + p.shape.reduce((x, y) => x * y, 1), 0);
+  const feeds: Record<string, ort.Tensor> = {
+    ...extra,
+    x: f32(
+      Float32Array.from({ length: rows * 3 * size * size }, (_, i) => Math.sin(i * 0.37)),
+      [rows, 3, size, size],
+    ),
+  };
+  const params = [...g.params.values()]
+    .filter((p) => p.role === 'weight')
+    .reduce((s, p) => s + p.shape.reduce((x, y) => x * y, 1), 0);
   const t0 = performance.now();
   const runner = await StepRunner.create(g, info, weightStep ? sgd : null, { optimization: 'disabled' });
   const sessionMs = performance.now() - t0;
@@ -107,10 +171,19 @@ async function one(what: string): Promise<Record<string, unknown>> {
   }
   await runner.release();
   return {
-    what, C, layers, batch, size, nodes: g.nodes.length, weights: params,
-    session_s: +(sessionMs / 1000).toFixed(1), s_per_step: +(median(times) / 1000).toFixed(3), min_s_per_step: +(Math.min(...times) / 1000).toFixed(3),
+    what,
+    C,
+    layers,
+    batch,
+    size,
+    nodes: g.nodes.length,
+    weights: params,
+    session_s: +(sessionMs / 1000).toFixed(1),
+    s_per_step: +(median(times) / 1000).toFixed(3),
+    min_s_per_step: +(Math.min(...times) / 1000).toFixed(3),
     cpu_s_per_step: +median(cpu).toFixed(3),
-    rss_before_mib: Math.round(rssBefore), peak_rss_steps_mib: Math.round(peakRssMiB()),
+    rss_before_mib: Math.round(rssBefore),
+    peak_rss_steps_mib: Math.round(peakRssMiB()),
   };
 }
 
@@ -118,7 +191,22 @@ if (a.all) {
   const self = fileURLToPath(import.meta.url);
   const res: Record<string, unknown>[] = [];
   for (const w of WHATS) {
-    const argv = [...process.execArgv, self, '--what', w, '--C', String(C), '--layers', String(layers), '--batch', String(batch), '--size', String(size), '--runs', String(a.runs)];
+    const argv = [
+      ...process.execArgv,
+      self,
+      '--what',
+      w,
+      '--C',
+      String(C),
+      '--layers',
+      String(layers),
+      '--batch',
+      String(batch),
+      '--size',
+      String(size),
+      '--runs',
+      String(a.runs),
+    ];
     const r = spawnSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 24 });
     const line = r.stdout.trim().split('\n').pop() ?? '';
     if (r.status !== 0 || !line.startsWith('{')) throw new Error(`${w} failed: ${r.stderr}`);
@@ -127,15 +215,22 @@ if (a.all) {
     process.stderr.write(`${JSON.stringify(rec)}\n`);
   }
   const ref = res.find((r) => r.what === 'darts-w')!;
-  console.log(`C=${C} layers=${layers} batch=${batch} (${2 * batch} views) ${size}×${size}, ORT CPU, optimization disabled`);
-  console.log('| step | nodes | weights | session s | s/step median (min) | CPU s/step | × DARTS w-step (CPU) | peak RSS in steps MiB | × DARTS w-step | RSS before MiB |');
+  console.log(
+    `C=${C} layers=${layers} batch=${batch} (${2 * batch} views) ${size}×${size}, ORT CPU, optimization disabled`,
+  );
+  console.log(
+    '| step | nodes | weights | session s | s/step median (min) | CPU s/step | × DARTS w-step (CPU) | peak RSS in steps MiB | × DARTS w-step | RSS before MiB |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of res) {
     const x = (k: string): string => ((r[k] as number) / (ref[k] as number)).toFixed(2);
-    console.log(`| ${r.what} | ${r.nodes} | ${r.weights} | ${r.session_s} | ${r.s_per_step} (${r.min_s_per_step}) | ${r.cpu_s_per_step} | ${x('cpu_s_per_step')} | ${r.peak_rss_steps_mib} | ${x('peak_rss_steps_mib')} | ${r.rss_before_mib} |`);
+    console.log(
+      `| ${r.what} | ${r.nodes} | ${r.weights} | ${r.session_s} | ${r.s_per_step} (${r.min_s_per_step}) | ${r.cpu_s_per_step} | ${x('cpu_s_per_step')} | ${r.peak_rss_steps_mib} | ${x('peak_rss_steps_mib')} | ${r.rss_before_mib} |`,
+    );
   }
-  if (a.json) writeFileSync(String(a.json), JSON.stringify(res, null, 2) + '\n');
+  if (a.json) writeFileSync(String(a.json), `${JSON.stringify(res, null, 2)}\n`);
 } else {
-  if (!(WHATS as readonly string[]).includes(String(a.what))) throw new Error(`--what must be one of ${WHATS.join(', ')} (or --all)`);
+  if (!(WHATS as readonly string[]).includes(String(a.what)))
+    throw new Error(`--what must be one of ${WHATS.join(', ')} (or --all)`);
   console.log(JSON.stringify(await one(String(a.what))));
 }

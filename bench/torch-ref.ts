@@ -33,9 +33,9 @@ import { Rng } from '../graph/rng.js';
 import { add, mul } from '../graph/ops/index.js';
 import { LEVERS } from '../graph/nets/layers.js';
 import { assembleStep, crossEntropy, type OptimizerSpec, type StepGraphInfo } from '../graph/training.js';
-import { initParams, type ParamValues } from '../train/params.js';
-import { newTrainState, StepRunner, type TrainState } from '../train/engine.js';
-import { f32, i64, scalarOf, Session } from '../train/runtime.js';
+import { initParams, type ParamValues } from '../train/runtime/params.js';
+import { newTrainState, StepRunner, type TrainState } from '../train/runtime/engine.js';
+import { f32, i64, scalarOf, Session } from '../train/runtime/session.js';
 import { serialize } from '../graph/onnx.js';
 import type * as ort from 'onnxruntime-node';
 
@@ -47,7 +47,16 @@ export const SUPERNET = { C: 4, layers: 5, classes: 10, batch: 4, channels: 3, s
  * map it assumes; batch 8, as BN over 4 samples leaves the float32 gradients of
  * some BN parameters only ~1e-4 accurate even in torch (ill-conditioned sums).
  */
-export const EVALNET = { C: 8, layers: 5, classes: 10, batch: 8, channels: 3, size: 32, genotype: 'darts_v2', auxWeight: 0.4 } as const;
+export const EVALNET = {
+  C: 8,
+  layers: 5,
+  classes: 10,
+  batch: 8,
+  channels: 3,
+  size: 32,
+  genotype: 'darts_v2',
+  auxWeight: 0.4,
+} as const;
 /** DARTS search hyper-parameters (shared/spec/darts.md). */
 export const W_OPT = { lr: 0.025, momentum: 0.9, weightDecay: 3e-4, clip: 5 } as const;
 export const A_OPT = { lr: 3e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, weightDecay: 1e-3 } as const;
@@ -101,10 +110,20 @@ interface ParamEntry extends TensorRef {
 }
 
 function dumpParams(d: Dump, prefix: string, g: Graph, values: ParamValues): ParamEntry[] {
-  return [...g.params.values()].map((p) => ({ name: p.name, role: p.role, ...d.add(`${prefix}/param/${p.name}`, values.get(p.name)!, p.shape) }));
+  return [...g.params.values()].map((p) => ({
+    name: p.name,
+    role: p.role,
+    ...d.add(`${prefix}/param/${p.name}`, values.get(p.name)!, p.shape),
+  }));
 }
 
-function randomBatch(rng: Rng, n: number, c: number, size: number, classes: number): { x: Float32Array; labels: number[] } {
+function randomBatch(
+  rng: Rng,
+  n: number,
+  c: number,
+  size: number,
+  classes: number,
+): { x: Float32Array; labels: number[] } {
   const x = new Float32Array(n * c * size * size);
   for (let i = 0; i < x.length; i++) x[i] = rng.normal();
   const labels = Array.from({ length: n }, () => rng.int(classes));
@@ -189,7 +208,10 @@ class KinkProbe {
         return { name: `relu_input_${i}`, shape: [...v.shape] };
       });
     g.output(net.loss, 'loss');
-    const session = await Session.create(serialize(g, { params: 'inputs', valueInfo: false }), { threads: ORT_THREADS, optimization: 'disabled' });
+    const session = await Session.create(serialize(g, { params: 'inputs', valueInfo: false }), {
+      threads: ORT_THREADS,
+      optimization: 'disabled',
+    });
     return new KinkProbe(session, g, pools, relus);
   }
 
@@ -200,7 +222,11 @@ class KinkProbe {
     const out = await this.session.run(feeds);
     const keys = this.pools.map((o, i) => {
       const idx = out[o.name]!.data as BigInt64Array;
-      return d.add(`${prefix}/maxpool/${i}`, Float32Array.from(idx, (v) => Number(v)), o.shape).key;
+      return d.add(
+        `${prefix}/maxpool/${i}`,
+        Float32Array.from(idx, (v) => Number(v)),
+        o.shape,
+      ).key;
     });
     const relus = this.relus.map((o) => {
       const x = out[o.name]!.data as Float32Array;
@@ -304,11 +330,27 @@ async function supernetCase(d: Dump, name: string, steps: number, values: ParamV
   const s = SUPERNET;
   const xShape = [s.batch, s.channels, s.size, s.size];
   const arch = supernetGraph();
-  const archOpt: OptimizerSpec = { kind: 'adam', beta1: A_OPT.beta1, beta2: A_OPT.beta2, eps: A_OPT.eps, weightDecay: A_OPT.weightDecay };
-  const archInfo = assembleStep(arch.g, { loss: arch.loss, update: (p) => p.role === 'arch', outputGrads: () => true, optimizer: archOpt });
+  const archOpt: OptimizerSpec = {
+    kind: 'adam',
+    beta1: A_OPT.beta1,
+    beta2: A_OPT.beta2,
+    eps: A_OPT.eps,
+    weightDecay: A_OPT.weightDecay,
+  };
+  const archInfo = assembleStep(arch.g, {
+    loss: arch.loss,
+    update: (p) => p.role === 'arch',
+    outputGrads: () => true,
+    optimizer: archOpt,
+  });
   const weight = supernetGraph();
   const wOpt: OptimizerSpec = { kind: 'sgd', momentum: W_OPT.momentum, weightDecay: W_OPT.weightDecay };
-  const wInfo = assembleStep(weight.g, { loss: weight.loss, update: (p) => p.role === 'weight', optimizer: wOpt, clipNorm: W_OPT.clip });
+  const wInfo = assembleStep(weight.g, {
+    loss: weight.loss,
+    update: (p) => p.role === 'weight',
+    optimizer: wOpt,
+    clipNorm: W_OPT.clip,
+  });
   const archRunner = await StepRunner.create(arch.g, archInfo, archOpt, { group: 'arch', threads: ORT_THREADS });
   const wRunner = await StepRunner.create(weight.g, wInfo, wOpt, { group: 'weight', threads: ORT_THREADS });
   const initial = dumpParams(d, name, weight.g, values);
@@ -329,14 +371,21 @@ async function supernetCase(d: Dump, name: string, steps: number, values: ParamV
     pools.push(await probe.run(d, `${name}/batch${batches.length - 1}`, st, feeds));
     return feeds;
   };
-  const snapshot = (which: 'arch' | 'weight', t: number, r: { loss: number; gradNorm?: number }, names: string[], slotNames: string[]): void => {
+  const snapshot = (
+    which: 'arch' | 'weight',
+    t: number,
+    r: { loss: number; gradNorm?: number },
+    names: string[],
+    slotNames: string[],
+  ): void => {
     const params: Record<string, string> = {};
     const slots: Record<string, string> = {};
     const tag = `${name}/ort/${which}${t}`;
     for (const p of names) {
       const shape = weight.g.params.get(p)!.shape;
       params[p] = d.add(`${tag}/param/${p}`, st.params.get(p)!, shape).key;
-      for (const slot of slotNames) slots[`${p}@${slot}`] = d.add(`${tag}/slot/${p}@${slot}`, st.opt.get(`${p}@${slot}`)!, shape).key;
+      for (const slot of slotNames)
+        slots[`${p}@${slot}`] = d.add(`${tag}/slot/${p}@${slot}`, st.opt.get(`${p}@${slot}`)!, shape).key;
     }
     sub.push({ which, t, batch: batches.length - 1, loss: r.loss, gradNorm: r.gradNorm, params, slots });
   };
@@ -347,7 +396,11 @@ async function supernetCase(d: Dump, name: string, steps: number, values: ParamV
       for (const [p, v] of ra.grads) grads[p] = d.add(`${name}/ort/grad/${p}`, v, weight.g.params.get(p)!.shape).key;
     } else {
       // gradients at a trained point too (after α and w updates)
-      gradsLater.push(Object.fromEntries([...ra.grads].map(([p, v]) => [p, d.add(`${name}/ort/grad${t}/${p}`, v, weight.g.params.get(p)!.shape).key])));
+      gradsLater.push(
+        Object.fromEntries(
+          [...ra.grads].map(([p, v]) => [p, d.add(`${name}/ort/grad${t}/${p}`, v, weight.g.params.get(p)!.shape).key]),
+        ),
+      );
     }
     snapshot('arch', t, ra, updatedBy(archInfo), archInfo.slots);
     const rw = await wRunner.run(st, await nextBatch(), W_OPT.lr);
@@ -387,10 +440,16 @@ export async function dumpCases(outDir: string): Promise<void> {
   const evBatch = randomBatch(rng, e.batch, e.channels, e.size, e.classes);
   const probe = await KinkProbe.create(evalnetGraph);
   const xShape = [e.batch, e.channels, e.size, e.size];
-  const pool = await probe.run(d, 'evalnet', newTrainState(evValues), { x: f32(evBatch.x, xShape), labels: i64(evBatch.labels, [e.batch]) });
+  const pool = await probe.run(d, 'evalnet', newTrainState(evValues), {
+    x: f32(evBatch.x, xShape),
+    labels: i64(evBatch.labels, [e.batch]),
+  });
   await probe.release();
   const evalnet = {
-    ...(await gradientCase(d, 'evalnet', ev.g, ev.loss, evValues, evBatch, xShape, { loss_main: ev.main, loss_aux: ev.aux })),
+    ...(await gradientCase(d, 'evalnet', ev.g, ev.loss, evValues, evBatch, xShape, {
+      loss_main: ev.main,
+      loss_aux: ev.aux,
+    })),
     genotype: ev.genotype,
     pools: [pool],
   };
@@ -415,7 +474,9 @@ export const TORCH_INSTALL_HINT =
 
 /** The first python that can import torch: $TORCH_PYTHON, python3 on PATH, /usr/bin/python3. */
 export function findTorchPython(explicit?: string): { python: string; torch: string } {
-  const candidates = explicit ? [explicit] : [process.env.TORCH_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c);
+  const candidates = explicit
+    ? [explicit]
+    : [process.env.TORCH_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c);
   const tried: string[] = [];
   for (const py of [...new Set(candidates)]) {
     const r = spawnSync(py, ['-c', 'import torch, numpy; print(torch.__version__)'], { encoding: 'utf8' });
@@ -431,6 +492,7 @@ export interface TorchRefReport {
   failures: string[];
   torch: string;
   /** Per-case figures, as computed by compare.py (see its `summary`). */
+  // biome-ignore lint/suspicious/noExplicitAny: free-form JSON from the python reference
   cases: Record<string, any>;
   table: string;
   seconds: { ts: number; python: number };
@@ -443,12 +505,18 @@ export async function runTorchReference(o: { outDir?: string; python?: string } 
   await dumpCases(outDir);
   const t1 = performance.now();
   const script = repoPath('bench', 'torch_ref', 'compare.py');
-  const r = spawnSync(python, [script, outDir], { encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, OMP_NUM_THREADS: '1' } });
+  const r = spawnSync(python, [script, outDir], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    env: { ...process.env, OMP_NUM_THREADS: '1' },
+  });
   const t2 = performance.now();
   const results = join(outDir, 'results.json');
   // compare.py exits 1 with results.json written when figures are out of tolerance; anything else is a crash
   if ((r.status !== 0 && r.status !== 1) || !existsSync(results)) {
-    throw new Error(`${python} ${script} failed (status ${r.status}):\n${(r.stderr || r.error?.message || '').slice(-4000)}`);
+    throw new Error(
+      `${python} ${script} failed (status ${r.status}):\n${(r.stderr || r.error?.message || '').slice(-4000)}`,
+    );
   }
   const res = JSON.parse(readFileSync(results, 'utf8')) as Omit<TorchRefReport, 'table' | 'seconds' | 'torch'>;
   return { ...res, torch, table: r.stdout, seconds: { ts: (t1 - t0) / 1000, python: (t2 - t1) / 1000 } };
@@ -461,7 +529,7 @@ async function main(): Promise<void> {
     return i >= 0 ? args[i + 1] : undefined;
   };
   const rep = await runTorchReference({ outDir: opt('--out'), python: opt('--python') });
-  if (args.includes('--json')) process.stdout.write(JSON.stringify(rep, null, 2) + '\n');
+  if (args.includes('--json')) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
   else process.stdout.write(rep.table);
   process.stdout.write(
     `\ntorch ${rep.torch}; TS build + ORT runs ${rep.seconds.ts.toFixed(1)} s, python reference ${rep.seconds.python.toFixed(1)} s\n` +

@@ -7,11 +7,11 @@
 import { CommanderError } from 'commander';
 import { GraphError } from '../graph/ir.js';
 import { GenotypeError } from '../graph/genotype.js';
-import { RuntimeError } from '../train/runtime.js';
+import { RuntimeError } from '../train/runtime/session.js';
 import { DataError } from '../train/data/errors.js';
-import { FsError } from '../train/fsutil.js';
-import { TrainError } from '../train/errors.js';
-import { CheckpointError } from '../train/checkpoint.js';
+import { FsError } from '../train/runtime/fsutil.js';
+import { TrainError } from '../train/runtime/errors.js';
+import { CheckpointError } from '../train/runtime/checkpoint.js';
 
 export const PROG = 'nas-onnx';
 
@@ -31,7 +31,16 @@ export class CliError extends Error {
  * Error classes whose message is meant for the user as is. Other modules can
  * add theirs (e.g. a CheckpointError) with registerKnownError.
  */
-const known: (abstract new (...args: never[]) => Error)[] = [CliError, GraphError, GenotypeError, RuntimeError, DataError, FsError, TrainError, CheckpointError];
+const known: (abstract new (...args: never[]) => Error)[] = [
+  CliError,
+  GraphError,
+  GenotypeError,
+  RuntimeError,
+  DataError,
+  FsError,
+  TrainError,
+  CheckpointError,
+];
 
 export function registerKnownError(cls: abstract new (...args: never[]) => Error): void {
   if (!known.includes(cls)) known.push(cls);
@@ -58,13 +67,13 @@ export function reportError(e: unknown, write: (s: string) => void = (s) => proc
   if (e instanceof CommanderError) return e.exitCode;
   if (isKnownError(e)) {
     write(`${PROG}: ${oneLine(e.message)}\n`);
-    if (debugEnabled() && e.stack) write(e.stack + '\n');
+    if (debugEnabled() && e.stack) write(`${e.stack}\n`);
     return e instanceof CliError ? e.exitCode : 1;
   }
-  const msg = e instanceof Error ? `${e.name === 'Error' ? '' : e.name + ': '}${e.message}` : String(e);
+  const msg = e instanceof Error ? `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}` : String(e);
   const hint = debugEnabled() ? '' : ' (set NAS_ONNX_DEBUG=1 for the stack)';
   write(`${PROG}: internal error: ${oneLine(msg)}${hint}\n`);
-  if (debugEnabled() && e instanceof Error && e.stack) write(e.stack + '\n');
+  if (debugEnabled() && e instanceof Error && e.stack) write(`${e.stack}\n`);
   return 1;
 }
 

@@ -25,7 +25,18 @@ interface CommandModule {
 }
 
 /** Registered commands, in help order. */
-const COMMANDS: CommandModule[] = [search, derive, train, finetune, study, buildSupernet, exportCmd, info, doctor, setupCuda];
+const COMMANDS: CommandModule[] = [
+  search,
+  derive,
+  train,
+  finetune,
+  study,
+  buildSupernet,
+  exportCmd,
+  info,
+  doctor,
+  setupCuda,
+];
 
 export function version(): string {
   try {

@@ -10,8 +10,8 @@
  *      .addOption(outOption('model.onnx'));
  */
 import { InvalidArgumentError, Option } from 'commander';
-import { checkWritableFile, writeFileAtomic, type FileData } from '../train/fsutil.js';
-import { EPS, type EP } from '../train/runtime.js';
+import { checkWritableFile, writeFileAtomic, type FileData } from '../train/runtime/fsutil.js';
+import { EPS, type EP } from '../train/runtime/session.js';
 
 export { writeFileAtomic };
 
@@ -23,7 +23,12 @@ export function parseIntAtLeast(min: number, what = 'an integer'): (value: strin
     const s = value.trim();
     const n = INT_RE.test(s) ? Number(s) : NaN;
     if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`expected ${what}, got '${value}'.`);
-    if (n < min) throw new InvalidArgumentError(min === 1 && what === 'a positive integer' ? `expected a positive integer, got ${n}.` : `expected ${what} ≥ ${min}, got ${n}.`);
+    if (n < min)
+      throw new InvalidArgumentError(
+        min === 1 && what === 'a positive integer'
+          ? `expected a positive integer, got ${n}.`
+          : `expected ${what} ≥ ${min}, got ${n}.`,
+      );
     return n;
   };
 }
@@ -43,7 +48,8 @@ export function parseSeed(value: string): number {
 /** A positive float (learning rates, scales). */
 export function parsePositiveFloat(value: string): number {
   const n = Number(value.trim());
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got '${value}'.`);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new InvalidArgumentError(`expected a positive number, got '${value}'.`);
   return n;
 }
 

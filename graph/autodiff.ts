@@ -19,7 +19,12 @@ export interface GradOptions {
  * Append ∂loss/∂w for every w in `wrt`. Returns a map from each wrt value's
  * name to its gradient value; a wrt value the loss does not depend on maps to null.
  */
-export function gradients(g: Graph, loss: Value, wrt: readonly Value[], opts: GradOptions = {}): Map<string, Value | null> {
+export function gradients(
+  g: Graph,
+  loss: Value,
+  wrt: readonly Value[],
+  opts: GradOptions = {},
+): Map<string, Value | null> {
   const forward = g.nodes.slice(); // the gradient nodes appended below are not revisited
   const wrtSet = new Set(wrt.map((v) => v.name));
 
@@ -38,12 +43,16 @@ export function gradients(g: Graph, loss: Value, wrt: readonly Value[], opts: Gr
     if (!n.inputs.some((i) => i && dependsOnWrt.has(i) && isFloat(i))) continue;
     if (!getOp(n.op).grad) {
       const o = n.outputs.find((v) => lossNeeds.has(v) && isFloat(v));
-      if (o) throw new GraphError(`${n.op} node '${n.name}' has no gradient rule, but the loss depends on its output '${o}' through a differentiated value`);
+      if (o)
+        throw new GraphError(
+          `${n.op} node '${n.name}' has no gradient rule, but the loss depends on its output '${o}' through a differentiated value`,
+        );
       continue;
     }
     for (const o of n.outputs) dependsOnWrt.add(o);
   }
-  const active = (name: string): boolean => dependsOnWrt.has(name) && lossNeeds.has(name) && g.value(name).dtype === 'float32';
+  const active = (name: string): boolean =>
+    dependsOnWrt.has(name) && lossNeeds.has(name) && g.value(name).dtype === 'float32';
 
   const contribs = new Map<string, Value[]>();
   const addContrib = (name: string, d: Value): void => {
@@ -67,7 +76,12 @@ export function gradients(g: Graph, loss: Value, wrt: readonly Value[], opts: Gr
   };
 
   if (!active(loss.name)) return new Map(wrt.map((w) => [w.name, null]));
-  const seed = opts.seed ?? g.constant({ dtype: 'float32', shape: [...loss.shape], data: new Float32Array(numel(loss.shape)).fill(1) }, 'grad_seed');
+  const seed =
+    opts.seed ??
+    g.constant(
+      { dtype: 'float32', shape: [...loss.shape], data: new Float32Array(numel(loss.shape)).fill(1) },
+      'grad_seed',
+    );
   addContrib(loss.name, seed);
 
   for (let i = forward.length - 1; i >= 0; i--) {
@@ -79,7 +93,7 @@ export function gradients(g: Graph, loss: Value, wrt: readonly Value[], opts: Gr
     const dy = n.outputs.map((o) => (active(o) ? gradOf(o) : null));
     const x = n.inputs.map((name) => (name ? g.value(name) : null));
     const y = n.outputs.map((name) => g.value(name));
-    const dx = g.scope('grad', () => def.grad!({ g, node: n, x, y, dy, needs }));
+    const dx = g.scope('grad', () => def.grad!({ g, node: n, x, y, dy, needs, differentiate: gradients }));
     n.inputs.forEach((name, k) => {
       if (needs[k] && dx[k]) addContrib(name, dx[k]!);
     });

@@ -43,7 +43,8 @@ export class GenotypeError extends Error {
 }
 
 function checkCell(cell: unknown, concat: unknown, kind: string, src: string): void {
-  if (!Array.isArray(cell) || cell.length !== 2 * STEPS) throw new GenotypeError(`${src}: '${kind}' must list ${2 * STEPS} [op, input] pairs`);
+  if (!Array.isArray(cell) || cell.length !== 2 * STEPS)
+    throw new GenotypeError(`${src}: '${kind}' must list ${2 * STEPS} [op, input] pairs`);
   cell.forEach((pair, k) => {
     if (!Array.isArray(pair) || pair.length !== 2) throw new GenotypeError(`${src}: ${kind}[${k}] must be [op, input]`);
     const [op, inp] = pair as [unknown, unknown];
@@ -92,7 +93,9 @@ export function loadGenotype(nameOrPath: string): Genotype {
   const shipped = join(genotypeDir(), `${nameOrPath.toLowerCase()}.json`);
   const path = existsSync(shipped) && !nameOrPath.includes('/') ? shipped : nameOrPath;
   if (!existsSync(path)) {
-    throw new GenotypeError(`genotype '${nameOrPath}' is neither a shipped name (${shippedGenotypes().join(', ')}) nor a file`);
+    throw new GenotypeError(
+      `genotype '${nameOrPath}' is neither a shipped name (${shippedGenotypes().join(', ')}) nor a file`,
+    );
   }
   let obj: unknown;
   try {
@@ -113,7 +116,7 @@ export function genotypeJson(g: Genotype): string {
   lines.push(`  "reduce": ${JSON.stringify(g.reduce)},`);
   lines.push(`  "reduce_concat": ${JSON.stringify(g.reduce_concat)}`);
   lines.push('}');
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 function softmaxRow(a: ArrayLike<number>, off: number, n: number): number[] {
@@ -155,7 +158,16 @@ export function deriveCell(alpha: ArrayLike<number>, ops: readonly OpName[] = PR
   return out;
 }
 
-export function deriveGenotype(alphaNormal: ArrayLike<number>, alphaReduce: ArrayLike<number>, ops: readonly OpName[] = PRIMITIVES): Genotype {
+export function deriveGenotype(
+  alphaNormal: ArrayLike<number>,
+  alphaReduce: ArrayLike<number>,
+  ops: readonly OpName[] = PRIMITIVES,
+): Genotype {
   const concat = Array.from({ length: STEPS }, (_, i) => i + 2);
-  return { normal: deriveCell(alphaNormal, ops), normal_concat: concat, reduce: deriveCell(alphaReduce, ops), reduce_concat: [...concat] };
+  return {
+    normal: deriveCell(alphaNormal, ops),
+    normal_concat: concat,
+    reduce: deriveCell(alphaReduce, ops),
+    reduce_concat: [...concat],
+  };
 }

@@ -157,7 +157,7 @@ export class Graph {
 
   /** A fresh name under the current scope. */
   fresh(base: string): string {
-    const prefix = this.scopes.length ? this.scopes.join('/') + '/' : '';
+    const prefix = this.scopes.length ? `${this.scopes.join('/')}/` : '';
     const full = prefix + base;
     let n = this.nameCounts.get(full) ?? 0;
     let name = n === 0 ? full : `${full}_${n}`;
@@ -190,7 +190,8 @@ export class Graph {
   redirectValue(from: string, to: string, since = 0): void {
     const v = this.value(from);
     const t = this.value(to);
-    if (v.shape.join() !== t.shape.join() || v.dtype !== t.dtype) throw new GraphError(`cannot redirect ${from} to ${to}: types differ`);
+    if (v.shape.join() !== t.shape.join() || v.dtype !== t.dtype)
+      throw new GraphError(`cannot redirect ${from} to ${to}: types differ`);
     if (this.producer.has(to)) throw new GraphError(`${to} already has a producer`);
     for (let i = since; i < this.nodes.length; i++) {
       const n = this.nodes[i]!;
@@ -273,7 +274,8 @@ export class Graph {
   output(v: Value, name?: string): Value {
     let out = v;
     if (name && name !== v.name) {
-      const renamable = this.producer.has(v.name) && !this.renamed.has(v.name) && !this.outputs.some((o) => o.name === v.name);
+      const renamable =
+        this.producer.has(v.name) && !this.renamed.has(v.name) && !this.outputs.some((o) => o.name === v.name);
       out = this.define(name, v.dtype, v.shape);
       if (renamable) {
         // no Identity node: the serializer gives the producing node's output this name
@@ -295,7 +297,8 @@ export class Graph {
   /** A constant tensor; identical small constants are shared. */
   constant(t: TensorData, hint = 'const', cacheKey?: string): Value {
     let key = cacheKey;
-    if (!key && t.data.length <= 64) key = `${t.dtype}|${t.shape.join(',')}|${Array.from(t.data as ArrayLike<number | bigint>, String).join(',')}`;
+    if (!key && t.data.length <= 64)
+      key = `${t.dtype}|${t.shape.join(',')}|${Array.from(t.data as ArrayLike<number | bigint>, String).join(',')}`;
     if (key) {
       const hit = this.constCache.get(key);
       if (hit) return hit;
@@ -332,8 +335,16 @@ export class Graph {
     }
     if (nOutputs !== undefined) specs = specs.slice(0, nOutputs);
     const nodeName = this.fresh(op);
-    const outs = specs.map((s, i) => this.define(specs.length === 1 ? this.fresh(op + '_out') : this.fresh(`${op}_out${i}`), s.dtype, s.shape));
-    this.pushNode({ op, name: nodeName, inputs: ins.map((x) => (x ? x.name : '')), outputs: outs.map((o) => o.name), attrs });
+    const outs = specs.map((s, i) =>
+      this.define(specs.length === 1 ? this.fresh(`${op}_out`) : this.fresh(`${op}_out${i}`), s.dtype, s.shape),
+    );
+    this.pushNode({
+      op,
+      name: nodeName,
+      inputs: ins.map((x) => (x ? x.name : '')),
+      outputs: outs.map((o) => o.name),
+      attrs,
+    });
     return outs;
   }
 
@@ -343,7 +354,8 @@ export class Graph {
   }
 
   private pushNode(n: Node): void {
-    for (const i of n.inputs) if (i && !this.values.has(i)) throw new GraphError(`node ${n.name} reads unknown value '${i}'`);
+    for (const i of n.inputs)
+      if (i && !this.values.has(i)) throw new GraphError(`node ${n.name} reads unknown value '${i}'`);
     this.nodes.push(n);
     for (const o of n.outputs) this.producer.set(o, n);
   }
@@ -386,10 +398,11 @@ export class Graph {
     const dead = this.nodes.filter((_, i) => !keep[i]);
     this.nodes.length = 0;
     this.nodes.push(...kept);
-    for (const n of dead) for (const o of n.outputs) {
-      this.producer.delete(o);
-      this.values.delete(o);
-    }
+    for (const n of dead)
+      for (const o of n.outputs) {
+        this.producer.delete(o);
+        this.values.delete(o);
+      }
     for (const name of [...this.constants.keys()]) {
       if (!live.has(name)) {
         this.constants.delete(name);

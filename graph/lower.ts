@@ -25,7 +25,8 @@ export function lowerComposites(g: Graph): number {
     const x = n.inputs.map((i) => (i ? g.value(i) : null));
     const y = n.outputs.map((o) => g.value(o));
     const vals = g.scope(n.name, () => def.lower!({ g, node: n, x, y }));
-    if (vals.length !== y.length) throw new GraphError(`${n.op} lowering returned ${vals.length} values for ${y.length} outputs`);
+    if (vals.length !== y.length)
+      throw new GraphError(`${n.op} lowering returned ${vals.length} values for ${y.length} outputs`);
     const rename = new Map<string, string>();
     vals.forEach((v, k) => {
       const target = y[k]!.name;

@@ -78,7 +78,8 @@ function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProt
     } else {
       const data = opts.values?.get(p.name);
       if (!data) throw new GraphError(`no value for parameter '${p.name}'`);
-      if (data.length !== numel(p.shape)) throw new GraphError(`parameter '${p.name}' has ${data.length} values, expected ${numel(p.shape)}`);
+      if (data.length !== numel(p.shape))
+        throw new GraphError(`parameter '${p.name}' has ${data.length} values, expected ${numel(p.shape)}`);
       initializer.push(tensorProto(p.name, { dtype: 'float32', shape: [...p.shape], data }));
     }
   }
@@ -86,7 +87,8 @@ function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProt
   const rn = (name: string): string => g.renamed.get(name) ?? name;
   const vi: onnxProto.onnx.IValueInfoProto[] = [];
   if (opts.valueInfo !== false) {
-    for (const n of g.nodes) for (const o of n.outputs) if (!io.has(o) && !g.renamed.has(o)) vi.push(valueInfo(g.value(o)));
+    for (const n of g.nodes)
+      for (const o of n.outputs) if (!io.has(o) && !g.renamed.has(o)) vi.push(valueInfo(g.value(o)));
   }
   return {
     name: g.name,
@@ -160,13 +162,15 @@ export function modelInfo(bytes: Uint8Array): ModelInfo {
   for (const t of graph.initializer as onnxProto.onnx.TensorProto[]) shapes.set(t.name, t.dims.map(Number));
   const opCounts: Record<string, number> = {};
   let macs = 0;
-  const num = (s: (number | string)[] | undefined): number[] | null => (s && s.every((d) => typeof d === 'number') ? (s as number[]) : null);
+  const num = (s: (number | string)[] | undefined): number[] | null =>
+    s?.every((d) => typeof d === 'number') ? (s as number[]) : null;
   for (const n of graph.node as onnxProto.onnx.NodeProto[]) {
     opCounts[n.opType!] = (opCounts[n.opType!] ?? 0) + 1;
     if (n.opType === 'Conv' || n.opType === 'ConvTranspose') {
       const w = num(shapes.get(n.input[1]!));
       const outShape = num(shapes.get(n.opType === 'Conv' ? n.output[0]! : n.input[0]!));
-      if (w && outShape) macs += numel(outShape) * numel(w.slice(1)) * (n.opType === 'ConvTranspose' ? w[0]! / outShape[1]! : 1);
+      if (w && outShape)
+        macs += numel(outShape) * numel(w.slice(1)) * (n.opType === 'ConvTranspose' ? w[0]! / outShape[1]! : 1);
     } else if (n.opType === 'Gemm' || n.opType === 'MatMul') {
       const a = num(shapes.get(n.input[0]!));
       const y = num(shapes.get(n.output[0]!));

@@ -25,7 +25,7 @@ export class Rng {
     if (typeof seed === 'number') {
       const sm = splitmix32(seed);
       for (let i = 0; i < 4; i++) this.s[i] = sm();
-      if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
+      if ((this.s[0]! | this.s[1]! | this.s[2]! | this.s[3]!) === 0) this.s[0] = 1;
     } else {
       this.s.set(seed);
     }

@@ -43,7 +43,14 @@ export interface CrossEntropyOptions {
 export function oneHot(g: Graph, labels: Value, classes: number, axis: number): Value {
   const rank = labels.shape.length + 1;
   const iotaShape = Array.from({ length: rank }, (_, i) => (i === axis ? classes : 1));
-  const iota = g.constant(tensorOf(labels.dtype, iotaShape, Array.from({ length: classes }, (_, i) => i)), 'class_ids');
+  const iota = g.constant(
+    tensorOf(
+      labels.dtype,
+      iotaShape,
+      Array.from({ length: classes }, (_, i) => i),
+    ),
+    'class_ids',
+  );
   return cast(g, equal(g, unsqueeze(g, labels, [axis]), iota), 'float32');
 }
 
@@ -132,7 +139,12 @@ export function flattenParams(g: Graph, params: readonly Param[], flatName = FLA
   const flat = g.input(flatName, 'float32', [off]);
   const start = g.nodes.length;
   g.scope('flat', () => {
-    const pieces = split(g, flat, members.map((m) => m.length), 0);
+    const pieces = split(
+      g,
+      flat,
+      members.map((m) => m.length),
+      0,
+    );
     members.forEach((m, i) => {
       const piece = pieces[i]!;
       const v = piece.shape.join() === m.shape.join() ? piece : reshape(g, piece, m.shape);
@@ -170,19 +182,42 @@ export function assembleStep(g: Graph, s: StepSpec): StepGraphInfo {
   const inputs = (s.inputGrads ?? []).map((n) => g.value(n));
   if (!params.length && !gradWanted.length && !inputs.length) throw new GraphError('the step updates no parameter');
   const flat = s.flat !== false && !s.gradientsOnly && params.length ? flattenParams(g, params) : null;
-  if (flat) return assembleFlat(g, s, flat, params, gradWanted, inputs, forwardNodes, metrics.map(([n]) => n));
+  if (flat)
+    return assembleFlat(
+      g,
+      s,
+      flat,
+      params,
+      gradWanted,
+      inputs,
+      forwardNodes,
+      metrics.map(([n]) => n),
+    );
   const grads = g.scope('grad', () => gradients(g, s.loss, [...gradWanted.map((p) => g.value(p.name)), ...inputs]));
   const gradOf = new Map<string, Value>();
   for (const p of gradWanted) {
     const d = grads.get(p.name);
     // a parameter the loss does not reach (e.g. an unused op) gets a zero gradient
-    gradOf.set(p.name, d ?? g.constant(tensorOf('float32', [...p.shape], new Array<number>(p.shape.reduce((a, b) => a * b, 1)).fill(0)), 'zero_grad'));
+    gradOf.set(
+      p.name,
+      d ??
+        g.constant(
+          tensorOf('float32', [...p.shape], new Array<number>(p.shape.reduce((a, b) => a * b, 1)).fill(0)),
+          'zero_grad',
+        ),
+    );
   }
   const backwardEnd = g.nodes.length;
   if (s.clipNorm !== undefined) {
     g.scope('clip', () => {
       const upd = params.map((p) => gradOf.get(p.name)!);
-      const norm = sqrt(g, sum(g, upd.map((d) => reduceSumSquare(g, d, [...d.shape.keys()], false))));
+      const norm = sqrt(
+        g,
+        sum(
+          g,
+          upd.map((d) => reduceSumSquare(g, d, [...d.shape.keys()], false)),
+        ),
+      );
       const coef = g.op('Min', [div(g, g.scalar(s.clipNorm!), add(g, norm, g.scalar(1e-6))), g.scalar(1)]);
       g.output(norm, 'grad_norm');
       for (const p of params) gradOf.set(p.name, mul(g, gradOf.get(p.name)!, coef));
@@ -193,7 +228,12 @@ export function assembleStep(g: Graph, s: StepSpec): StepGraphInfo {
     if (s.outputGrads?.(p)) gradOutputs.push(g.output(gradOf.get(p.name)!, `${p.name}@grad`).name);
   }
   for (const v of inputs) {
-    const d = grads.get(v.name) ?? g.constant(tensorOf('float32', [...v.shape], new Array<number>(v.shape.reduce((a, b) => a * b, 1)).fill(0)), 'zero_grad');
+    const d =
+      grads.get(v.name) ??
+      g.constant(
+        tensorOf('float32', [...v.shape], new Array<number>(v.shape.reduce((a, b) => a * b, 1)).fill(0)),
+        'zero_grad',
+      );
     gradOutputs.push(g.output(d, `${v.name}@grad`).name);
   }
   const updated: string[] = [];
@@ -276,7 +316,11 @@ function assembleFlat(
   const inFlat = new Set(params.map((p) => p.name));
   const others = gradWanted.filter((p) => !inFlat.has(p.name));
   const grads = g.scope('grad', () => gradients(g, s.loss, [flatV, ...others.map((p) => g.value(p.name)), ...inputs]));
-  const zeros = (shape: readonly number[]): Value => g.constant(tensorOf('float32', [...shape], new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(0)), 'zero_grad');
+  const zeros = (shape: readonly number[]): Value =>
+    g.constant(
+      tensorOf('float32', [...shape], new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(0)),
+      'zero_grad',
+    );
   let dflat = grads.get(flat.name) ?? zeros([flat.size]);
   const backwardEnd = g.nodes.length;
   if (s.clipNorm !== undefined) {
@@ -290,18 +334,27 @@ function assembleFlat(
   const gradOutputs: string[] = [];
   const wantFromFlat = params.filter((p) => s.outputGrads?.(p));
   if (wantFromFlat.length) {
-    const pieces = split(g, dflat, flat.members.map((m) => m.length), 0);
+    const pieces = split(
+      g,
+      dflat,
+      flat.members.map((m) => m.length),
+      0,
+    );
     flat.members.forEach((m, i) => {
       if (!wantFromFlat.some((p) => p.name === m.name)) return;
       const d = pieces[i]!.shape.join() === m.shape.join() ? pieces[i]! : reshape(g, pieces[i]!, m.shape);
       gradOutputs.push(g.output(d, `${m.name}@grad`).name);
     });
   }
-  for (const p of others) if (s.outputGrads?.(p)) gradOutputs.push(g.output(grads.get(p.name) ?? zeros(p.shape), `${p.name}@grad`).name);
+  for (const p of others)
+    if (s.outputGrads?.(p)) gradOutputs.push(g.output(grads.get(p.name) ?? zeros(p.shape), `${p.name}@grad`).name);
   for (const v of inputs) gradOutputs.push(g.output(grads.get(v.name) ?? zeros(v.shape), `${v.name}@grad`).name);
   const slots = optimizerSlots(s.optimizer);
   const lr = g.input('lr', 'float32', []);
-  const adamIn = s.optimizer.kind === 'adam' ? { stepSize: g.input('adam_step_size', 'float32', []), bias2: g.input('adam_bias2', 'float32', []) } : null;
+  const adamIn =
+    s.optimizer.kind === 'adam'
+      ? { stepSize: g.input('adam_step_size', 'float32', []), bias2: g.input('adam_bias2', 'float32', []) }
+      : null;
   g.scope('update', () => {
     const state = slots.map((slot) => g.input(`${flat.name}@${slot}`, 'float32', [flat.size]));
     const res = applyOptimizer(g, s.optimizer, flatV, dflat, state, lr, adamIn);
@@ -309,7 +362,8 @@ function assembleFlat(
     res.state.forEach((v, i) => g.output(v, `${flat.name}@${slots[i]}@new`));
   });
   const stateOutputs: string[] = [];
-  if (s.stateOutputs !== false) for (const [name, v] of g.stateUpdates) stateOutputs.push(g.output(v, `${name}@new`).name);
+  if (s.stateOutputs !== false)
+    for (const [name, v] of g.stateUpdates) stateOutputs.push(g.output(v, `${name}@new`).name);
   return {
     flat,
     updated: [],

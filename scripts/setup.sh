@@ -3,7 +3,7 @@
 #   system packages  dataset-fashion-mnist (the default real data set);
 #                    without --runtime also redis-server (distributed-study tests)
 #                    and python3-torch (independent gradient reference in the tests)
-#   npm packages     npm ci (onnxruntime-node 1.29.0 pinned; .npmrc skips its CUDA download)
+#   npm packages     npm ci (onnxruntime-node 1.29.0 pinned; ONNXRUNTIME_NODE_INSTALL=skip skips its CUDA 12 download)
 #   build            tsc → dist/
 # Usage: bash scripts/setup.sh [--runtime]
 set -euo pipefail
@@ -26,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
   }
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
 fi
 npm run build --silent
 echo "setup: ok" >&2

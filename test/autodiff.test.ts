@@ -9,7 +9,7 @@ import { gradients } from '../graph/autodiff.js';
 import { serialize } from '../graph/onnx.js';
 import * as ops from '../graph/ops/index.js';
 import { Rng } from '../graph/rng.js';
-import { Session, f32, toF32 } from '../train/runtime.js';
+import { Session, f32, toF32 } from '../train/runtime/session.js';
 import { gradCheck } from './helpers/gradcheck.js';
 
 const rng = new Rng(99);
@@ -58,8 +58,12 @@ describe('autodiff', () => {
   });
 
   it('fan-out gradient matches finite differences', async () => {
-    const r = await gradCheck([{ name: 'x', shape: [2, 3] }, { name: 'a', shape: [2, 3] }], (g, [x, a]) =>
-      ops.sum(g, [ops.mul(g, x!, a!), ops.tanh(g, x!), ops.mul(g, x!, x!)]),
+    const r = await gradCheck(
+      [
+        { name: 'x', shape: [2, 3] },
+        { name: 'a', shape: [2, 3] },
+      ],
+      (g, [x, a]) => ops.sum(g, [ops.mul(g, x!, a!), ops.tanh(g, x!), ops.mul(g, x!, x!)]),
     );
     expect(r.maxRelErr).toBeLessThan(3e-3);
     expect(r.maxAbsGrad).toBeGreaterThan(0.1);
@@ -79,7 +83,9 @@ describe('autodiff', () => {
       const th = Math.tanh(2 * xv[i]!);
       expect(v).toBeCloseTo(1 + 2 * (1 - th * th) * xv[i]! + th, 5);
     });
-    const r = await gradCheck([{ name: 'x', shape: [3, 4] }], (gg, [xx]) => ops.add(gg, xx!, ops.mul(gg, ops.tanh(gg, ops.mul(gg, xx!, gg.scalar(2))), xx!)));
+    const r = await gradCheck([{ name: 'x', shape: [3, 4] }], (gg, [xx]) =>
+      ops.add(gg, xx!, ops.mul(gg, ops.tanh(gg, ops.mul(gg, xx!, gg.scalar(2))), xx!)),
+    );
     expect(r.maxRelErr).toBeLessThan(3e-3);
   });
 
@@ -198,7 +204,13 @@ describe('autodiff', () => {
   it('refuses to differentiate through a float op without a gradient rule (no silent zero)', () => {
     const g = new Graph();
     const x = g.input('x', 'float32', [4]);
-    const y = ops.scatterAdd(g, ops.zeros(g, [4]), g.constant(tensorOf('int64', [2], [1, 3]), 'idx'), ops.slice(g, x, [0], [2], [0]), 0);
+    const y = ops.scatterAdd(
+      g,
+      ops.zeros(g, [4]),
+      g.constant(tensorOf('int64', [2], [1, 3]), 'idx'),
+      ops.slice(g, x, [0], [2], [0]),
+      0,
+    );
     expect(() => gradients(g, sumAll(g, y), [x])).toThrow(/ScatterElements node .* has no gradient rule/);
     // integer/boolean results stop the gradient silently, as they should
     const g2 = new Graph();

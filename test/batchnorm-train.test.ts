@@ -10,20 +10,28 @@ import { Layers, LEVERS } from '../graph/nets/layers.js';
 import { gradients } from '../graph/autodiff.js';
 import { serialize } from '../graph/onnx.js';
 import { lowerComposites } from '../graph/lower.js';
-import { Session, f32, toF32 } from '../train/runtime.js';
+import { Session, f32, toF32 } from '../train/runtime/session.js';
 import { Rng } from '../graph/rng.js';
 import { gradCheck } from './helpers/gradcheck.js';
 
 describe('BatchNormTrain', () => {
   test('gradient w.r.t. x matches central differences (non-affine, as in the supernet)', async () => {
-    const r = await gradCheck([{ name: 'x', shape: [3, 4, 5, 5] }], (g, [x]) => batchNormTrain(g, x!, null, null, 1e-5).y, { h: 1e-2 });
+    const r = await gradCheck(
+      [{ name: 'x', shape: [3, 4, 5, 5] }],
+      (g, [x]) => batchNormTrain(g, x!, null, null, 1e-5).y,
+      { h: 1e-2 },
+    );
     expect(r.maxAbsGrad).toBeGreaterThan(0.1);
     expect(r.maxRelErr).toBeLessThan(3e-3);
   });
 
   test('gradients w.r.t. x, γ and β match central differences (affine)', async () => {
     const r = await gradCheck(
-      [{ name: 'x', shape: [4, 3, 4, 4] }, { name: 'gamma', shape: [3] }, { name: 'beta', shape: [3] }],
+      [
+        { name: 'x', shape: [4, 3, 4, 4] },
+        { name: 'gamma', shape: [3] },
+        { name: 'beta', shape: [3] },
+      ],
       (g, [x, gm, bt]) => batchNormTrain(g, x!, gm!, bt!, 1e-5).y,
       { h: 1e-2 },
     );
@@ -45,7 +53,9 @@ describe('BatchNormTrain', () => {
       const dy = g.input('dy', 'float32', shape);
       const L = new Layers(g, { trackRunningStats: true, fusedBn: fused });
       const y = L.bn(x, true);
-      const loss = g.op('ReduceSum', [g.op('Mul', [y, dy]), g.int64s([0, 1, 2, 3])], { keepdims: { kind: 'int', v: 0 } });
+      const loss = g.op('ReduceSum', [g.op('Mul', [y, dy]), g.int64s([0, 1, 2, 3])], {
+        keepdims: { kind: 'int', v: 0 },
+      });
       const params = [...g.params.values()].filter((p) => p.role === 'weight').map((p) => g.value(p.name));
       const grads = gradients(g, loss, [x, ...params]);
       g.output(y, 'y');
@@ -54,7 +64,11 @@ describe('BatchNormTrain', () => {
       for (const [name, v] of g.stateUpdates) g.output(v, `${name}@new`);
       const sess = await Session.create(serialize(g, { params: 'inputs' }), { optimization: 'disabled' });
       const feeds: Record<string, ReturnType<typeof f32>> = { x: f32(xv, shape), dy: f32(dyv, shape) };
-      for (const p of g.params.values()) feeds[p.name] = f32(Float32Array.from({ length: numel(p.shape) }, (_, i) => 0.5 + 0.1 * i), p.shape);
+      for (const p of g.params.values())
+        feeds[p.name] = f32(
+          Float32Array.from({ length: numel(p.shape) }, (_, i) => 0.5 + 0.1 * i),
+          p.shape,
+        );
       const out = await sess.run(feeds);
       results.push(sess.outputNames.map((n) => toF32(out[n])));
       await sess.release();
@@ -92,7 +106,11 @@ describe('BatchNormTrain', () => {
         let y = L.sepConv(x, 4, 3, 1, 1, false);
         y = g.op('Add', [y, L.dilConv(x, 4, 3, 1, 2, 2, false)]);
         const loss = g.op('ReduceSum', [y, g.int64s([0, 1, 2, 3])], { keepdims: { kind: 'int', v: 0 } });
-        gradients(g, loss, [...g.params.values()].map((p) => g.value(p.name)));
+        gradients(
+          g,
+          loss,
+          [...g.params.values()].map((p) => g.value(p.name)),
+        );
         lowerComposites(g);
         return g.nodes.length;
       } finally {

@@ -4,7 +4,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +21,7 @@ import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { GenotypeError } from '../graph/genotype.js';
 import { reportError } from '../cli/errors.js';
-import { FsError, checkWritableFile, writeFileAtomic, writeFileAtomicAsync } from '../train/fsutil.js';
+import { FsError, checkWritableFile, writeFileAtomic, writeFileAtomicAsync } from '../train/runtime/fsutil.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'nas-onnx.js');
@@ -28,10 +37,19 @@ function cli(args: string[], o: { env?: Record<string, string>; bin?: string } =
   const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
   if (!o.env?.NAS_ONNX_DEBUG) delete env.NAS_ONNX_DEBUG;
   return new Promise((res) => {
-    execFile(process.execPath, [o.bin ?? BIN, ...args], { cwd: tmp, env, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-      res({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [o.bin ?? BIN, ...args],
+      { cwd: tmp, env, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        const code = err
+          ? typeof (err as { code?: unknown }).code === 'number'
+            ? (err as { code: number }).code
+            : 1
+          : 0;
+        res({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -60,7 +78,10 @@ const GENOTYPE_TAIL = `"normal_concat": [2,3,4,5],
 beforeAll(() => {
   // tsc emits even when files elsewhere in the tree have type errors; only the emitted CLI matters here
   try {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+      cwd: ROOT,
+      stdio: 'pipe',
+    });
   } catch {
     // type errors elsewhere: checked below that the CLI was emitted
   }
@@ -88,7 +109,19 @@ describe('nas-onnx CLI', () => {
   });
 
   it('exports a small darts_v2 CIFAR network that info describes', async () => {
-    const ex = await cli(['export', '--genotype', 'darts_v2', '--net', 'cifar', '--C', '8', '--layers', '5', '--out', 'small.onnx']);
+    const ex = await cli([
+      'export',
+      '--genotype',
+      'darts_v2',
+      '--net',
+      'cifar',
+      '--C',
+      '8',
+      '--layers',
+      '5',
+      '--out',
+      'small.onnx',
+    ]);
     expect(ex.stderr).toBe('');
     expect(ex.code).toBe(0);
     expect(ex.stdout).toMatch(/check\s+ran one batch of zeros on CPU .*logits \[1,10\]/);
@@ -123,7 +156,9 @@ describe('nas-onnx CLI', () => {
     expect(info.multiplyAdds).toBeLessThan(6e8);
     expect(info.config).toMatchObject({ net: 'cifar', C: 36, layers: 20, classes: 10, input: [3, 32, 32] });
     expect(info.outputs[0]!.shape).toEqual([1, 10]);
-    console.log(`default darts_v2 cifar: ${info.parameters} parameters, ${info.multiplyAdds} multiply-adds, ${info.nodes} nodes`);
+    console.log(
+      `default darts_v2 cifar: ${info.parameters} parameters, ${info.multiplyAdds} multiply-adds, ${info.nodes} nodes`,
+    );
   });
 
   it('builds a supernet with α embedded that onnxruntime runs', async () => {
@@ -141,7 +176,11 @@ describe('nas-onnx CLI', () => {
     expect(graph.input.map((v) => v.name)).toEqual(['x']);
 
     const s = await ort.InferenceSession.create(path);
-    const x = new ort.Tensor('float32', Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i)), [2, 3, 32, 32]);
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i)),
+      [2, 3, 32, 32],
+    );
     const out = await s.run({ x });
     expect(out.logits!.dims).toEqual([2, 10]);
     expect(Array.from(out.logits!.data as Float32Array).every(Number.isFinite)).toBe(true);
@@ -149,7 +188,18 @@ describe('nas-onnx CLI', () => {
     console.log(`supernet C=4 layers=5: ${graph.node.length} nodes (inference form)`);
 
     // the training-form forward (batch-statistics BN) runs too
-    const rt = await cli(['build-supernet', '--C', '4', '--layers', '5', '--batch', '2', '--training', '--out', 'supernet_train.onnx']);
+    const rt = await cli([
+      'build-supernet',
+      '--C',
+      '4',
+      '--layers',
+      '5',
+      '--batch',
+      '2',
+      '--training',
+      '--out',
+      'supernet_train.onnx',
+    ]);
     expect(rt.code).toBe(0);
     const st = await ort.InferenceSession.create(join(tmp, 'supernet_train.onnx'));
     expect((await st.run({ x })).logits!.dims).toEqual([2, 10]);
@@ -158,11 +208,23 @@ describe('nas-onnx CLI', () => {
 
   it('reports every bad input with exactly one stderr line and a non-zero exit', async () => {
     const cases: [string[], RegExp][] = [
-      [['export', '--genotype', './badop.json', '--net', 'cifar', '--C', '8', '--layers', '5'], /unknown op 'conv_9x9'/],
+      [
+        ['export', '--genotype', './badop.json', '--net', 'cifar', '--C', '8', '--layers', '5'],
+        /unknown op 'conv_9x9'/,
+      ],
       [['export', '--genotype', './malformed.json', '--net', 'cifar'], /malformed JSON/],
-      [['export', '--genotype', 'no_such_genotype', '--net', 'cifar'], /'no_such_genotype' is neither a shipped name .*darts_v2.* nor a file/],
-      [['export', '--genotype', 'darts_v2', '--net', 'cifar', '--out', '/proc/x.onnx'], /cannot write output '\/proc\/x\.onnx'.*not writable/],
-      [['export', '--genotype', 'darts_v2', '--net', 'cifar', '--out', 'no/such/dir/m.onnx'], /directory '.*no\/such\/dir' does not exist/],
+      [
+        ['export', '--genotype', 'no_such_genotype', '--net', 'cifar'],
+        /'no_such_genotype' is neither a shipped name .*darts_v2.* nor a file/,
+      ],
+      [
+        ['export', '--genotype', 'darts_v2', '--net', 'cifar', '--out', '/proc/x.onnx'],
+        /cannot write output '\/proc\/x\.onnx'.*not writable/,
+      ],
+      [
+        ['export', '--genotype', 'darts_v2', '--net', 'cifar', '--out', 'no/such/dir/m.onnx'],
+        /directory '.*no\/such\/dir' does not exist/,
+      ],
       [['build-supernet', '--out', 'adir'], /output path 'adir' is a directory/],
       [['info', 'notes.txt'], /'notes\.txt' is not an ONNX model/],
       [['info', 'malformed.json'], /not an ONNX model/],
@@ -193,10 +255,22 @@ describe('nas-onnx CLI', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/CPU provider\s+ok/);
     expect(r.stdout).toMatch(/CUDA provider files\s+(ok|missing)/);
-    const j = json<{ providers: { cpu: boolean; cuda: boolean }; checks: { id: string; status: string; detail: string }[] }>(await cli(['doctor', '--json']));
+    const j = json<{
+      providers: { cpu: boolean; cuda: boolean };
+      checks: { id: string; status: string; detail: string }[];
+    }>(await cli(['doctor', '--json']));
     expect(j.providers.cpu).toBe(true);
     const ids = j.checks.map((c) => c.id);
-    expect(ids).toEqual(expect.arrayContaining(['cpu', 'cuda.provider', 'cuda.driver', 'cuda.nvidia_smi', 'cuda.libraries', 'cuda.session']));
+    expect(ids).toEqual(
+      expect.arrayContaining([
+        'cpu',
+        'cuda.provider',
+        'cuda.driver',
+        'cuda.nvidia_smi',
+        'cuda.libraries',
+        'cuda.session',
+      ]),
+    );
     for (const c of j.checks) {
       expect(['ok', 'missing', 'failed', 'skipped']).toContain(c.status);
       expect(c.detail.length).toBeGreaterThan(0);

@@ -24,7 +24,12 @@ function expectSameBatches(a: Batch[], b: Batch[]): void {
   a.forEach((x, i) => {
     const y = b[i]!;
     expect([y.index, y.epoch, y.size, y.xShape, y.yShape]).toEqual([x.index, x.epoch, x.size, x.xShape, x.yShape]);
-    expect(Buffer.compare(Buffer.from(y.x.buffer, y.x.byteOffset, y.x.byteLength), Buffer.from(x.x.buffer, x.x.byteOffset, x.x.byteLength))).toBe(0);
+    expect(
+      Buffer.compare(
+        Buffer.from(y.x.buffer, y.x.byteOffset, y.x.byteLength),
+        Buffer.from(x.x.buffer, x.x.byteOffset, x.x.byteLength),
+      ),
+    ).toBe(0);
     expect(y.y).toEqual(x.y);
     expect(y.rows).toEqual(x.rows);
     expect(y.labels).toEqual(x.labels);
@@ -76,7 +81,8 @@ describe('DataLoader reproducibility', () => {
   });
 
   it('two runs with one seed are identical; another seed or epoch differs', async () => {
-    const mk = (seed: number): DataLoader => new DataLoader(rgb, { task: 'simclr', batchSize: 10, seed, pool: pools[2] });
+    const mk = (seed: number): DataLoader =>
+      new DataLoader(rgb, { task: 'simclr', batchSize: 10, seed, pool: pools[2] });
     const a = await collect(mk(7), 0);
     const b = await collect(mk(7), 0);
     expectSameBatches(a, b);
@@ -108,9 +114,18 @@ describe('DataLoader epochs', () => {
     const last = (await collect(loader, 0)).at(-1)!;
     expect(last.size).toBe(5);
     expect(last.xShape).toEqual([5, 3, 32, 32]);
-    const ordered = new DataLoader(rgb, { task: 'cls', batchSize: 8, seed: 1, workers: 0, shuffle: false, dropLast: true });
+    const ordered = new DataLoader(rgb, {
+      task: 'cls',
+      batchSize: 8,
+      seed: 1,
+      workers: 0,
+      shuffle: false,
+      dropLast: true,
+    });
     expect(ordered.batchesPerEpoch).toBe(4);
-    expect((await collect(ordered, 9)).flatMap((b) => Array.from(b.rows))).toEqual(Array.from({ length: 32 }, (_, i) => i));
+    expect((await collect(ordered, 9)).flatMap((b) => Array.from(b.rows))).toEqual(
+      Array.from({ length: 32 }, (_, i) => i),
+    );
   });
 
   it('a subset (DARTS half) only yields its rows, with the labels of those rows', async () => {
@@ -122,7 +137,9 @@ describe('DataLoader epochs', () => {
     const rw = bw.flatMap((b) => Array.from(b.rows)).sort((a, b) => a - b);
     expect(rw).toEqual(Array.from(weights.indices).sort((a, b) => a - b));
     for (const b of bw) expect(Array.from(b.y)).toEqual(Array.from(b.rows).map((r) => rgb.labels![r]!));
-    expect(ba.flatMap((b) => Array.from(b.rows)).sort((a, b) => a - b)).toEqual(Array.from(arch.indices).sort((a, b) => a - b));
+    expect(ba.flatMap((b) => Array.from(b.rows)).sort((a, b) => a - b)).toEqual(
+      Array.from(arch.indices).sort((a, b) => a - b),
+    );
   });
 
   it('leaving an epoch early, then closing, is clean; a closed pool refuses work', async () => {
@@ -139,7 +156,9 @@ describe('DataLoader epochs', () => {
 
   it('bad options are DataErrors', () => {
     expect(() => new DataLoader(rgb, { task: 'cls', batchSize: 0, seed: 1, workers: 0 })).toThrow(/batchSize/);
-    expect(() => new DataLoader(rgb, { task: 'cls', batchSize: 4, seed: 1, workers: 0, mean: [0.5], std: [0.5] })).toThrow(/3 means/);
+    expect(
+      () => new DataLoader(rgb, { task: 'cls', batchSize: 4, seed: 1, workers: 0, mean: [0.5], std: [0.5] }),
+    ).toThrow(/3 means/);
     const l = new DataLoader(rgb, { task: 'cls', batchSize: 4, seed: 1, workers: 0 });
     expect(() => l.batchRows(0, 99)).toThrow(/outside/);
     const unl: Dataset = { ...rgb, labels: null, classes: 0 };

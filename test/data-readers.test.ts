@@ -232,10 +232,14 @@ describe('image folders', () => {
 
   it('a folder with train/ and test/ sub-folders is split by them', async () => {
     const dir = join(root, 'splitfolder');
-    for (const [part, k] of [['train', 3], ['test', 2]] as const) {
+    for (const [part, k] of [
+      ['train', 3],
+      ['test', 2],
+    ] as const) {
       for (const cls of ['a', 'b']) {
         mkdirSync(join(dir, part, cls), { recursive: true });
-        for (let i = 0; i < k; i++) await writeImage(join(dir, part, cls, `${i}.png`), randomBytes(3 * 4 * 4, i), 3, 4, 4);
+        for (let i = 0; i < k; i++)
+          await writeImage(join(dir, part, cls, `${i}.png`), randomBytes(3 * 4 * 4, i), 3, 4, 4);
       }
     }
     const tr = await loadDataset(dir);

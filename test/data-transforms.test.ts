@@ -5,13 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../graph/rng.js';
-import {
-  abPoints,
-  AbQuantizer,
-  labToRgb,
-  nearestAbBrute,
-  rgbToLab,
-} from '../train/data/color.js';
+import { abPoints, AbQuantizer, labToRgb, nearestAbBrute, rgbToLab } from '../train/data/color.js';
 import {
   buildBatch,
   type BatchJob,
@@ -59,7 +53,8 @@ function normalized(job: BatchJob, i: number): Float32Array {
   const per = c * h * w;
   const lut = normalizationLut(job.mean, job.std, c);
   const out = new Float32Array(per);
-  for (let ch = 0; ch < c; ch++) for (let p = 0; p < h * w; p++) out[ch * h * w + p] = lut[ch * 256 + job.images[i * per + ch * h * w + p]!]!;
+  for (let ch = 0; ch < c; ch++)
+    for (let p = 0; p < h * w; p++) out[ch * h * w + p] = lut[ch * 256 + job.images[i * per + ch * h * w + p]!]!;
   return out;
 }
 
@@ -106,7 +101,12 @@ describe('geometric transforms', () => {
     const lut = normalizationLut(job.mean, job.std, 3);
     const base = normalized(job, 0);
     for (const flip of [false, true]) {
-      for (const [oy, ox] of [[0, 0], [4, 4], [8, 1], [3, 7]] as const) {
+      for (const [oy, ox] of [
+        [0, 0],
+        [4, 4],
+        [8, 1],
+        [3, 7],
+      ] as const) {
         const out = new Float32Array(3 * 64);
         writeAugmented(job.images, 0, 3, 8, 8, lut, flip, 4, oy, ox, out, 0);
         const ref = padCrop(flip ? flipHorizontal(base, 3, 8, 8) : base, 3, 8, 8, 4, oy, ox);
@@ -129,7 +129,15 @@ describe('geometric transforms', () => {
     // 2x2 box to 4x4 it interpolates at half-pixel centres.
     const img = Float32Array.from({ length: 16 }, (_, i) => i);
     expect(resizedCropBilinear(img, 1, 4, 4, { top: 0, left: 0, height: 4, width: 4 }, 4, 4)).toEqual(img);
-    const up = resizedCropBilinear(Float32Array.from([0, 4, 8, 12]), 1, 2, 2, { top: 0, left: 0, height: 2, width: 2 }, 4, 4);
+    const up = resizedCropBilinear(
+      Float32Array.from([0, 4, 8, 12]),
+      1,
+      2,
+      2,
+      { top: 0, left: 0, height: 2, width: 2 },
+      4,
+      4,
+    );
     expect(Array.from(up.subarray(0, 4))).toEqual([0, 1, 3, 4]);
     expect(Array.from(up.subarray(12, 16))).toEqual([8, 9, 11, 12]);
   });
@@ -144,7 +152,8 @@ describe('pretext batches', () => {
     const per = 3 * 36;
     for (let i = 0; i < 3; i++) {
       const img = normalized(job, i);
-      for (let k = 0; k < 4; k++) expect(b.x.subarray((4 * i + k) * per, (4 * i + k + 1) * per)).toEqual(rot90(img, 3, 6, 6, k));
+      for (let k = 0; k < 4; k++)
+        expect(b.x.subarray((4 * i + k) * per, (4 * i + k + 1) * per)).toEqual(rot90(img, 3, 6, 6, k));
     }
     // With augmentation: the four rows are still rotations of one augmented image.
     const ja = jobFor({ name: 'rot', cutout: 4 }, 2, 1, 8, 8);
@@ -152,7 +161,8 @@ describe('pretext batches', () => {
     const p1 = 64;
     for (let i = 0; i < 2; i++) {
       const r0 = ba.x.slice(4 * i * p1, (4 * i + 1) * p1);
-      for (let k = 1; k < 4; k++) expect(ba.x.subarray((4 * i + k) * p1, (4 * i + k + 1) * p1)).toEqual(rot90(r0, 1, 8, 8, k));
+      for (let k = 1; k < 4; k++)
+        expect(ba.x.subarray((4 * i + k) * p1, (4 * i + k + 1) * p1)).toEqual(rot90(r0, 1, 8, 8, k));
     }
   });
 
@@ -170,8 +180,17 @@ describe('pretext batches', () => {
   });
 
   it('jig: tiles reassemble to the image under the inverse permutation (no gap, no tile normalization)', () => {
-    for (const [c, size, grid] of [[3, 8, 2], [1, 9, 3]] as const) {
-      const job = jobFor({ name: 'jig', augment: false, tileFraction: 1, normalizeTiles: false, jigsawGrid: grid }, 4, c, size, size);
+    for (const [c, size, grid] of [
+      [3, 8, 2],
+      [1, 9, 3],
+    ] as const) {
+      const job = jobFor(
+        { name: 'jig', augment: false, tileFraction: 1, normalizeTiles: false, jigsawGrid: grid },
+        4,
+        c,
+        size,
+        size,
+      );
       const b = buildBatch(job);
       const g2 = grid * grid;
       const p = size / grid;
@@ -188,7 +207,9 @@ describe('pretext batches', () => {
           const gj = k % grid;
           const tile = b.x.subarray((i * g2 + s) * c * p * p, (i * g2 + s + 1) * c * p * p);
           for (let ch = 0; ch < c; ch++) {
-            for (let y = 0; y < p; y++) for (let x = 0; x < p; x++) img[(ch * size + gi * p + y) * size + gj * p + x] = tile[(ch * p + y) * p + x]!;
+            for (let y = 0; y < p; y++)
+              for (let x = 0; x < p; x++)
+                img[(ch * size + gi * p + y) * size + gj * p + x] = tile[(ch * p + y) * p + x]!;
           }
         }
         expect(img).toEqual(normalized(job, i));
@@ -293,7 +314,8 @@ describe('colour', () => {
       expect(q.nearest(a, b)).toBe(nearestAbBrute(a, b));
     }
     // Ties on the Voronoi boundaries (half-way between grid points) and the points themselves.
-    for (let a = -115; a <= 115; a += 5) for (let b = -115; b <= 115; b += 5) expect(q.nearest(a, b)).toBe(nearestAbBrute(a, b));
+    for (let a = -115; a <= 115; a += 5)
+      for (let b = -115; b <= 115; b += 5) expect(q.nearest(a, b)).toBe(nearestAbBrute(a, b));
     for (let k = 0; k < 313; k++) expect(q.nearest(pts[2 * k]!, pts[2 * k + 1]!)).toBe(k);
     expect(q.nearest(300, -300)).toBe(nearestAbBrute(300, -300));
   });
@@ -321,9 +343,12 @@ describe('colour', () => {
     let flipped = 0;
     for (let i = 0; i < n; i++) {
       const o = i * 64;
-      const same = b0.y.subarray(o, o + 64).every((v, p) => bf.y[o + p] === v) && b0.x.subarray(o, o + 64).every((v, p) => bf.x[o + p] === v);
+      const same =
+        b0.y.subarray(o, o + 64).every((v, p) => bf.y[o + p] === v) &&
+        b0.x.subarray(o, o + 64).every((v, p) => bf.x[o + p] === v);
       const mirrored =
-        b0.y.subarray(o, o + 64).every((v, p) => bf.y[o + mirror(p)] === v) && b0.x.subarray(o, o + 64).every((v, p) => bf.x[o + mirror(p)] === v);
+        b0.y.subarray(o, o + 64).every((v, p) => bf.y[o + mirror(p)] === v) &&
+        b0.x.subarray(o, o + 64).every((v, p) => bf.x[o + mirror(p)] === v);
       expect(same || mirrored).toBe(true);
       if (!same) flipped++;
     }
@@ -334,7 +359,13 @@ describe('colour', () => {
 
 describe('SimCLR views', () => {
   it('layout [2N, C, H, W]; identity views give the normalized image at rows i and N+i', () => {
-    const simclr = { scale: [1, 1] as [number, number], ratio: [1, 1] as [number, number], flip: false, jitterProb: 0, grayProb: 0 };
+    const simclr = {
+      scale: [1, 1] as [number, number],
+      ratio: [1, 1] as [number, number],
+      flip: false,
+      jitterProb: 0,
+      grayProb: 0,
+    };
     const job = jobFor({ name: 'simclr', simclr }, 3, 3, 8, 8);
     const b = buildBatch(job);
     expect(b.xShape).toEqual([6, 3, 8, 8]);
@@ -352,7 +383,8 @@ describe('SimCLR views', () => {
     const job = jobFor({ name: 'simclr' }, 4, 3, 16, 16);
     const b = buildBatch(job);
     const per = 3 * 256;
-    for (let i = 0; i < 4; i++) expect(b.x.subarray(i * per, (i + 1) * per)).not.toEqual(b.x.subarray((4 + i) * per, (5 + i) * per));
+    for (let i = 0; i < 4; i++)
+      expect(b.x.subarray(i * per, (i + 1) * per)).not.toEqual(b.x.subarray((4 + i) * per, (5 + i) * per));
     const jg = jobFor({ name: 'simclr', simclr: { grayProb: 1, jitterProb: 0 } }, 2, 3, 8, 8);
     jg.mean = [0, 0, 0];
     jg.std = [1, 1, 1];
@@ -381,19 +413,37 @@ describe('task descriptors', () => {
   it('declare input shape, target kind, classes and rows per image', () => {
     const s = { c: 3, h: 32, w: 32, classes: 10 };
     const rot = resolveTask('rot', s);
-    expect([rot.inputShape, rot.targetKind, rot.numClasses, rot.batchMultiplier, rot.xShape(8), rot.yShape(8)]).toEqual([
-      [3, 32, 32], 'class', 4, 4, [32, 3, 32, 32], [32],
-    ]);
+    expect([rot.inputShape, rot.targetKind, rot.numClasses, rot.batchMultiplier, rot.xShape(8), rot.yShape(8)]).toEqual(
+      [[3, 32, 32], 'class', 4, 4, [32, 3, 32, 32], [32]],
+    );
     const col = resolveTask('col', s);
-    expect([col.inputShape, col.targetKind, col.numClasses, col.yShape(2)]).toEqual([[1, 32, 32], 'pixel-class', 313, [2, 32, 32]]);
+    expect([col.inputShape, col.targetKind, col.numClasses, col.yShape(2)]).toEqual([
+      [1, 32, 32],
+      'pixel-class',
+      313,
+      [2, 32, 32],
+    ]);
     const jig = resolveTask('jig', s);
-    expect([jig.inputShape, jig.numClasses, jig.batchMultiplier, jig.groupSize, jig.xShape(2)]).toEqual([[3, 12, 12], 24, 4, 4, [8, 3, 12, 12]]);
+    expect([jig.inputShape, jig.numClasses, jig.batchMultiplier, jig.groupSize, jig.xShape(2)]).toEqual([
+      [3, 12, 12],
+      24,
+      4,
+      4,
+      [8, 3, 12, 12],
+    ]);
     const sim = resolveTask('simclr', s);
-    expect([sim.targetKind, sim.numClasses, sim.batchMultiplier, sim.xShape(5)]).toEqual(['none', 0, 2, [10, 3, 32, 32]]);
+    expect([sim.targetKind, sim.numClasses, sim.batchMultiplier, sim.xShape(5)]).toEqual([
+      'none',
+      0,
+      2,
+      [10, 3, 32, 32],
+    ]);
     const cls = resolveTask('cls', s);
     expect([cls.numClasses, cls.batchMultiplier]).toEqual([10, 1]);
     expect(() => resolveTask('rot', { c: 3, h: 32, w: 16 })).toThrow(/square/);
-    expect(() => resolveTask('col', { c: 1, h: 28, w: 28, name: 'fashion-mnist/train' })).toThrow(/col needs RGB images \(fashion-mnist/);
+    expect(() => resolveTask('col', { c: 1, h: 28, w: 28, name: 'fashion-mnist/train' })).toThrow(
+      /col needs RGB images \(fashion-mnist/,
+    );
     expect(() => resolveTask('cls', { ...s, labelled: false })).toThrow(/unlabelled/);
     expect(() => resolveTask('nope' as never, s)).toThrow(/unknown task/);
   });

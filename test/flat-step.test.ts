@@ -7,15 +7,31 @@ import { describe, expect, test } from 'vitest';
 import { loadGenotype } from '../graph/genotype.js';
 import { buildEvalNet } from '../graph/nets/models.js';
 import { assembleStep, crossEntropy, type OptimizerSpec } from '../graph/training.js';
-import { StepRunner, newTrainState } from '../train/engine.js';
-import { initParams } from '../train/params.js';
-import { f32, i64 } from '../train/runtime.js';
+import { StepRunner, newTrainState } from '../train/runtime/engine.js';
+import { initParams } from '../train/runtime/params.js';
+import { f32, i64 } from '../train/runtime/session.js';
 import { Rng } from '../graph/rng.js';
 
 async function twoSteps(flat: boolean, opt: OptimizerSpec) {
-  const m = buildEvalNet({ genotype: loadGenotype('darts_v2'), net: 'cifar', C: 4, layers: 3, classes: 5, training: true, batch: 4, channels: 1, size: 12 });
+  const m = buildEvalNet({
+    genotype: loadGenotype('darts_v2'),
+    net: 'cifar',
+    C: 4,
+    layers: 3,
+    classes: 5,
+    training: true,
+    batch: 4,
+    channels: 1,
+    size: 12,
+  });
   const labels = m.g.input('labels', 'int64', [4]);
-  const info = assembleStep(m.g, { loss: crossEntropy(m.g, m.logits, labels), update: (p) => p.role === 'weight', optimizer: opt, clipNorm: 0.5, flat });
+  const info = assembleStep(m.g, {
+    loss: crossEntropy(m.g, m.logits, labels),
+    update: (p) => p.role === 'weight',
+    optimizer: opt,
+    clipNorm: 0.5,
+    flat,
+  });
   const runner = await StepRunner.create(m.g, info, opt);
   const st = newTrainState(initParams(m.g, 7));
   const rng = new Rng(1);
@@ -41,7 +57,9 @@ describe('flat parameter buffer', () => {
       expect(b.flat).toBeNull();
       expect(a.nodes).toBeLessThan(b.nodes);
       // summation order differs (one norm over the flat gradient vs per-tensor sums): float32 rounding only
-      a.losses.forEach((l, i) => expect(Math.abs(l - b.losses[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(b.losses[i]!))));
+      a.losses.forEach((l, i) =>
+        expect(Math.abs(l - b.losses[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(b.losses[i]!))),
+      );
       const maxDiff = (x: Map<string, Float32Array>, y: Map<string, Float32Array>): number => {
         expect(x.size).toBe(y.size);
         let m = 0;

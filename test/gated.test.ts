@@ -10,7 +10,7 @@ import { gradients } from '../graph/autodiff.js';
 import { serialize } from '../graph/onnx.js';
 import * as ops from '../graph/ops/index.js';
 import { Rng } from '../graph/rng.js';
-import { Session, bool, toF32 } from '../train/runtime.js';
+import { Session, bool, toF32 } from '../train/runtime/session.js';
 import * as ort from 'onnxruntime-node';
 
 const X = [2, 3, 6, 6];
@@ -27,7 +27,14 @@ function build(gated: boolean): Graph {
   const run = g.input('run', 'bool', []);
   const grad = g.input('grad', 'bool', []);
   const start = g.nodes.length;
-  let y: Value = ops.avgPool(g, ops.batchNormTrain(g, ops.conv(g, ops.relu(g, x), w, { pad: 1, stride: 2 }), gm, bt, 1e-5).y, 3, 1, 1, false);
+  let y: Value = ops.avgPool(
+    g,
+    ops.batchNormTrain(g, ops.conv(g, ops.relu(g, x), w, { pad: 1, stride: 2 }), gm, bt, 1e-5).y,
+    3,
+    1,
+    1,
+    false,
+  );
   if (gated) y = ops.gateRegion(g, start, y, [run, grad]);
   else {
     // the ungated graph reads the conditions too, so both graphs take the same feeds
@@ -35,12 +42,26 @@ function build(gated: boolean): Graph {
     g.output(ops.cast(g, grad, 'float32'), 'grad_f');
   }
   const r = new Rng(3);
-  const R = g.constant(tensorOf('float32', [...y.shape], Array.from({ length: y.shape.reduce((a, b) => a * b, 1) }, () => r.normal())), 'R');
+  const R = g.constant(
+    tensorOf(
+      'float32',
+      [...y.shape],
+      Array.from({ length: y.shape.reduce((a, b) => a * b, 1) }, () => r.normal()),
+    ),
+    'R',
+  );
   const loss = ops.reduceSum(g, ops.mul(g, y, R), [0, 1, 2, 3], false);
   g.output(y, 'y');
   g.output(loss, 'loss');
   const gr = gradients(g, loss, [x, w, gm, bt]);
-  for (const [k, v] of gr) g.output(v ?? g.constant(tensorOf('float32', [...g.value(k).shape], new Array(g.value(k).shape.reduce((a, b) => a * b, 1)).fill(0))), `d_${k}`);
+  for (const [k, v] of gr)
+    g.output(
+      v ??
+        g.constant(
+          tensorOf('float32', [...g.value(k).shape], new Array(g.value(k).shape.reduce((a, b) => a * b, 1)).fill(0)),
+        ),
+      `d_${k}`,
+    );
   return g;
 }
 
@@ -48,9 +69,18 @@ async function run(g: Graph, runOn: boolean, gradOn: boolean): Promise<Record<st
   const s = await Session.create(serialize(g, { params: 'inputs' }), { optimization: 'disabled' });
   const r = new Rng(9);
   const feeds: Record<string, ort.Tensor> = {};
-  for (const [name, shape] of [['x', X], ['w', W], ['gamma', [4]], ['beta', [4]]] as const) {
+  for (const [name, shape] of [
+    ['x', X],
+    ['w', W],
+    ['gamma', [4]],
+    ['beta', [4]],
+  ] as const) {
     const n = shape.reduce((a, b) => a * b, 1);
-    feeds[name] = new ort.Tensor('float32', Float32Array.from({ length: n }, () => r.normal()), [...shape]);
+    feeds[name] = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: n }, () => r.normal()),
+      [...shape],
+    );
   }
   feeds.run = bool(Uint8Array.of(+runOn), []);
   feeds.grad = bool(Uint8Array.of(+gradOn), []);
@@ -62,7 +92,8 @@ async function run(g: Graph, runOn: boolean, gradOn: boolean): Promise<Record<st
 }
 
 const maxAbs = (a: Float32Array): number => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-const maxDiff = (a: Float32Array, b: Float32Array): number => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+const maxDiff = (a: Float32Array, b: Float32Array): number =>
+  a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
 describe('Gated regions', () => {
   it('lower to If nodes: one forward, one backward', () => {

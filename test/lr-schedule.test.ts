@@ -1,6 +1,6 @@
 /** The cosine learning-rate schedules of train/engine.ts (per epoch for search, per step for training). */
 import { describe, expect, it } from 'vitest';
-import { cosineLr, stepCosineLr } from '../train/engine.js';
+import { cosineLr, stepCosineLr } from '../train/runtime/engine.js';
 
 describe('cosine learning rate', () => {
   it('per epoch: lr at t = 0, the midpoint half-way, lrMin at t = total', () => {

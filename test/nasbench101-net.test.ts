@@ -10,10 +10,10 @@ import { buildNb101Net, maxPool2x2Same } from '../graph/nets/nasbench101.js';
 import { Graph } from '../graph/ir.js';
 import { serialize } from '../graph/onnx.js';
 import { assembleStep, correctCount, crossEntropy } from '../graph/training.js';
-import { nb101CellPlan, type Nb101Spec } from '../train/study/nasbench101.js';
-import { initParams } from '../train/params.js';
-import { StepRunner, newTrainState } from '../train/engine.js';
-import { Session, f32, i64, toF32 } from '../train/runtime.js';
+import { nb101CellPlan, type Nb101Spec } from '../graph/spaces/nasbench101.js';
+import { initParams } from '../train/runtime/params.js';
+import { StepRunner, newTrainState } from '../train/runtime/engine.js';
+import { Session, f32, i64, toF32 } from '../train/runtime/session.js';
 import { Rng } from '../graph/rng.js';
 
 /** The Inception-like cell of the NAS-Bench-101 README. */
@@ -80,7 +80,17 @@ describe('NAS-Bench-101 network', () => {
     // after the 2×2 max-pool, cell 4→8: projection 4→8, conv3x3 8→8, output projection 4→8
     const cell1 = 4 * 8 + 16 + (9 * 8 * 8 + 16) + (4 * 8 + 16); // 688
     const classifier = 8 * 10 + 10;
-    const m = buildNb101Net({ spec: SIMPLE, batch: 1, channels: 1, size: 8, classes: 10, training: false, stemChannels: 4, numStacks: 2, cellsPerStack: 1 });
+    const m = buildNb101Net({
+      spec: SIMPLE,
+      batch: 1,
+      channels: 1,
+      size: 8,
+      classes: 10,
+      training: false,
+      stemChannels: 4,
+      numStacks: 2,
+      cellsPerStack: 1,
+    });
     expect(m.g.paramCount(['weight'])).toBe(stem + cell0 + cell1 + classifier);
     expect(stem + cell0 + cell1 + classifier).toBe(1022);
   });
@@ -95,7 +105,17 @@ describe('NAS-Bench-101 network', () => {
     const v2 = 8 * 3 + 6 + (3 * 3 + 6); // projection 8→3, conv1x1 3→3
     const v3 = 0; // max-pool of the truncated vertex 1
     const classifier = 8 * 10 + 10;
-    const m = buildNb101Net({ spec: TRUNCATING, batch: 1, channels: 1, size: 8, classes: 10, training: false, stemChannels: 8, numStacks: 1, cellsPerStack: 1 });
+    const m = buildNb101Net({
+      spec: TRUNCATING,
+      batch: 1,
+      channels: 1,
+      size: 8,
+      classes: 10,
+      training: false,
+      stemChannels: 8,
+      numStacks: 1,
+      cellsPerStack: 1,
+    });
     expect(m.g.paramCount(['weight'])).toBe(stem + v1 + v2 + v3 + classifier);
     expect(m.g.nodes.some((n) => n.op === 'Slice')).toBe(true);
   });
@@ -109,7 +129,15 @@ describe('NAS-Bench-101 network', () => {
   });
 
   it('runs in onnxruntime: inference form and a training step on odd-sized maps', async () => {
-    const opts = { spec: TRUNCATING, channels: 1, size: 14, classes: 10, stemChannels: 8, numStacks: 3, cellsPerStack: 1 };
+    const opts = {
+      spec: TRUNCATING,
+      channels: 1,
+      size: 14,
+      classes: 10,
+      stemChannels: 8,
+      numStacks: 3,
+      cellsPerStack: 1,
+    };
     // inference: 14 → 7 → 4
     const inf = buildNb101Net({ ...opts, batch: 3, training: false });
     expect(inf.features.shape).toEqual([3, 32, 4, 4]);
@@ -131,7 +159,12 @@ describe('NAS-Bench-101 network', () => {
       update: (p) => p.role === 'weight',
       optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4, nesterov: true },
     });
-    const runner = await StepRunner.create(tr.g, info, { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4, nesterov: true }, { threads: 1 });
+    const runner = await StepRunner.create(
+      tr.g,
+      info,
+      { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4, nesterov: true },
+      { threads: 1 },
+    );
     const st = newTrainState(initParams(tr.g, 3));
     const feeds = { x: f32(randn(4 * 14 * 14, 4), [4, 1, 14, 14]), labels: i64([1, 2, 3, 4], [4]) };
     const losses: number[] = [];

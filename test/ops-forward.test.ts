@@ -9,13 +9,16 @@ import { A, Graph, numel, tensorOf, type Attrs, type Value } from '../graph/ir.j
 import { Rng } from '../graph/rng.js';
 import { serialize } from '../graph/onnx.js';
 import * as ops from '../graph/ops/index.js';
-import { Session, f32, toF32 } from '../train/runtime.js';
+import { Session, f32, toF32 } from '../train/runtime/session.js';
 
 const rng = new Rng(7);
 const randn = (shape: number[]): Float32Array => Float32Array.from({ length: numel(shape) }, () => rng.normal());
 
 /** Build a graph over float inputs, run it once, and check each output's shape against the IR. */
-async function run(inputs: { name: string; shape: number[]; data: Float32Array }[], build: (g: Graph, xs: Value[]) => Value[]): Promise<{ data: Float32Array; shape: number[] }[]> {
+async function run(
+  inputs: { name: string; shape: number[]; data: Float32Array }[],
+  build: (g: Graph, xs: Value[]) => Value[],
+): Promise<{ data: Float32Array; shape: number[] }[]> {
   const g = new Graph('forward');
   const xs = inputs.map((i) => g.input(i.name, 'float32', i.shape));
   const ys = build(g, xs).map((y, k) => g.output(y, `out${k}`));
@@ -54,7 +57,14 @@ interface Conv2dRef {
   d: [number, number];
   group: number;
 }
-function refConv(x: Float32Array, xs: number[], w: Float32Array, ws: number[], b: Float32Array | null, o: Conv2dRef): { y: number[]; shape: number[] } {
+function refConv(
+  x: Float32Array,
+  xs: number[],
+  w: Float32Array,
+  ws: number[],
+  b: Float32Array | null,
+  o: Conv2dRef,
+): { y: number[]; shape: number[] } {
   const [n, c, h, wd] = xs as [number, number, number, number];
   const [co, cig, kh, kw] = ws as [number, number, number, number];
   const cog = co / o.group;
@@ -81,7 +91,13 @@ function refConv(x: Float32Array, xs: number[], w: Float32Array, ws: number[], b
   return { y, shape: [n, co, ho, wo] };
 }
 
-function refConvTranspose(x: Float32Array, xs: number[], w: Float32Array, ws: number[], o: Conv2dRef & { op: [number, number] }): { y: number[]; shape: number[] } {
+function refConvTranspose(
+  x: Float32Array,
+  xs: number[],
+  w: Float32Array,
+  ws: number[],
+  o: Conv2dRef & { op: [number, number] },
+): { y: number[]; shape: number[] } {
   const [n, c, h, wd] = xs as [number, number, number, number];
   const [, cog, kh, kw] = ws as [number, number, number, number];
   const cig = c / o.group;
@@ -100,13 +116,23 @@ function refConvTranspose(x: Float32Array, xs: number[], w: Float32Array, ws: nu
                 const r = i * o.s[0] + u * o.d[0] - o.p[0];
                 const q = j * o.s[1] + v * o.d[1] - o.p[1];
                 if (r < 0 || r >= ho || q < 0 || q >= wo) continue;
-                y[((b0 * co + grp * cog + oc) * ho + r) * wo + q] += x[((b0 * c + ic) * h + i) * wd + j]! * w[((ic * cog + oc) * kh + u) * kw + v]!;
+                y[((b0 * co + grp * cog + oc) * ho + r) * wo + q] =
+                  y[((b0 * co + grp * cog + oc) * ho + r) * wo + q]! +
+                  x[((b0 * c + ic) * h + i) * wd + j]! * w[((ic * cog + oc) * kh + u) * kw + v]!;
               }
     }
   return { y, shape: [n, co, ho, wo] };
 }
 
-function refPool(x: Float32Array, xs: number[], k: number, s: number, p: [number, number, number, number], mode: 'max' | 'avg', includePad: boolean): { y: number[]; shape: number[] } {
+function refPool(
+  x: Float32Array,
+  xs: number[],
+  k: number,
+  s: number,
+  p: [number, number, number, number],
+  mode: 'max' | 'avg',
+  includePad: boolean,
+): { y: number[]; shape: number[] } {
   const [n, c, h, wd] = xs as [number, number, number, number];
   const ho = Math.floor((h + p[0] + p[2] - k) / s) + 1;
   const wo = Math.floor((wd + p[1] + p[3] - k) / s) + 1;
@@ -138,14 +164,55 @@ function refPool(x: Float32Array, xs: number[], k: number, s: number, p: [number
 describe('Conv forward vs loops', () => {
   const CASES: { label: string; x: number[]; w: number[]; o: Conv2dRef; bias?: boolean }[] = [
     { label: 'plain', x: [2, 3, 6, 6], w: [4, 3, 3, 3], o: { s: [1, 1], p: [0, 0, 0, 0], d: [1, 1], group: 1 } },
-    { label: 'stride 2 pad 1 (odd)', x: [2, 3, 7, 7], w: [4, 3, 3, 3], o: { s: [2, 2], p: [1, 1, 1, 1], d: [1, 1], group: 1 } },
-    { label: 'stride 2 pad 1 (even)', x: [1, 3, 8, 8], w: [4, 3, 3, 3], o: { s: [2, 2], p: [1, 1, 1, 1], d: [1, 1], group: 1 } },
-    { label: 'dilation 2 pad 2', x: [1, 2, 7, 7], w: [3, 2, 3, 3], o: { s: [1, 1], p: [2, 2, 2, 2], d: [2, 2], group: 1 } },
-    { label: '5×5 dilation 2 pad 4', x: [1, 2, 9, 9], w: [2, 2, 5, 5], o: { s: [1, 1], p: [4, 4, 4, 4], d: [2, 2], group: 1 } },
-    { label: 'group 2 (Cin 4, Cout 6) with bias', x: [2, 4, 5, 5], w: [6, 2, 3, 3], o: { s: [1, 1], p: [1, 1, 1, 1], d: [1, 1], group: 2 }, bias: true },
-    { label: 'depthwise stride 2', x: [2, 3, 7, 7], w: [3, 1, 3, 3], o: { s: [2, 2], p: [1, 1, 1, 1], d: [1, 1], group: 3 } },
-    { label: 'depthwise multiplier 2', x: [1, 3, 5, 5], w: [6, 1, 3, 3], o: { s: [1, 1], p: [1, 1, 1, 1], d: [1, 1], group: 3 } },
-    { label: 'asymmetric pads, non-square stride and kernel', x: [1, 2, 6, 7], w: [3, 2, 2, 3], o: { s: [2, 1], p: [0, 1, 1, 0], d: [1, 2], group: 1 } },
+    {
+      label: 'stride 2 pad 1 (odd)',
+      x: [2, 3, 7, 7],
+      w: [4, 3, 3, 3],
+      o: { s: [2, 2], p: [1, 1, 1, 1], d: [1, 1], group: 1 },
+    },
+    {
+      label: 'stride 2 pad 1 (even)',
+      x: [1, 3, 8, 8],
+      w: [4, 3, 3, 3],
+      o: { s: [2, 2], p: [1, 1, 1, 1], d: [1, 1], group: 1 },
+    },
+    {
+      label: 'dilation 2 pad 2',
+      x: [1, 2, 7, 7],
+      w: [3, 2, 3, 3],
+      o: { s: [1, 1], p: [2, 2, 2, 2], d: [2, 2], group: 1 },
+    },
+    {
+      label: '5×5 dilation 2 pad 4',
+      x: [1, 2, 9, 9],
+      w: [2, 2, 5, 5],
+      o: { s: [1, 1], p: [4, 4, 4, 4], d: [2, 2], group: 1 },
+    },
+    {
+      label: 'group 2 (Cin 4, Cout 6) with bias',
+      x: [2, 4, 5, 5],
+      w: [6, 2, 3, 3],
+      o: { s: [1, 1], p: [1, 1, 1, 1], d: [1, 1], group: 2 },
+      bias: true,
+    },
+    {
+      label: 'depthwise stride 2',
+      x: [2, 3, 7, 7],
+      w: [3, 1, 3, 3],
+      o: { s: [2, 2], p: [1, 1, 1, 1], d: [1, 1], group: 3 },
+    },
+    {
+      label: 'depthwise multiplier 2',
+      x: [1, 3, 5, 5],
+      w: [6, 1, 3, 3],
+      o: { s: [1, 1], p: [1, 1, 1, 1], d: [1, 1], group: 3 },
+    },
+    {
+      label: 'asymmetric pads, non-square stride and kernel',
+      x: [1, 2, 6, 7],
+      w: [3, 2, 2, 3],
+      o: { s: [2, 1], p: [0, 1, 1, 0], d: [1, 2], group: 1 },
+    },
   ];
   for (const c of CASES) {
     it(c.label, async () => {
@@ -181,13 +248,21 @@ describe('Conv forward vs loops', () => {
       ],
       (g, [xv, wv]) => [ops.conv(g, xv!, wv!, { stride: 2, pad: 2, dilation: 2, group: 2 })],
     );
-    expectClose(y!.data, refConv(x, [1, 4, 9, 9], w, [4, 2, 3, 3], null, { s: [2, 2], p: [2, 2, 2, 2], d: [2, 2], group: 2 }).y);
+    expectClose(
+      y!.data,
+      refConv(x, [1, 4, 9, 9], w, [4, 2, 3, 3], null, { s: [2, 2], p: [2, 2, 2, 2], d: [2, 2], group: 2 }).y,
+    );
   });
 });
 
 describe('ConvTranspose forward vs loops', () => {
   for (const c of [
-    { label: 'stride 2 pad 1 output_padding 1', x: [1, 3, 4, 4], w: [3, 2, 3, 3], o: { stride: 2, pad: 1, outputPadding: 1 } },
+    {
+      label: 'stride 2 pad 1 output_padding 1',
+      x: [1, 3, 4, 4],
+      w: [3, 2, 3, 3],
+      o: { stride: 2, pad: 1, outputPadding: 1 },
+    },
     { label: 'group 2 dilation 2', x: [2, 4, 3, 3], w: [4, 3, 3, 3], o: { stride: 1, pad: 1, dilation: 2, group: 2 } },
   ] as { label: string; x: number[]; w: number[]; o: ops.ConvTransposeOpts }[]) {
     it(c.label, async () => {
@@ -204,7 +279,13 @@ describe('ConvTranspose forward vs loops', () => {
       const s = c.o.stride ?? 1;
       const d = c.o.dilation ?? 1;
       const op = c.o.outputPadding ?? 0;
-      const ref = refConvTranspose(x, c.x, w, c.w, { s: [s, s], p: [p, p, p, p], d: [d, d], group: c.o.group ?? 1, op: [op, op] });
+      const ref = refConvTranspose(x, c.x, w, c.w, {
+        s: [s, s],
+        p: [p, p, p, p],
+        d: [d, d],
+        group: c.o.group ?? 1,
+        op: [op, op],
+      });
       expect(y!.shape).toEqual(ref.shape);
       expectClose(y!.data, ref.y);
     });
@@ -221,7 +302,10 @@ describe('pools forward vs loops', () => {
     it(`AveragePool ${k}×${k} s${s} p${p} on ${hw}×${hw}: count_include_pad 0 and 1`, async () => {
       const shape = [2, 2, hw, hw];
       const x = randn(shape);
-      const [y0, y1] = await run([{ name: 'x', shape, data: x }], (g, [xv]) => [ops.avgPool(g, xv!, k, s, p, false), ops.avgPool(g, xv!, k, s, p, true)]);
+      const [y0, y1] = await run([{ name: 'x', shape, data: x }], (g, [xv]) => [
+        ops.avgPool(g, xv!, k, s, p, false),
+        ops.avgPool(g, xv!, k, s, p, true),
+      ]);
       expectClose(y0!.data, refPool(x, shape, k, s, [p, p, p, p], 'avg', false).y);
       expectClose(y1!.data, refPool(x, shape, k, s, [p, p, p, p], 'avg', true).y);
       if (p > 0) {
@@ -237,8 +321,16 @@ describe('pools forward vs loops', () => {
   it('AveragePool with asymmetric pads', async () => {
     const shape = [1, 2, 6, 6];
     const x = randn(shape);
-    const attrs = (cip: number): Attrs => ({ kernel_shape: A.ints([3, 3]), strides: A.ints([2, 2]), pads: A.ints([0, 0, 1, 1]), count_include_pad: A.i(cip) });
-    const [y0, y1] = await run([{ name: 'x', shape, data: x }], (g, [xv]) => [g.op('AveragePool', [xv!], attrs(0)), g.op('AveragePool', [xv!], attrs(1))]);
+    const attrs = (cip: number): Attrs => ({
+      kernel_shape: A.ints([3, 3]),
+      strides: A.ints([2, 2]),
+      pads: A.ints([0, 0, 1, 1]),
+      count_include_pad: A.i(cip),
+    });
+    const [y0, y1] = await run([{ name: 'x', shape, data: x }], (g, [xv]) => [
+      g.op('AveragePool', [xv!], attrs(0)),
+      g.op('AveragePool', [xv!], attrs(1)),
+    ]);
     expectClose(y0!.data, refPool(x, shape, 3, 2, [0, 0, 1, 1], 'avg', false).y);
     expectClose(y1!.data, refPool(x, shape, 3, 2, [0, 0, 1, 1], 'avg', true).y);
   });
@@ -263,7 +355,11 @@ describe('pools forward vs loops', () => {
     const x = randn(shape);
     const g = new Graph('mp');
     const xv = g.input('x', 'float32', shape);
-    const [y, idx] = g.node('MaxPool', [xv], { kernel_shape: A.ints([3, 3]), strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) });
+    const [y, idx] = g.node('MaxPool', [xv], {
+      kernel_shape: A.ints([3, 3]),
+      strides: A.ints([2, 2]),
+      pads: A.ints([1, 1, 1, 1]),
+    });
     g.output(y!, 'y');
     g.output(idx!, 'idx');
     const sess = await Session.create(serialize(g, { params: 'inputs' }));
@@ -308,7 +404,8 @@ describe('Gemm, MatMul, softmax forward vs loops', () => {
           for (let i = 0; i < M; i++)
             for (let j = 0; j < N; j++) {
               let acc = cs.length === 2 ? c[i * N + j]! : cs[0] === N ? c[j]! : c[0]!;
-              for (let k = 0; k < K; k++) acc += (ta ? a[k * M + i]! : a[i * K + k]!) * (tb ? b[j * K + k]! : b[k * N + j]!);
+              for (let k = 0; k < K; k++)
+                acc += (ta ? a[k * M + i]! : a[i * K + k]!) * (tb ? b[j * K + k]! : b[k * N + j]!);
               want.push(acc);
             }
           expectClose(y!.data, want);
@@ -340,7 +437,10 @@ describe('Gemm, MatMul, softmax forward vs loops', () => {
     it(`Softmax and LogSoftmax on axis ${axis}`, async () => {
       const shape = [2, 3, 4];
       const x = randn(shape);
-      const [s, ls] = await run([{ name: 'x', shape, data: x }], (g, [xv]) => [ops.softmax(g, xv!, axis), ops.logSoftmax(g, xv!, axis)]);
+      const [s, ls] = await run([{ name: 'x', shape, data: x }], (g, [xv]) => [
+        ops.softmax(g, xv!, axis),
+        ops.logSoftmax(g, xv!, axis),
+      ]);
       const ax = axis < 0 ? axis + 3 : axis;
       const strides = [12, 4, 1];
       const want = new Array<number>(24);
@@ -370,7 +470,10 @@ describe('data movement forward vs loops', () => {
         { name: 'a', shape: [2, 1, 3], data: a },
         { name: 'b', shape: [2, 2, 3], data: b },
       ],
-      (g, [av, bv]) => [ops.concat(g, [av!, bv!], 1), ops.concat(g, [ops.transpose(g, av!, [0, 2, 1]), ops.transpose(g, bv!, [0, 2, 1])], -1)],
+      (g, [av, bv]) => [
+        ops.concat(g, [av!, bv!], 1),
+        ops.concat(g, [ops.transpose(g, av!, [0, 2, 1]), ops.transpose(g, bv!, [0, 2, 1])], -1),
+      ],
     );
     const want: number[] = [];
     for (let n = 0; n < 2; n++) {
@@ -392,12 +495,22 @@ describe('data movement forward vs loops', () => {
     const shape = [3, 5, 6];
     const x = randn(shape);
     const cases: [number[], number[], number[]][] = [
-      [[-2, -4], [-1, 100], [1, 2]],
-      [[-100, 1], [1_000_000_000, 2], [-1, 0]],
+      [
+        [-2, -4],
+        [-1, 100],
+        [1, 2],
+      ],
+      [
+        [-100, 1],
+        [1_000_000_000, 2],
+        [-1, 0],
+      ],
       [[1], [1], [0]], // empty
       [[4], [9], [1]], // start inside, end clamped
     ];
-    const outs = await run([{ name: 'x', shape, data: x }], (g, [xv]) => cases.map(([s, e, a]) => ops.slice(g, xv!, s, e, a)));
+    const outs = await run([{ name: 'x', shape, data: x }], (g, [xv]) =>
+      cases.map(([s, e, a]) => ops.slice(g, xv!, s, e, a)),
+    );
     cases.forEach(([starts, ends, axes], ci) => {
       const lo = [0, 0, 0];
       const hi = [...shape];
@@ -409,7 +522,8 @@ describe('data movement forward vs loops', () => {
         hi[ax] = Math.max(cl(ends[k]!), lo[ax]!);
       });
       const want: number[] = [];
-      for (let i = lo[0]!; i < hi[0]!; i++) for (let j = lo[1]!; j < hi[1]!; j++) for (let k = lo[2]!; k < hi[2]!; k++) want.push(x[(i * 5 + j) * 6 + k]!);
+      for (let i = lo[0]!; i < hi[0]!; i++)
+        for (let j = lo[1]!; j < hi[1]!; j++) for (let k = lo[2]!; k < hi[2]!; k++) want.push(x[(i * 5 + j) * 6 + k]!);
       expect(outs[ci]!.shape).toEqual(hi.map((h, i) => h - lo[i]!));
       expectClose(outs[ci]!.data, want, 0);
     });
@@ -435,7 +549,11 @@ describe('data movement forward vs loops', () => {
   it('reductions: empty axes reduce everything, as in ONNX', async () => {
     const x = randn([2, 3]);
     const total = x.reduce((a, b) => a + b, 0);
-    const [s1, s0, m] = await run([{ name: 'x', shape: [2, 3], data: x }], (g, [xv]) => [ops.reduceSum(g, xv!, [], true), ops.reduceSum(g, xv!, [], false), ops.reduceMean(g, xv!, [-1], false)]);
+    const [s1, s0, m] = await run([{ name: 'x', shape: [2, 3], data: x }], (g, [xv]) => [
+      ops.reduceSum(g, xv!, [], true),
+      ops.reduceSum(g, xv!, [], false),
+      ops.reduceMean(g, xv!, [-1], false),
+    ]);
     expect(s1!.shape).toEqual([1, 1]);
     expect(s0!.shape).toEqual([]);
     expect(s0!.data[0]).toBeCloseTo(total, 5);

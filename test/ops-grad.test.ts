@@ -24,7 +24,7 @@
  * passes as 0 = 0 or on gradients too small to expose a wrong rule.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { A, Graph, type Value, tensorOf } from '../graph/ir.js';
+import { A, type Graph, type Value, tensorOf } from '../graph/ir.js';
 import { Rng } from '../graph/rng.js';
 import * as ops from '../graph/ops/index.js';
 import { getOp, registeredOps } from '../graph/ops/index.js';
@@ -37,18 +37,25 @@ const COMPOSITE = 3e-3;
 
 const rng = new Rng(20240611);
 const sz = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);
-const normal = (shape: number[], s = 1): Float32Array => Float32Array.from({ length: sz(shape) }, () => s * rng.normal());
+const normal = (shape: number[], s = 1): Float32Array =>
+  Float32Array.from({ length: sz(shape) }, () => s * rng.normal());
 /** |x| in [lo, hi], random sign: keeps kinks (Relu/Abs at 0) and poles well away. */
 const away = (shape: number[], lo = 0.2, hi = 1.5): Float32Array =>
   Float32Array.from({ length: sz(shape) }, () => (rng.next() < 0.5 ? -1 : 1) * rng.uniform(lo, hi));
-const positive = (shape: number[], lo = 0.5, hi = 2): Float32Array => Float32Array.from({ length: sz(shape) }, () => rng.uniform(lo, hi));
+const positive = (shape: number[], lo = 0.5, hi = 2): Float32Array =>
+  Float32Array.from({ length: sz(shape) }, () => rng.uniform(lo, hi));
 /** Distinct values spaced by `step` (a scaled random permutation, never 0): unique argmax, no ReLU kink. */
 const distinct = (shape: number[], step = 0.05): Float32Array => {
   const n = sz(shape);
   const p = rng.permutation(n);
   return Float32Array.from(p, (v) => (v - Math.floor(n / 2) + 0.3) * step);
 };
-const inp = (name: string, shape: number[], data?: Float32Array, check = true): GradInput => ({ name, shape, data: data ?? normal(shape), check });
+const inp = (name: string, shape: number[], data?: Float32Array, check = true): GradInput => ({
+  name,
+  shape,
+  data: data ?? normal(shape),
+  check,
+});
 
 interface Row {
   label: string;
@@ -79,7 +86,14 @@ async function check(
 }
 
 const boolConst = (g: Graph, shape: number[]): Value =>
-  g.constant(tensorOf('bool', shape, Array.from({ length: sz(shape) }, (_, i) => ((i * 7) % 3 !== 0 ? 1 : 0))), 'cond');
+  g.constant(
+    tensorOf(
+      'bool',
+      shape,
+      Array.from({ length: sz(shape) }, (_, i) => ((i * 7) % 3 !== 0 ? 1 : 0)),
+    ),
+    'cond',
+  );
 
 // ---------------------------------------------------------------------------------------------
 describe('elementwise gradients', () => {
@@ -104,14 +118,26 @@ describe('elementwise gradients', () => {
   }
   for (const [label, sa, sb] of BCAST) {
     it(`Div ${label}`, async () => {
-      await check('Div', label, [inp('a', sa), inp('b', sb, away(sb, 0.5, 2))], (g, [a, b]) => ops.div(g, a!, b!), SMOOTH);
+      await check(
+        'Div',
+        label,
+        [inp('a', sa), inp('b', sb, away(sb, 0.5, 2))],
+        (g, [a, b]) => ops.div(g, a!, b!),
+        SMOOTH,
+      );
     });
   }
   it('Mul of a value by itself (both operands one value)', async () => {
     await check('Mul', 'x⊙x', [inp('x', [3, 4])], (g, [x]) => ops.mul(g, x!, x!), LINEAR);
   });
   it('Add: gradient to one operand only', async () => {
-    await check('Add', 'one operand checked', [inp('a', [2, 3, 4]), inp('b', [3, 1], undefined, false)], (g, [a, b]) => ops.add(g, a!, b!), LINEAR);
+    await check(
+      'Add',
+      'one operand checked',
+      [inp('a', [2, 3, 4]), inp('b', [3, 1], undefined, false)],
+      (g, [a, b]) => ops.add(g, a!, b!),
+      LINEAR,
+    );
   });
 
   for (const [op, emit] of [
@@ -122,21 +148,51 @@ describe('elementwise gradients', () => {
     it(`${op} with broadcasting (operands never within h)`, async () => {
       for (const [label, sa, sb] of BCAST) {
         const b = distinct(sb, 0.1).map((v) => v + 0.05);
-        await check(op, label, [inp('a', sa, distinct(sa, 0.1)), inp('b', sb, b)], (g, [x, y]) => emit(g, x!, y!), LINEAR);
+        await check(
+          op,
+          label,
+          [inp('a', sa, distinct(sa, 0.1)), inp('b', sb, b)],
+          (g, [x, y]) => emit(g, x!, y!),
+          LINEAR,
+        );
       }
     });
   }
   it(`Max against a constant (clip)`, async () => {
-    await check('Max', 'x vs scalar const 0.25', [inp('x', [3, 4], distinct([3, 4], 0.1))], (g, [x]) => ops.max(g, x!, g.scalar(0.25)), LINEAR);
+    await check(
+      'Max',
+      'x vs scalar const 0.25',
+      [inp('x', [3, 4], distinct([3, 4], 0.1))],
+      (g, [x]) => ops.max(g, x!, g.scalar(0.25)),
+      LINEAR,
+    );
   });
 
   it('Where with broadcast cond/branches', async () => {
-    await check('Where', '[3,1] cond, [2,3,4] and [4]', [inp('a', [2, 3, 4]), inp('b', [4])], (g, [a, b]) => ops.where(g, boolConst(g, [3, 1]), a!, b!), LINEAR);
-    await check('Where', '[2,3,4] cond, scalar and [3,4]', [inp('a', []), inp('b', [3, 4])], (g, [a, b]) => ops.where(g, boolConst(g, [2, 3, 4]), a!, b!), LINEAR);
+    await check(
+      'Where',
+      '[3,1] cond, [2,3,4] and [4]',
+      [inp('a', [2, 3, 4]), inp('b', [4])],
+      (g, [a, b]) => ops.where(g, boolConst(g, [3, 1]), a!, b!),
+      LINEAR,
+    );
+    await check(
+      'Where',
+      '[2,3,4] cond, scalar and [3,4]',
+      [inp('a', []), inp('b', [3, 4])],
+      (g, [a, b]) => ops.where(g, boolConst(g, [2, 3, 4]), a!, b!),
+      LINEAR,
+    );
   });
 
   it('Sum (variadic) with broadcasting and a repeated operand', async () => {
-    await check('Sum', '[2,3,4]+[3,1]+[]', [inp('a', [2, 3, 4]), inp('b', [3, 1]), inp('c', [])], (g, [a, b, c]) => ops.sum(g, [a!, b!, c!]), LINEAR);
+    await check(
+      'Sum',
+      '[2,3,4]+[3,1]+[]',
+      [inp('a', [2, 3, 4]), inp('b', [3, 1]), inp('c', [])],
+      (g, [a, b, c]) => ops.sum(g, [a!, b!, c!]),
+      LINEAR,
+    );
     await check('Sum', 'a+b+a', [inp('a', [2, 3]), inp('b', [1, 3])], (g, [a, b]) => ops.sum(g, [a!, b!, a!]), LINEAR);
   });
 
@@ -161,7 +217,13 @@ describe('elementwise gradients', () => {
     ['Tanh', ops.tanh, (s) => normal(s), SMOOTH],
   ];
   it('Sign (zero gradient): x·sign(x) has gradient sign(x)', async () => {
-    const r = await check('Sign', 'x·sign(x)', [inp('x', [3, 4], away([3, 4], 0.1, 2))], (g, [x]) => ops.mul(g, x!, g.op('Sign', [x!])), LINEAR);
+    const r = await check(
+      'Sign',
+      'x·sign(x)',
+      [inp('x', [3, 4], away([3, 4], 0.1, 2))],
+      (g, [x]) => ops.mul(g, x!, g.op('Sign', [x!])),
+      LINEAR,
+    );
     expect(r.gradOps.Sign ?? 0).toBe(0);
   });
   for (const [op, emit, gen, tol] of UNARY) {
@@ -180,7 +242,13 @@ describe('data-movement gradients', () => {
     await check('Reshape', '[2,3,4]→[0,12]', [inp('x', [2, 3, 4])], (g, [x]) => ops.reshape(g, x!, [0, 12]), LINEAR);
   });
   it('Transpose', async () => {
-    await check('Transpose', 'perm [2,0,1]', [inp('x', [2, 3, 4])], (g, [x]) => ops.transpose(g, x!, [2, 0, 1]), LINEAR);
+    await check(
+      'Transpose',
+      'perm [2,0,1]',
+      [inp('x', [2, 3, 4])],
+      (g, [x]) => ops.transpose(g, x!, [2, 0, 1]),
+      LINEAR,
+    );
     await check('Transpose', 'default (reverse)', [inp('x', [2, 3, 4])], (g, [x]) => g.op('Transpose', [x!]), LINEAR);
   });
   it('Concat: every input, a subset, negative axis', async () => {
@@ -193,26 +261,68 @@ describe('data-movement gradients', () => {
     one[0]!.check = false;
     one[2]!.check = false;
     await check('Concat', 'axis 1, only b', one, (g, v) => ops.concat(g, v, 1), LINEAR);
-    await check('Concat', 'axis -1', [inp('a', [2, 3, 1]), inp('b', [2, 3, 2])], (g, v) => ops.concat(g, v, -1), LINEAR);
+    await check(
+      'Concat',
+      'axis -1',
+      [inp('a', [2, 3, 1]), inp('b', [2, 3, 2])],
+      (g, v) => ops.concat(g, v, -1),
+      LINEAR,
+    );
     await check('Concat', 'the same value twice', [inp('a', [2, 3])], (g, [a]) => ops.concat(g, [a!, a!], 0), LINEAR);
   });
   it('Split: all outputs used, some unused', async () => {
     await check('Split', 'all parts', [inp('x', [2, 7, 3])], (g, [x]) => ops.split(g, x!, [2, 4, 1], 1), LINEAR);
-    await check('Split', 'middle part only', [inp('x', [2, 7, 3])], (g, [x]) => ops.split(g, x!, [2, 4, 1], 1)[1]!, LINEAR);
-    await check('Split', 'first and last, axis -1', [inp('x', [2, 3, 6])], (g, [x]) => {
-      const p = ops.split(g, x!, [1, 2, 3], -1);
-      return [p[0]!, p[2]!];
-    }, LINEAR);
+    await check(
+      'Split',
+      'middle part only',
+      [inp('x', [2, 7, 3])],
+      (g, [x]) => ops.split(g, x!, [2, 4, 1], 1)[1]!,
+      LINEAR,
+    );
+    await check(
+      'Split',
+      'first and last, axis -1',
+      [inp('x', [2, 3, 6])],
+      (g, [x]) => {
+        const p = ops.split(g, x!, [1, 2, 3], -1);
+        return [p[0]!, p[2]!];
+      },
+      LINEAR,
+    );
   });
   it('Slice: negative and clamped bounds', async () => {
     const s = [3, 5, 6];
     await check('Slice', 'plain', [inp('x', s)], (g, [x]) => ops.slice(g, x!, [1, 2], [3, 5], [1, 2]), LINEAR);
-    await check('Slice', 'negative starts/ends', [inp('x', s)], (g, [x]) => ops.slice(g, x!, [-2, -4], [-1, 100], [1, 2]), LINEAR);
-    await check('Slice', 'clamped (start < −dim, end > dim), negative axis', [inp('x', s)], (g, [x]) => ops.slice(g, x!, [-100, 1], [1_000_000_000, 2], [-1, 0]), LINEAR);
-    await check('Slice', 'no axes input', [inp('x', s)], (g, [x]) => g.op('Slice', [x!, g.int64s([1, 0]), g.int64s([2, -1])]), LINEAR);
+    await check(
+      'Slice',
+      'negative starts/ends',
+      [inp('x', s)],
+      (g, [x]) => ops.slice(g, x!, [-2, -4], [-1, 100], [1, 2]),
+      LINEAR,
+    );
+    await check(
+      'Slice',
+      'clamped (start < −dim, end > dim), negative axis',
+      [inp('x', s)],
+      (g, [x]) => ops.slice(g, x!, [-100, 1], [1_000_000_000, 2], [-1, 0]),
+      LINEAR,
+    );
+    await check(
+      'Slice',
+      'no axes input',
+      [inp('x', s)],
+      (g, [x]) => g.op('Slice', [x!, g.int64s([1, 0]), g.int64s([2, -1])]),
+      LINEAR,
+    );
   });
   it('Pad', async () => {
-    await check('Pad', 'begin/end pads, value 0', [inp('x', [2, 3, 4])], (g, [x]) => ops.pad(g, x!, [0, 1, 2, 1, 0, 3]), LINEAR);
+    await check(
+      'Pad',
+      'begin/end pads, value 0',
+      [inp('x', [2, 3, 4])],
+      (g, [x]) => ops.pad(g, x!, [0, 1, 2, 1, 0, 3]),
+      LINEAR,
+    );
     await check('Pad', 'value 1.5', [inp('x', [2, 3])], (g, [x]) => ops.pad(g, x!, [1, 1, 0, 2], 1.5), LINEAR);
   });
   it('Squeeze / Unsqueeze / Flatten', async () => {
@@ -230,11 +340,29 @@ describe('data-movement gradients', () => {
   });
   it('Gather with 1-D indices (repeats, negative), axis 0 and 1', async () => {
     const idx = (g: Graph, xs: number[]) => g.constant(tensorOf('int64', [xs.length], xs), 'idx');
-    await check('Gather', 'axis 0', [inp('x', [5, 3])], (g, [x]) => ops.gather(g, x!, idx(g, [2, 0, 2, 4, -1]), 0), LINEAR);
+    await check(
+      'Gather',
+      'axis 0',
+      [inp('x', [5, 3])],
+      (g, [x]) => ops.gather(g, x!, idx(g, [2, 0, 2, 4, -1]), 0),
+      LINEAR,
+    );
     await check('Gather', 'axis 1', [inp('x', [2, 5, 3])], (g, [x]) => ops.gather(g, x!, idx(g, [1, 1, 3]), 1), LINEAR);
     await check('Gather', 'axis -1', [inp('x', [2, 4])], (g, [x]) => ops.gather(g, x!, idx(g, [3, 0]), -1), LINEAR);
-    await check('Gather', 'scalar index, axis 1', [inp('x', [2, 4, 3])], (g, [x]) => ops.gather(g, x!, g.constant(tensorOf('int64', [], [2]), 'idx'), 1), LINEAR);
-    await check('Gather', '2-D indices, axis 0', [inp('x', [5, 3])], (g, [x]) => ops.gather(g, x!, g.constant(tensorOf('int64', [2, 3], [0, 4, 0, 1, 4, 4]), 'idx'), 0), LINEAR);
+    await check(
+      'Gather',
+      'scalar index, axis 1',
+      [inp('x', [2, 4, 3])],
+      (g, [x]) => ops.gather(g, x!, g.constant(tensorOf('int64', [], [2]), 'idx'), 1),
+      LINEAR,
+    );
+    await check(
+      'Gather',
+      '2-D indices, axis 0',
+      [inp('x', [5, 3])],
+      (g, [x]) => ops.gather(g, x!, g.constant(tensorOf('int64', [2, 3], [0, 4, 0, 1, 4, 4]), 'idx'), 0),
+      LINEAR,
+    );
   });
 });
 
@@ -248,26 +376,86 @@ describe('reductions, products, softmax', () => {
     it(`${op} keepdims 0 and 1`, async () => {
       for (const keep of [true, false]) {
         await check(op, `axes [1] keep ${+keep}`, [inp('x', [2, 3, 4])], (g, [x]) => emit(g, x!, [1], keep), tol);
-        await check(op, `axes [0,-1] keep ${+keep}`, [inp('x', [2, 3, 4])], (g, [x]) => emit(g, x!, [0, -1], keep), tol);
+        await check(
+          op,
+          `axes [0,-1] keep ${+keep}`,
+          [inp('x', [2, 3, 4])],
+          (g, [x]) => emit(g, x!, [0, -1], keep),
+          tol,
+        );
         // one output element: scaled so its gradient is large enough to tell a wrong rule
-        await check(op, `all axes keep ${+keep}`, [inp('x', [2, 3, 4])], (g, [x]) => ops.mul(g, emit(g, x!, [0, 1, 2], keep), g.scalar(10)), tol);
+        await check(
+          op,
+          `all axes keep ${+keep}`,
+          [inp('x', [2, 3, 4])],
+          (g, [x]) => ops.mul(g, emit(g, x!, [0, 1, 2], keep), g.scalar(10)),
+          tol,
+        );
       }
-      await check(op, 'axes omitted (all)', [inp('x', [2, 3])], (g, [x]) => ops.mul(g, g.op(op, [x!], { keepdims: A.i(0) }), g.scalar(10)), tol);
-      await check(op, 'empty axes (all)', [inp('x', [2, 3])], (g, [x]) => ops.mul(g, emit(g, x!, [], true), g.scalar(10)), tol);
+      await check(
+        op,
+        'axes omitted (all)',
+        [inp('x', [2, 3])],
+        (g, [x]) => ops.mul(g, g.op(op, [x!], { keepdims: A.i(0) }), g.scalar(10)),
+        tol,
+      );
+      await check(
+        op,
+        'empty axes (all)',
+        [inp('x', [2, 3])],
+        (g, [x]) => ops.mul(g, emit(g, x!, [], true), g.scalar(10)),
+        tol,
+      );
     });
   }
   it('GlobalAveragePool', async () => {
     // ×10: each input gets R/20, too small on its own to tell a wrong rule
-    const r = await check('GlobalAveragePool', '[2,3,4,5] (×10)', [inp('x', [2, 3, 4, 5])], (g, [x]) => ops.mul(g, ops.globalAvgPool(g, x!), g.scalar(10)), LINEAR);
+    const r = await check(
+      'GlobalAveragePool',
+      '[2,3,4,5] (×10)',
+      [inp('x', [2, 3, 4, 5])],
+      (g, [x]) => ops.mul(g, ops.globalAvgPool(g, x!), g.scalar(10)),
+      LINEAR,
+    );
     expect(r.gradOps.Mul).toBe(3); // the loss's, the ×10's and the rule's single Mul
   });
   it('MatMul 2-D and batched with broadcast batch dims', async () => {
-    const r2 = await check('MatMul', '[3,4]×[4,5]', [inp('a', [3, 4]), inp('b', [4, 5])], (g, [a, b]) => ops.matmul(g, a!, b!), LINEAR);
+    const r2 = await check(
+      'MatMul',
+      '[3,4]×[4,5]',
+      [inp('a', [3, 4]), inp('b', [4, 5])],
+      (g, [a, b]) => ops.matmul(g, a!, b!),
+      LINEAR,
+    );
     expect(r2.gradOps.Transpose ?? 0).toBe(0); // 2-D: Gemm with transpose flags
-    await check('MatMul', '[2,3,4]×[4,5]', [inp('a', [2, 3, 4]), inp('b', [4, 5])], (g, [a, b]) => ops.matmul(g, a!, b!), LINEAR);
-    await check('MatMul', '[3,4]×[2,4,5]', [inp('a', [3, 4]), inp('b', [2, 4, 5])], (g, [a, b]) => ops.matmul(g, a!, b!), LINEAR);
-    await check('MatMul', '[2,1,3,4]×[5,4,2]', [inp('a', [2, 1, 3, 4]), inp('b', [5, 4, 2])], (g, [a, b]) => ops.matmul(g, a!, b!), LINEAR);
-    await check('MatMul', '[1,3,4]×[2,4,2]', [inp('a', [1, 3, 4]), inp('b', [2, 4, 2])], (g, [a, b]) => ops.matmul(g, a!, b!), LINEAR);
+    await check(
+      'MatMul',
+      '[2,3,4]×[4,5]',
+      [inp('a', [2, 3, 4]), inp('b', [4, 5])],
+      (g, [a, b]) => ops.matmul(g, a!, b!),
+      LINEAR,
+    );
+    await check(
+      'MatMul',
+      '[3,4]×[2,4,5]',
+      [inp('a', [3, 4]), inp('b', [2, 4, 5])],
+      (g, [a, b]) => ops.matmul(g, a!, b!),
+      LINEAR,
+    );
+    await check(
+      'MatMul',
+      '[2,1,3,4]×[5,4,2]',
+      [inp('a', [2, 1, 3, 4]), inp('b', [5, 4, 2])],
+      (g, [a, b]) => ops.matmul(g, a!, b!),
+      LINEAR,
+    );
+    await check(
+      'MatMul',
+      '[1,3,4]×[2,4,2]',
+      [inp('a', [1, 3, 4]), inp('b', [2, 4, 2])],
+      (g, [a, b]) => ops.matmul(g, a!, b!),
+      LINEAR,
+    );
     await check('MatMul', 'x×x', [inp('a', [3, 3])], (g, [a]) => ops.matmul(g, a!, a!), LINEAR);
   });
   it('Gemm: all transA/transB, bias [N], [M,N], none', async () => {
@@ -279,7 +467,13 @@ describe('reductions, products, softmax', () => {
         for (const c of [[N], [M, N], [1, N], null] as (number[] | null)[]) {
           const xs = [inp('a', ta ? [K, M] : [M, K]), inp('b', tb ? [N, K] : [K, N])];
           if (c) xs.push(inp('c', c));
-          await check('Gemm', `tA=${+ta} tB=${+tb} C=${c ? `[${c}]` : 'none'}`, xs, (g, [a, b, cc]) => ops.gemm(g, a!, b!, cc ?? null, ta, tb), LINEAR);
+          await check(
+            'Gemm',
+            `tA=${+ta} tB=${+tb} C=${c ? `[${c}]` : 'none'}`,
+            xs,
+            (g, [a, b, cc]) => ops.gemm(g, a!, b!, cc ?? null, ta, tb),
+            LINEAR,
+          );
         }
       }
     }
@@ -294,7 +488,13 @@ describe('reductions, products, softmax', () => {
       ['ab,bc->a', [3, 4], [4, 2], false], // c is summed out of b alone: only a's gradient exists
     ];
     for (const [eq, sa, sb, checkB] of E) {
-      await check('Einsum', eq, [inp('a', sa), inp('b', sb, undefined, checkB ?? true)], (g, [a, b]) => ops.einsum(g, eq, a!, b!), LINEAR);
+      await check(
+        'Einsum',
+        eq,
+        [inp('a', sa), inp('b', sb, undefined, checkB ?? true)],
+        (g, [a, b]) => ops.einsum(g, eq, a!, b!),
+        LINEAR,
+      );
     }
   });
   for (const [op, emit] of [
@@ -328,14 +528,30 @@ describe('conv and pool gradients', () => {
     { label: 'stride 3, 1×1 (input rows skipped)', x: [1, 2, 7, 7], w: [3, 2, 1, 1], o: { stride: 3 } },
     { label: 'dilation 2 pad 2 (dil_conv_3x3)', x: [2, 3, 7, 7], w: [4, 3, 3, 3], o: { dilation: 2, pad: 2 } },
     { label: '5×5 dilation 2 pad 4 (dil_conv_5x5)', x: [1, 2, 9, 9], w: [3, 2, 5, 5], o: { dilation: 2, pad: 4 } },
-    { label: 'dilation 2 stride 2 pad 2, even input', x: [1, 2, 8, 8], w: [3, 2, 3, 3], o: { dilation: 2, pad: 2, stride: 2 } },
+    {
+      label: 'dilation 2 stride 2 pad 2, even input',
+      x: [1, 2, 8, 8],
+      w: [3, 2, 3, 3],
+      o: { dilation: 2, pad: 2, stride: 2 },
+    },
     { label: 'group 2, Cin 4 Cout 6', x: [2, 4, 5, 5], w: [6, 2, 3, 3], o: { group: 2, pad: 1 } },
     { label: 'group 2, stride 2, odd input', x: [2, 4, 7, 7], w: [6, 2, 3, 3], o: { group: 2, pad: 1, stride: 2 } },
     { label: 'depthwise group=C', x: [2, 3, 6, 6], w: [3, 1, 3, 3], o: { group: 3, pad: 1 } },
-    { label: 'depthwise 5×5 dil 2 stride 2', x: [2, 3, 8, 8], w: [3, 1, 5, 5], o: { group: 3, pad: 4, dilation: 2, stride: 2 } },
+    {
+      label: 'depthwise 5×5 dil 2 stride 2',
+      x: [2, 3, 8, 8],
+      w: [3, 1, 5, 5],
+      o: { group: 3, pad: 4, dilation: 2, stride: 2 },
+    },
     { label: 'depthwise multiplier Cout=2·Cin', x: [2, 3, 5, 5], w: [6, 1, 3, 3], o: { group: 3, pad: 1 } },
     { label: 'with bias', x: [2, 3, 5, 5], w: [4, 3, 3, 3], o: { pad: 1 }, bias: true },
-    { label: 'grouped with bias, stride 2', x: [2, 4, 6, 6], w: [6, 2, 3, 3], o: { group: 2, pad: 1, stride: 2 }, bias: true },
+    {
+      label: 'grouped with bias, stride 2',
+      x: [2, 4, 6, 6],
+      w: [6, 2, 3, 3],
+      o: { group: 2, pad: 1, stride: 2 },
+      bias: true,
+    },
   ];
   for (const c of CONV) {
     it(`Conv ${c.label}`, async () => {
@@ -350,7 +566,13 @@ describe('conv and pool gradients', () => {
       'kernel 1×3, strides [2,1], pads [0,1,0,1]',
       [inp('x', [2, 2, 5, 6]), inp('w', [3, 2, 1, 3])],
       (g, [x, w]) =>
-        g.op('Conv', [x!, w!], { kernel_shape: A.ints([1, 3]), strides: A.ints([2, 1]), pads: A.ints([0, 1, 0, 1]), dilations: A.ints([1, 1]), group: A.i(1) }),
+        g.op('Conv', [x!, w!], {
+          kernel_shape: A.ints([1, 3]),
+          strides: A.ints([2, 1]),
+          pads: A.ints([0, 1, 0, 1]),
+          dilations: A.ints([1, 1]),
+          group: A.i(1),
+        }),
       LINEAR,
     );
   });
@@ -364,17 +586,36 @@ describe('conv and pool gradients', () => {
         'Conv',
         `pads [${pads}] stride ${stride} input ${hw}`,
         [inp('x', [2, 2, hw, hw]), inp('w', [3, 2, 3, 3])],
-        (g, [x, w]) => g.op('Conv', [x!, w!], { kernel_shape: A.ints([3, 3]), strides: A.ints([stride, stride]), pads: A.ints(pads), dilations: A.ints([1, 1]), group: A.i(1) }),
+        (g, [x, w]) =>
+          g.op('Conv', [x!, w!], {
+            kernel_shape: A.ints([3, 3]),
+            strides: A.ints([stride, stride]),
+            pads: A.ints(pads),
+            dilations: A.ints([1, 1]),
+            group: A.i(1),
+          }),
         LINEAR,
       );
       expect(r.gradOps.Slice).toBeGreaterThanOrEqual(1); // crops what the symmetric ConvTranspose pads leave
     }
   });
   it('Conv: input gradient only / weight gradient only', async () => {
-    const r1 = await check('Conv', 'dx only', [inp('x', [2, 3, 5, 5]), inp('w', [4, 3, 3, 3], undefined, false)], (g, [x, w]) => ops.conv(g, x!, w!, { pad: 1, stride: 2 }), LINEAR);
+    const r1 = await check(
+      'Conv',
+      'dx only',
+      [inp('x', [2, 3, 5, 5]), inp('w', [4, 3, 3, 3], undefined, false)],
+      (g, [x, w]) => ops.conv(g, x!, w!, { pad: 1, stride: 2 }),
+      LINEAR,
+    );
     expect(r1.gradOps.Conv ?? 0).toBe(0);
     expect(r1.gradOps.ConvTranspose).toBe(1);
-    const r2 = await check('Conv', 'dw only', [inp('x', [2, 3, 5, 5], undefined, false), inp('w', [4, 3, 3, 3])], (g, [x, w]) => ops.conv(g, x!, w!, { pad: 1, stride: 2 }), LINEAR);
+    const r2 = await check(
+      'Conv',
+      'dw only',
+      [inp('x', [2, 3, 5, 5], undefined, false), inp('w', [4, 3, 3, 3])],
+      (g, [x, w]) => ops.conv(g, x!, w!, { pad: 1, stride: 2 }),
+      LINEAR,
+    );
     expect(r2.gradOps.ConvTranspose ?? 0).toBe(0);
     expect(r2.gradOps.Conv).toBe(1);
   });
@@ -382,16 +623,39 @@ describe('conv and pool gradients', () => {
   const CT: { label: string; x: number[]; w: number[]; o: ops.ConvTransposeOpts; bias?: boolean }[] = [
     { label: 'stride 1 pad 1', x: [2, 3, 5, 5], w: [3, 4, 3, 3], o: { pad: 1 } },
     { label: 'stride 2 pad 1', x: [2, 3, 4, 4], w: [3, 2, 3, 3], o: { stride: 2, pad: 1 } },
-    { label: 'stride 2 pad 1 output_padding 1', x: [2, 3, 4, 4], w: [3, 2, 3, 3], o: { stride: 2, pad: 1, outputPadding: 1 } },
-    { label: 'stride 2 dilation 2 pad 2 output_padding 1', x: [1, 2, 4, 4], w: [2, 3, 3, 3], o: { stride: 2, pad: 2, dilation: 2, outputPadding: 1 } },
-    { label: 'group 2, stride 2, with bias', x: [2, 4, 3, 3], w: [4, 3, 3, 3], o: { stride: 2, pad: 1, group: 2, outputPadding: 1 }, bias: true },
+    {
+      label: 'stride 2 pad 1 output_padding 1',
+      x: [2, 3, 4, 4],
+      w: [3, 2, 3, 3],
+      o: { stride: 2, pad: 1, outputPadding: 1 },
+    },
+    {
+      label: 'stride 2 dilation 2 pad 2 output_padding 1',
+      x: [1, 2, 4, 4],
+      w: [2, 3, 3, 3],
+      o: { stride: 2, pad: 2, dilation: 2, outputPadding: 1 },
+    },
+    {
+      label: 'group 2, stride 2, with bias',
+      x: [2, 4, 3, 3],
+      w: [4, 3, 3, 3],
+      o: { stride: 2, pad: 1, group: 2, outputPadding: 1 },
+      bias: true,
+    },
     { label: 'stride 1 with bias', x: [2, 3, 4, 4], w: [3, 2, 3, 3], o: { pad: 1 }, bias: true },
   ];
   for (const c of CT) {
     it(`ConvTranspose ${c.label}`, async () => {
       const xs = [inp('x', c.x), inp('w', c.w, normal(c.w, 0.5))];
       if (c.bias) xs.push(inp('b', [c.w[1]! * (c.o.group ?? 1)]));
-      await check('ConvTranspose', c.label, xs, (g, [x, w, b]) => ops.convTranspose(g, x!, w!, c.o, b ?? null), LINEAR, { samples: 150 });
+      await check(
+        'ConvTranspose',
+        c.label,
+        xs,
+        (g, [x, w, b]) => ops.convTranspose(g, x!, w!, c.o, b ?? null),
+        LINEAR,
+        { samples: 150 },
+      );
     });
   }
 
@@ -407,13 +671,25 @@ describe('conv and pool gradients', () => {
         'AveragePool',
         `3×3 s2 pads [0,0,1,1] cip ${cip}`,
         [inp('x', [1, 2, 6, 6])],
-        (g, [x]) => g.op('AveragePool', [x!], { kernel_shape: A.ints([3, 3]), strides: A.ints([2, 2]), pads: A.ints([0, 0, 1, 1]), count_include_pad: A.i(cip) }),
+        (g, [x]) =>
+          g.op('AveragePool', [x!], {
+            kernel_shape: A.ints([3, 3]),
+            strides: A.ints([2, 2]),
+            pads: A.ints([0, 0, 1, 1]),
+            count_include_pad: A.i(cip),
+          }),
         LINEAR,
       );
     }
   });
   it('AveragePool 5×5 stride 3 pad 0 (DARTS auxiliary head): divisor folded into the kernel', async () => {
-    const r = await check('AveragePool', '5×5 s3 p0', [inp('x', [2, 3, 8, 8])], (g, [x]) => ops.avgPool(g, x!, 5, 3, 0, false), LINEAR);
+    const r = await check(
+      'AveragePool',
+      '5×5 s3 p0',
+      [inp('x', [2, 3, 8, 8])],
+      (g, [x]) => ops.avgPool(g, x!, 5, 3, 0, false),
+      LINEAR,
+    );
     expect(r.gradOps.ConvTranspose).toBe(1);
     expect(r.gradOps.Mul).toBe(1); // only the loss's
   });
@@ -437,7 +713,13 @@ describe('conv and pool gradients', () => {
     }
     for (const includePad of [false, true]) {
       it(`AveragePool ${c.label} count_include_pad ${+includePad}`, async () => {
-        await check('AveragePool', `${c.label} cip ${+includePad}`, [inp('x', c.x)], (g, [x]) => ops.avgPool(g, x!, c.k, c.s, c.p, includePad), LINEAR);
+        await check(
+          'AveragePool',
+          `${c.label} cip ${+includePad}`,
+          [inp('x', c.x)],
+          (g, [x]) => ops.avgPool(g, x!, c.k, c.s, c.p, includePad),
+          LINEAR,
+        );
       });
     }
   }
@@ -460,13 +742,22 @@ describe('composites', () => {
     await check(
       'Gated',
       'conv-bn-pool region',
-      [inp('x', xs, distinct(xs, 0.05)), inp('w', [4, 3, 3, 3], normal([4, 3, 3, 3], 0.3)), inp('gamma', [4], normal([4], 0.5)), inp('beta', [4], normal([4], 0.5))],
+      [
+        inp('x', xs, distinct(xs, 0.05)),
+        inp('w', [4, 3, 3, 3], normal([4, 3, 3, 3], 0.3)),
+        inp('gamma', [4], normal([4], 0.5)),
+        inp('beta', [4], normal([4], 0.5)),
+      ],
       (g, [x, w, gm, bt]) => {
         const on = g.constant(tensorOf('bool', [], [1]), 'on');
         const start = g.nodes.length;
         // (max-pool on x itself: after BN, near-ties would make the differences straddle argmax switches)
         const bn = ops.batchNormTrain(g, ops.conv(g, ops.relu(g, x!), w!, { pad: 1 }), gm!, bt!, 1e-5).y;
-        const y = ops.add(g, ops.avgPool(g, bn, 3, 1, 1, false), ops.conv(g, ops.maxPool(g, x!, 3, 1, 1), w!, { pad: 1 }));
+        const y = ops.add(
+          g,
+          ops.avgPool(g, bn, 3, 1, 1, false),
+          ops.conv(g, ops.maxPool(g, x!, 3, 1, 1), w!, { pad: 1 }),
+        );
         const gated = ops.gateRegion(g, start, y, [on, on]);
         expect(g.nodes.slice(start).map((n) => n.op)).toEqual(['Gated']);
         return gated;
@@ -479,7 +770,11 @@ describe('composites', () => {
     await check(
       'MixedOp',
       'skip/avg/max/relu-conv',
-      [inp('x', xShape, distinct(xShape, 0.05)), inp('alpha', [4], normal([4], 0.5)), inp('w', [3, 3, 3, 3], normal([3, 3, 3, 3], 0.3))],
+      [
+        inp('x', xShape, distinct(xShape, 0.05)),
+        inp('alpha', [4], normal([4], 0.5)),
+        inp('w', [3, 3, 3, 3], normal([3, 3, 3, 3], 0.3)),
+      ],
       (g, [x, alpha, w]) => {
         const wts = ops.split(g, ops.softmax(g, alpha!, 0), [1, 1, 1, 1], 0);
         const branches = [
@@ -488,7 +783,10 @@ describe('composites', () => {
           ops.maxPool(g, x!, 3, 1, 1),
           ops.conv(g, ops.relu(g, x!), w!, { pad: 1 }),
         ];
-        return ops.sum(g, branches.map((b, k) => ops.mul(g, wts[k]!, b)));
+        return ops.sum(
+          g,
+          branches.map((b, k) => ops.mul(g, wts[k]!, b)),
+        );
       },
       COMPOSITE,
       { samples: 120 },
@@ -499,7 +797,13 @@ describe('composites', () => {
     await check(
       'BatchNormalization',
       'inference form',
-      [inp('x', xs), inp('gamma', [3], positive([3])), inp('beta', [3]), inp('mean', [3], undefined, false), inp('var', [3], positive([3]), false)],
+      [
+        inp('x', xs),
+        inp('gamma', [3], positive([3])),
+        inp('beta', [3]),
+        inp('mean', [3], undefined, false),
+        inp('var', [3], positive([3]), false),
+      ],
       (g, [x, gm, bt, mu, v]) => ops.batchNormInference(g, x!, gm!, bt!, mu!, v!, 1e-3),
       LINEAR,
       { training: false },
@@ -546,7 +850,19 @@ describe('the checker itself', () => {
 
 // ops without a rule: boolean/integer results, and two float ops only gradient graphs use
 // (autodiff refuses to differentiate through those rather than dropping their gradient)
-const NO_GRAD_RULE_EXPECTED = new Set(['Greater', 'Less', 'Equal', 'GreaterOrEqual', 'LessOrEqual', 'Not', 'And', 'ArgMax', 'ScatterElements', 'ReduceMax', 'If']);
+const NO_GRAD_RULE_EXPECTED = new Set([
+  'Greater',
+  'Less',
+  'Equal',
+  'GreaterOrEqual',
+  'LessOrEqual',
+  'Not',
+  'And',
+  'ArgMax',
+  'ScatterElements',
+  'ReduceMax',
+  'If',
+]);
 
 describe('coverage', () => {
   it('every registered op with a gradient rule was checked', () => {
@@ -554,7 +870,11 @@ describe('coverage', () => {
     const missing = withGrad.filter((t) => !covered.has(t));
     expect(missing).toEqual([]);
     // ops without a rule are exactly the non-differentiable ones
-    expect(registeredOps().filter((t) => !getOp(t).grad).sort()).toEqual([...NO_GRAD_RULE_EXPECTED].sort());
+    expect(
+      registeredOps()
+        .filter((t) => !getOp(t).grad)
+        .sort(),
+    ).toEqual([...NO_GRAD_RULE_EXPECTED].sort());
   });
 });
 
@@ -568,7 +888,11 @@ afterAll(() => {
     e.n += r.n;
     byOp.set(r.op, e);
   }
-  if (process.env.GRADCHECK_REPORT === 'cases') for (const r of rows) console.log(`${r.label.padEnd(60)} rel ${r.rel.toExponential(2)} gradNodes ${r.gradNodes}`);
-  const lines = [...byOp].map(([op, e]) => `${op.padEnd(18)} cases ${String(e.cases).padStart(3)}  elems ${String(e.n).padStart(5)}  maxRel ${e.rel.toExponential(2)}  maxAbs ${e.abs.toExponential(2)}`);
+  if (process.env.GRADCHECK_REPORT === 'cases')
+    for (const r of rows) console.log(`${r.label.padEnd(60)} rel ${r.rel.toExponential(2)} gradNodes ${r.gradNodes}`);
+  const lines = [...byOp].map(
+    ([op, e]) =>
+      `${op.padEnd(18)} cases ${String(e.cases).padStart(3)}  elems ${String(e.n).padStart(5)}  maxRel ${e.rel.toExponential(2)}  maxAbs ${e.abs.toExponential(2)}`,
+  );
   if (process.env.GRADCHECK_REPORT) console.log(['per-op max errors:', ...lines].join('\n'));
 });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../graph/rng.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpoint } from '../train/runtime/checkpoint.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TENSORS = 3;
@@ -27,7 +27,7 @@ beforeAll(() => {
   // resumes from the latest checkpoint (if any) and saves steps forever, reporting each on stdout
   writeFileSync(
     script,
-    `import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from ${JSON.stringify(join(ROOT, 'train', 'checkpoint.js'))};
+    `import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from ${JSON.stringify(join(ROOT, 'train', 'runtime', 'checkpoint.js'))};
 const run = process.argv[2];
 let step = latestCheckpoint(run) ? loadCheckpoint(run).step : 0;
 for (;;) {
@@ -52,7 +52,10 @@ afterAll(() => {
  */
 function writeAndKill(run: string, delayMs: number): Promise<number> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, run], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, run], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let done = 0;
     let out = '';
     let err = '';

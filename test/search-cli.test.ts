@@ -29,7 +29,11 @@ function cli(args: string[]): Promise<Result> {
   delete env.NAS_ONNX_DEBUG;
   return new Promise((res) => {
     execFile(process.execPath, [BIN, ...args], { cwd: tmp, env, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      const code = err
+        ? typeof (err as { code?: unknown }).code === 'number'
+          ? (err as { code: number }).code
+          : 1
+        : 0;
       res({ code, stdout, stderr });
     });
   });
@@ -50,7 +54,10 @@ const TINY = ['--epochs', '2', '--batch', '2', '--C', '2', '--layers', '3', '--l
 beforeAll(async () => {
   // tsc emits even when files elsewhere in the tree have type errors; only the emitted CLI matters here
   try {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+      cwd: ROOT,
+      stdio: 'pipe',
+    });
   } catch {
     // type errors elsewhere: checked below that the CLI was emitted
   }
@@ -74,16 +81,34 @@ describe('nas-onnx search / derive', () => {
     expect(r.stdout).toMatch(/s\/step, w-step graph \d+ nodes, α-grad graph \d+/);
     const run = join(tmp, 'run');
     const geno = checkRunDir(run, 2);
-    expect(JSON.parse(r.stdout.split('\n')[0]!.slice('genotype: '.length))).toMatchObject({ normal: geno.normal, reduce: geno.reduce });
-    expect(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'))).toMatchObject({ objective: 'col', epochs: 2, batch: 2, C: 2, layers: 3, order: 1, limit: 8, seed: 4 });
+    expect(JSON.parse(r.stdout.split('\n')[0]!.slice('genotype: '.length))).toMatchObject({
+      normal: geno.normal,
+      reduce: geno.reduce,
+    });
+    expect(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'))).toMatchObject({
+      objective: 'col',
+      epochs: 2,
+      batch: 2,
+      C: 2,
+      layers: 3,
+      order: 1,
+      limit: 8,
+      seed: 4,
+    });
 
     const d = await cli(['derive', '--from', 'run', '--out', 'derived.json', '--name', 'tiny_col']);
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);
     const derived = parseGenotype(JSON.parse(readFileSync(join(tmp, 'derived.json'), 'utf8')));
-    expect(derived).toEqual({ name: 'tiny_col', normal: geno.normal, normal_concat: geno.normal_concat, reduce: geno.reduce, reduce_concat: geno.reduce_concat });
+    expect(derived).toEqual({
+      name: 'tiny_col',
+      normal: geno.normal,
+      normal_concat: geno.normal_concat,
+      reduce: geno.reduce,
+      reduce_concat: geno.reduce_concat,
+    });
     expect(JSON.parse(d.stdout)).toEqual(derived);
-    expect(readFileSync(join(tmp, 'derived.svg'), 'utf8')).toMatch(/^<svg[^]*<\/svg>\s*$/);
+    expect(readFileSync(join(tmp, 'derived.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
   });
 
   it('rejects bad input with one line on stderr and a non-zero exit', async () => {
@@ -91,9 +116,15 @@ describe('nas-onnx search / derive', () => {
     const cases: [string[], RegExp][] = [
       [['search', '--objective', 'colour-ish', ...data], /unknown objective 'colour-ish'/],
       [['search', '--data', colour], /--objective/],
-      [['search', '--objective', 'rot', '--data', colour, '--dataset', 'fashion-mnist'], /exactly one of --data PATH or --dataset NAME/],
+      [
+        ['search', '--objective', 'rot', '--data', colour, '--dataset', 'fashion-mnist'],
+        /exactly one of --data PATH or --dataset NAME/,
+      ],
       [['search', '--objective', 'rot'], /exactly one of --data PATH or --dataset NAME/],
-      [['search', '--objective', 'rot', '--data', join(tmp, 'no', 'such', 'images'), '--out', 'bad'], /no such file or directory: .*no\/such\/images/],
+      [
+        ['search', '--objective', 'rot', '--data', join(tmp, 'no', 'such', 'images'), '--out', 'bad'],
+        /no such file or directory: .*no\/such\/images/,
+      ],
       [['search', '--objective', 'rot', ...data, '--out', 'empty', '--resume'], /--resume: no checkpoint in empty/],
     ];
     const results = await Promise.all(cases.map(([args]) => cli(args)));
@@ -104,8 +135,23 @@ describe('nas-onnx search / derive', () => {
 
   it('refuses to resume a run with other settings, naming them', async () => {
     expect(existsSync(join(tmp, 'run', 'checkpoints', 'LATEST'))).toBe(true);
-    const r = await cli(['search', '--objective', 'color', '--data', colour, '--out', 'run', ...TINY.map((a) => (a === '4' ? '5' : a)), '--epochs', '3', '--resume']);
-    expectOneLineError(r, /--resume: run was searched with other settings \(.*epochs 2 → 3.*seed 4 → 5|--resume: run was searched with other settings \(.*seed 4 → 5.*epochs 2 → 3/);
+    const r = await cli([
+      'search',
+      '--objective',
+      'color',
+      '--data',
+      colour,
+      '--out',
+      'run',
+      ...TINY.map((a) => (a === '4' ? '5' : a)),
+      '--epochs',
+      '3',
+      '--resume',
+    ]);
+    expectOneLineError(
+      r,
+      /--resume: run was searched with other settings \(.*epochs 2 → 3.*seed 4 → 5|--resume: run was searched with other settings \(.*seed 4 → 5.*epochs 2 → 3/,
+    );
     const s = await cli(['search', '--objective', 'rot', '--data', colour, '--out', 'run', ...TINY, '--resume']);
     expectOneLineError(s, /other settings \(objective "col" → "rot"\)/);
   });

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGenotype } from '../graph/genotype.js';
-import { runSearch, type SearchOptions } from '../train/search.js';
+import { runSearch, type SearchOptions } from '../train/search/darts.js';
 import { checkRunDir, HAVE_FASHION_MNIST, writeColorFolder } from './helpers/search.js';
 
 let tmp: string;
@@ -38,7 +38,10 @@ async function search(objective: SearchOptions['objective'], data: string, order
   expect(geno.normal).toEqual(r.genotype.normal);
   expect(geno.reduce).toEqual(r.genotype.reduce);
   // α were trained: their softmax moved between the two epochs; the last record shows the final genotype
-  const [first, last] = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { genotype: unknown; alpha_normal: number[][]; alpha_reduce: number[][] });
+  const [first, last] = readFileSync(join(out, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { genotype: unknown; alpha_normal: number[][]; alpha_reduce: number[][] });
   expect(last!.alpha_normal).not.toEqual(first!.alpha_normal);
   expect(last!.alpha_reduce).not.toEqual(first!.alpha_reduce);
   expect(last!.genotype).toEqual(r.genotype);

@@ -14,10 +14,10 @@ import { serialize } from '../graph/onnx.js';
 import { Rng } from '../graph/rng.js';
 import { assembleStep, type StepSpec } from '../graph/training.js';
 import { resolveTask } from '../train/data/index.js';
-import { newTrainState, StepRunner, type TrainState } from '../train/engine.js';
-import { initParams } from '../train/params.js';
-import { Session, f32, i64, scalarOf } from '../train/runtime.js';
-import { buildSearchForward, secondOrderArchGrad, type SgdSpec } from '../train/search.js';
+import { newTrainState, StepRunner, type TrainState } from '../train/runtime/engine.js';
+import { initParams } from '../train/runtime/params.js';
+import { Session, f32, i64, scalarOf } from '../train/runtime/session.js';
+import { buildSearchForward, secondOrderArchGrad, type SgdSpec } from '../train/search/darts.js';
 
 const C = 4;
 const LAYERS = 3;
@@ -30,14 +30,25 @@ const sgd: SgdSpec = { kind: 'sgd', momentum: 0.9, weightDecay: 3e-4 };
 function batch(seed: number): Record<string, ort.Tensor> {
   const rng = new Rng(seed);
   const x = Float32Array.from({ length: BATCH * 3 * SIZE * SIZE }, () => rng.normal());
-  return { x: f32(x, [BATCH, 3, SIZE, SIZE]), labels: i64(Array.from({ length: BATCH }, (_, i) => i % 5), [BATCH]) };
+  return {
+    x: f32(x, [BATCH, 3, SIZE, SIZE]),
+    labels: i64(
+      Array.from({ length: BATCH }, (_, i) => i % 5),
+      [BATCH],
+    ),
+  };
 }
 
 /** Parameters of the supernet: seeded init, α drawn N(0, 0.5²) so the softmaxes are far from uniform. */
 function params(g: ReturnType<typeof buildSearchForward>['g']): Map<string, Float32Array> {
   const p = initParams(g, 7);
   const rng = new Rng(11);
-  for (const q of g.params.values()) if (q.role === 'arch') p.set(q.name, Float32Array.from(p.get(q.name)!, () => 0.5 * rng.normal()));
+  for (const q of g.params.values())
+    if (q.role === 'arch')
+      p.set(
+        q.name,
+        Float32Array.from(p.get(q.name)!, () => 0.5 * rng.normal()),
+      );
   return p;
 }
 
@@ -69,12 +80,18 @@ beforeAll(async () => {
   const aInfo = assembleStep(fa.g, gradOnly(fa, 'arch'));
   alphaRunner = await StepRunner.create(fa.g, aInfo, null, { threads: THREADS, optimization: 'disabled' });
   const f2 = build();
-  allRunner = await StepRunner.create(f2.g, assembleStep(f2.g, gradOnly(f2, 'all')), null, { threads: THREADS, optimization: 'disabled' });
+  allRunner = await StepRunner.create(f2.g, assembleStep(f2.g, gradOnly(f2, 'all')), null, {
+    threads: THREADS,
+    optimization: 'disabled',
+  });
   // forward loss only
   const fl = build();
   fl.g.output(fl.loss, 'loss');
   lossGraph = fl.g;
-  lossSession = await Session.create(serialize(fl.g, { params: 'inputs', valueInfo: false }), { threads: THREADS, optimization: 'disabled' });
+  lossSession = await Session.create(serialize(fl.g, { params: 'inputs', valueInfo: false }), {
+    threads: THREADS,
+    optimization: 'disabled',
+  });
   p0 = params(fa.g);
   archNames = [...fa.g.params.values()].filter((p) => p.role === 'arch').map((p) => p.name);
   weightNames = [...fa.g.params.values()].filter((p) => p.role === 'weight').map((p) => p.name);
@@ -92,7 +109,10 @@ async function loss(values: Map<string, Float32Array>, feeds: Record<string, ort
   return scalarOf((await lossSession.run(f, ['loss'])).loss);
 }
 
-const state = (values: Map<string, Float32Array>, opt = new Map<string, Float32Array>()): TrainState => ({ ...newTrainState(new Map(values)), opt });
+const state = (values: Map<string, Float32Array>, opt = new Map<string, Float32Array>()): TrainState => ({
+  ...newTrainState(new Map(values)),
+  opt,
+});
 
 describe('search gradients', () => {
   it('first-order ∇α L_val matches central finite differences of the validation loss', async () => {
@@ -134,14 +154,29 @@ describe('search gradients', () => {
     const xi = 0.05;
     const rng = new Rng(21);
     const opt = new Map<string, Float32Array>();
-    for (const n of weightNames) opt.set(`${n}@momentum`, Float32Array.from(p0.get(n)!, () => 0.05 * rng.normal()));
+    for (const n of weightNames)
+      opt.set(
+        `${n}@momentum`,
+        Float32Array.from(p0.get(n)!, () => 0.05 * rng.normal()),
+      );
     const st = state(p0, opt);
-    const got = await secondOrderArchGrad(st, allRunner, alphaRunner, trainFeeds, valFeeds, weightNames, archNames, xi, sgd);
+    const got = await secondOrderArchGrad(
+      st,
+      allRunner,
+      alphaRunner,
+      trainFeeds,
+      valFeeds,
+      weightNames,
+      archNames,
+      xi,
+      sgd,
+    );
     // the state is left as it was
     for (const n of [...weightNames, ...archNames]) expect(st.params.get(n)).toBe(p0.get(n));
 
     // ---- independently, with plain gradient runs of the full-gradient graph
-    const grads = async (values: Map<string, Float32Array>, feeds: Record<string, ort.Tensor>) => allRunner.run(state(values), feeds);
+    const grads = async (values: Map<string, Float32Array>, feeds: Record<string, ort.Tensor>) =>
+      allRunner.run(state(values), feeds);
     const gTrain = (await grads(p0, trainFeeds)).grads;
     // w' = w − ξ(∇w L_train(w) + μ·buf + wd·w)
     const wPrime = new Map(p0);
@@ -149,7 +184,10 @@ describe('search gradients', () => {
       const w = p0.get(n)!;
       const d = gTrain.get(n)!;
       const buf = opt.get(`${n}@momentum`)!;
-      wPrime.set(n, Float32Array.from(w, (v, i) => v - xi * (d[i]! + sgd.momentum * buf[i]! + sgd.weightDecay * v)));
+      wPrime.set(
+        n,
+        Float32Array.from(w, (v, i) => v - xi * (d[i]! + sgd.momentum * buf[i]! + sgd.weightDecay * v)),
+      );
     }
     const val = await grads(wPrime, valFeeds);
     expect(got.loss).toBeCloseTo(val.loss, 6);
@@ -161,7 +199,10 @@ describe('search gradients', () => {
       const m = new Map(p0);
       for (const n of weightNames) {
         const d = val.grads.get(n)!;
-        m.set(n, Float32Array.from(p0.get(n)!, (v, i) => v + sign * e * d[i]!));
+        m.set(
+          n,
+          Float32Array.from(p0.get(n)!, (v, i) => v + sign * e * d[i]!),
+        );
       }
       return m;
     };
@@ -179,7 +220,8 @@ describe('search gradients', () => {
         hvScale = Math.max(hvScale, Math.abs(xi * hv[i]!));
         gScale = Math.max(gScale, Math.abs(expected[i]!));
       }
-      for (let i = 0; i < g.length; i++) expect(Math.abs(g[i]! - expected[i]!), `${n}[${i}]`).toBeLessThan(1e-3 * gScale + 1e-6);
+      for (let i = 0; i < g.length; i++)
+        expect(Math.abs(g[i]! - expected[i]!), `${n}[${i}]`).toBeLessThan(1e-3 * gScale + 1e-6);
     }
     // the unrolling matters: the second-order term is not negligible, and differs from first order
     expect(hvScale).toBeGreaterThan(1e-3 * gScale);
@@ -189,7 +231,8 @@ describe('search gradients', () => {
     // difference of the training loss itself, [L(w+εv, α+δu) − L(w+εv, α−δu) − L(w−εv, α+δu) + L(w−εv, α−δu)]/4εδ.
     // (The same ε on both sides: the supernet is piecewise smooth — ReLU, max-pool — and ∇α jumps where
     // a kink is crossed, so finite-difference Hessians taken with different steps legitimately differ.)
-    const flat = (m: Map<string, Float64Array | Float32Array>): number[] => archNames.flatMap((n) => Array.from(m.get(n)!));
+    const flat = (m: Map<string, Float64Array | Float32Array>): number[] =>
+      archNames.flatMap((n) => Array.from(m.get(n)!));
     const hvFlat = flat(implicit);
     const norm = (a: number[]): number => Math.sqrt(a.reduce((q, x) => q + x * x, 0));
     const dirs = [hvFlat.map((x) => x / norm(hvFlat))];
@@ -202,7 +245,10 @@ describe('search gradients', () => {
       const m = new Map(base);
       let off = 0;
       archNames.forEach((n, k) => {
-        m.set(n, Float32Array.from(base.get(n)!, (x, i) => x + d * u[off + i]!));
+        m.set(
+          n,
+          Float32Array.from(base.get(n)!, (x, i) => x + d * u[off + i]!),
+        );
         off += sizes[k]!;
       });
       return m;
@@ -212,10 +258,14 @@ describe('search gradients', () => {
     for (const u of dirs) {
       const implicitAlong = u.reduce((q, x, i) => q + x * hvFlat[i]!, 0);
       const mixed =
-        ((await loss(withAlpha(wp, u, delta), trainFeeds)) - (await loss(withAlpha(wp, u, -delta), trainFeeds)) -
-          (await loss(withAlpha(wm, u, delta), trainFeeds)) + (await loss(withAlpha(wm, u, -delta), trainFeeds))) /
+        ((await loss(withAlpha(wp, u, delta), trainFeeds)) -
+          (await loss(withAlpha(wp, u, -delta), trainFeeds)) -
+          (await loss(withAlpha(wm, u, delta), trainFeeds)) +
+          (await loss(withAlpha(wm, u, -delta), trainFeeds))) /
         (4 * eps * delta);
-      expect(Math.abs(mixed - implicitAlong), `along u: mixed ${mixed} vs implicit ${implicitAlong}`).toBeLessThan(0.01 * norm(hvFlat));
+      expect(Math.abs(mixed - implicitAlong), `along u: mixed ${mixed} vs implicit ${implicitAlong}`).toBeLessThan(
+        0.01 * norm(hvFlat),
+      );
     }
   });
 });

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import { runSearch, type SearchOptions, type SearchResult } from '../train/search.js';
+import { loadCheckpoint } from '../train/runtime/checkpoint.js';
+import { runSearch, type SearchOptions, type SearchResult } from '../train/search/darts.js';
 import { writeColorFolder } from './helpers/search.js';
 
 let tmp: string;
@@ -26,7 +26,20 @@ afterAll(() => {
 });
 
 // 12 images → halves of 6 → 3 steps per epoch with batch 2; 2 epochs = 6 steps
-const base = (out: string): SearchOptions => ({ objective: 'rot', data, out, epochs: 2, batch: 2, C: 2, layers: 2, order: 1, limit: 12, workers: 0, quiet: true, seed: 9 });
+const base = (out: string): SearchOptions => ({
+  objective: 'rot',
+  data,
+  out,
+  epochs: 2,
+  batch: 2,
+  C: 2,
+  layers: 2,
+  order: 1,
+  limit: 12,
+  workers: 0,
+  quiet: true,
+  seed: 9,
+});
 
 /** log.jsonl records without their wall-clock seconds. */
 function logRecords(out: string): unknown[] {
@@ -40,8 +53,16 @@ function logRecords(out: string): unknown[] {
 }
 
 function expectSameRun(a: { r: SearchResult; out: string }, b: { r: SearchResult; out: string }): void {
-  expect(Buffer.from(b.r.alphas.normal.buffer, b.r.alphas.normal.byteOffset, b.r.alphas.normal.byteLength).equals(Buffer.from(a.r.alphas.normal.buffer, a.r.alphas.normal.byteOffset, a.r.alphas.normal.byteLength))).toBe(true);
-  expect(Buffer.from(b.r.alphas.reduce.buffer, b.r.alphas.reduce.byteOffset, b.r.alphas.reduce.byteLength).equals(Buffer.from(a.r.alphas.reduce.buffer, a.r.alphas.reduce.byteOffset, a.r.alphas.reduce.byteLength))).toBe(true);
+  expect(
+    Buffer.from(b.r.alphas.normal.buffer, b.r.alphas.normal.byteOffset, b.r.alphas.normal.byteLength).equals(
+      Buffer.from(a.r.alphas.normal.buffer, a.r.alphas.normal.byteOffset, a.r.alphas.normal.byteLength),
+    ),
+  ).toBe(true);
+  expect(
+    Buffer.from(b.r.alphas.reduce.buffer, b.r.alphas.reduce.byteOffset, b.r.alphas.reduce.byteLength).equals(
+      Buffer.from(a.r.alphas.reduce.buffer, a.r.alphas.reduce.byteOffset, a.r.alphas.reduce.byteLength),
+    ),
+  ).toBe(true);
   expect(b.r.genotype).toEqual(a.r.genotype);
   expect(readFileSync(join(b.out, 'genotype.json'), 'utf8')).toBe(readFileSync(join(a.out, 'genotype.json'), 'utf8'));
   // every parameter and optimizer slot of the final checkpoints, bit for bit

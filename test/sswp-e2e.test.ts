@@ -14,10 +14,10 @@ import * as ort from 'onnxruntime-node';
 import { Rng } from '../graph/rng.js';
 import { run } from '../cli/main.js';
 import { parseSswpArch } from '../graph/nets/sswp.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import { SAMPLE_STREAM, buildSswpForward, runSswpSearch, type SswpOptions } from '../train/sswp.js';
-import { sampleGates } from '../train/sswp-sampler.js';
-import { initParams } from '../train/params.js';
+import { loadCheckpoint } from '../train/runtime/checkpoint.js';
+import { SAMPLE_STREAM, buildSswpForward, runSswpSearch, type SswpOptions } from '../train/search/sswp/search.js';
+import { sampleGates } from '../train/search/sswp/sampler.js';
+import { initParams } from '../train/runtime/params.js';
 import { NUM_OPS, opKey } from '../graph/nets/sswp.js';
 import { EDGES } from '../graph/genotype.js';
 
@@ -27,7 +27,12 @@ let tmp: string;
 async function writeImageFolder(dir: string, perClass: { train: number; test: number }, seed: number): Promise<void> {
   const rng = new Rng(seed);
   const S = 12;
-  const pattern = [(y: number) => y % 4 < 2, (_y: number, x: number) => x % 4 < 2, (y: number, x: number) => (Math.floor(y / 3) + Math.floor(x / 3)) % 2 === 0, (y: number, x: number) => (x + y) % 6 < 3];
+  const pattern = [
+    (y: number) => y % 4 < 2,
+    (_y: number, x: number) => x % 4 < 2,
+    (y: number, x: number) => (Math.floor(y / 3) + Math.floor(x / 3)) % 2 === 0,
+    (y: number, x: number) => (x + y) % 6 < 3,
+  ];
   for (const split of ['train', 'test'] as const) {
     for (let c = 0; c < 4; c++) {
       const d = join(dir, split, `class${c}`);
@@ -39,10 +44,13 @@ async function writeImageFolder(dir: string, perClass: { train: number; test: nu
         for (let y = 0; y < S; y++) {
           for (let x = 0; x < S; x++) {
             const on = pattern[c]!(y, x);
-            for (let ch = 0; ch < 3; ch++) px[(y * S + x) * 3 + ch] = Math.max(0, Math.min(255, (on ? a : b)[ch]! + rng.int(41) - 20));
+            for (let ch = 0; ch < 3; ch++)
+              px[(y * S + x) * 3 + ch] = Math.max(0, Math.min(255, (on ? a : b)[ch]! + rng.int(41) - 20));
           }
         }
-        await sharp(px, { raw: { width: S, height: S, channels: 3 } }).png().toFile(join(d, `${k}.png`));
+        await sharp(px, { raw: { width: S, height: S, channels: 3 } })
+          .png()
+          .toFile(join(d, `${k}.png`));
       }
     }
   }
@@ -77,7 +85,30 @@ describe('SSWP-NAS end to end', () => {
     const out = join(tmp, 'run');
     // 96 images → halves of 48 → 3 steps per epoch of 16 images (32 views); 9 steps:
     // warm-up 0–1, bilevel 2–4, FPP 5–8 with cells pruned before steps 5, 6, 7
-    const common = ['search', '--method', 'sswp', '--data', join(tmp, 'images'), '--epochs', '3', '--batch', '16', '--C', '4', '--layers', '3', '--workers', '0', '--bn-batches', '2', '--out', out, '--quiet', '--seed', '3'];
+    const common = [
+      'search',
+      '--method',
+      'sswp',
+      '--data',
+      join(tmp, 'images'),
+      '--epochs',
+      '3',
+      '--batch',
+      '16',
+      '--C',
+      '4',
+      '--layers',
+      '3',
+      '--workers',
+      '0',
+      '--bn-batches',
+      '2',
+      '--out',
+      out,
+      '--quiet',
+      '--seed',
+      '3',
+    ];
     const first = await cli([...common, '--stop-after', '4']);
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/stopped early after 4 steps/);
@@ -85,17 +116,44 @@ describe('SSWP-NAS end to end', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/written to .*cells\.json/);
 
-    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const steps = log.filter((x) => x.type === 'step');
     expect(steps.map((x) => x.step)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    expect(steps.map((x) => x.phase)).toEqual(['warmup', 'warmup', 'bilevel', 'bilevel', 'bilevel', 'fpp', 'fpp', 'fpp', 'fpp']);
+    expect(steps.map((x) => x.phase)).toEqual([
+      'warmup',
+      'warmup',
+      'bilevel',
+      'bilevel',
+      'bilevel',
+      'fpp',
+      'fpp',
+      'fpp',
+      'fpp',
+    ]);
     expect(steps.map((x) => x.gated)).toEqual([3, 3, 3, 3, 3, 2, 1, 0, 0]);
-    expect(steps.filter((x) => x.phase === 'warmup').every((x) => x.arch_loss === undefined && x.dropped === 0)).toBe(true);
-    expect(steps.filter((x) => x.phase !== 'warmup' && (x.gated as number) > 0).every((x) => typeof x.arch_loss === 'number')).toBe(true);
+    expect(steps.filter((x) => x.phase === 'warmup').every((x) => x.arch_loss === undefined && x.dropped === 0)).toBe(
+      true,
+    );
+    expect(
+      steps
+        .filter((x) => x.phase !== 'warmup' && (x.gated as number) > 0)
+        .every((x) => typeof x.arch_loss === 'number'),
+    ).toBe(true);
     expect(steps.every((x) => x.arch_dropped === 0 && Number.isFinite(x.loss))).toBe(true);
     const prunes = log.filter((x) => x.type === 'prune');
-    expect(prunes.map((x) => [x.cell, x.step])).toEqual([[0, 5], [1, 6], [2, 7]]);
-    expect(log.filter((x) => x.type === 'epoch').map((x) => x.phases)).toEqual([{ warmup: 2, bilevel: 1 }, { bilevel: 2, fpp: 1 }, { fpp: 3 }]);
+    expect(prunes.map((x) => [x.cell, x.step])).toEqual([
+      [0, 5],
+      [1, 6],
+      [2, 7],
+    ]);
+    expect(log.filter((x) => x.type === 'epoch').map((x) => x.phases)).toEqual([
+      { warmup: 2, bilevel: 1 },
+      { bilevel: 2, fpp: 1 },
+      { fpp: 3 },
+    ]);
 
     // per-cell architectures, identical to what was pruned
     const arch = parseSswpArch(JSON.parse(readFileSync(join(out, 'cells.json'), 'utf8')));
@@ -105,7 +163,11 @@ describe('SSWP-NAS end to end', () => {
 
     // the shipped model runs and gives finite features and projections
     const s = await ort.InferenceSession.create(join(out, 'model.onnx'));
-    const x = new ort.Tensor('float32', Float32Array.from({ length: 3 * 144 }, (_, i) => Math.sin(i)), [1, 3, 12, 12]);
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 3 * 144 }, (_, i) => Math.sin(i)),
+      [1, 3, 12, 12],
+    );
     const o = await s.run({ x });
     expect(o.features!.dims).toEqual([1, 64]);
     expect(o.projection!.dims).toEqual([1, 128]);
@@ -117,9 +179,27 @@ describe('SSWP-NAS end to end', () => {
 
     // fine-tuning at two label fractions, concomitant beside random
     for (const f of ['0.1', '0.5']) {
-      const ft = await cli(['finetune', '--from', out, '--labels-fraction', f, '--epochs', '2', '--batch', '16', '--workers', '0', '--quiet', '--json']);
+      const ft = await cli([
+        'finetune',
+        '--from',
+        out,
+        '--labels-fraction',
+        f,
+        '--epochs',
+        '2',
+        '--batch',
+        '16',
+        '--workers',
+        '0',
+        '--quiet',
+        '--json',
+      ]);
       expect(ft.code).toBe(0);
-      const res = JSON.parse(ft.stdout) as { labelled: number; runs: { init: string; testAcc: number }[]; testImages: number };
+      const res = JSON.parse(ft.stdout) as {
+        labelled: number;
+        runs: { init: string; testAcc: number }[];
+        testImages: number;
+      };
       expect(res.labelled).toBe(f === '0.1' ? 8 : 48);
       expect(res.testImages).toBe(64);
       expect(res.runs.map((x) => x.init)).toEqual(['concomitant', 'random']);
@@ -129,7 +209,19 @@ describe('SSWP-NAS end to end', () => {
   });
 
   it('resumes exactly: an interrupted and resumed search ends with the weights and α of the uninterrupted one', async () => {
-    const base = (out: string): SswpOptions => ({ data: join(tmp, 'images'), out, epochs: 2, batch: 16, C: 2, layers: 1, workers: 0, bnBatches: 1, quiet: true, seed: 11, split: [0.2, 0.4, 0.4] });
+    const base = (out: string): SswpOptions => ({
+      data: join(tmp, 'images'),
+      out,
+      epochs: 2,
+      batch: 16,
+      C: 2,
+      layers: 1,
+      workers: 0,
+      bnBatches: 1,
+      quiet: true,
+      seed: 11,
+      split: [0.2, 0.4, 0.4],
+    });
     const a = join(tmp, 'whole');
     const b = join(tmp, 'parts');
     await runSswpSearch(base(a));
@@ -137,10 +229,19 @@ describe('SSWP-NAS end to end', () => {
     expect(stop.stopped).toBe(true);
     // after steps 0 (warm-up) and 1 (bilevel): ops never active keep their initial weights and no momentum
     const ck = loadCheckpoint(b);
-    const all = buildSswpForward({ name: 'simclr', numClasses: 0, groupSize: 1, inputShape: [3, 12, 12] }, { C: 2, layers: 1, cells: [null], rows: 32 });
+    const all = buildSswpForward(
+      { name: 'simclr', numClasses: 0, groupSize: 1, inputShape: [3, 12, 12] },
+      { C: 2, layers: 1, cells: [null], rows: 32 },
+    );
     const init = initParams(all.g, 11);
     const alpha1 = ck.tensors.get('param:alpha_cell0')!;
-    const s0 = sampleGates(Rng.derive(11, SAMPLE_STREAM, 0, 1), [new Float32Array(EDGES * NUM_OPS)], [true], 'two-path', null);
+    const s0 = sampleGates(
+      Rng.derive(11, SAMPLE_STREAM, 0, 1),
+      [new Float32Array(EDGES * NUM_OPS)],
+      [true],
+      'two-path',
+      null,
+    );
     const s1 = sampleGates(Rng.derive(11, SAMPLE_STREAM, 1, 1), [alpha1], [true], 'two-path', { skip: 0.2, pool: 0 });
     let untouched = 0;
     let trained = 0;
@@ -149,8 +250,12 @@ describe('SSWP-NAS end to end', () => {
         const names = all.trunk.opParams.get(opKey(0, e, k))!;
         if (!names.length) continue;
         const wasActive = s0.edges[0]![e]!.active === k || s1.edges[0]![e]!.active === k;
-        const same = names.every((n) => Array.from(ck.tensors.get(`param:${n}`)!).join() === Array.from(init.get(n)!).join());
-        const noMomentum = names.every((n) => (ck.tensors.get(`opt:${n}@momentum`) ?? new Float32Array(1)).every((v) => v === 0));
+        const same = names.every(
+          (n) => Array.from(ck.tensors.get(`param:${n}`)!).join() === Array.from(init.get(n)!).join(),
+        );
+        const noMomentum = names.every((n) =>
+          (ck.tensors.get(`opt:${n}@momentum`) ?? new Float32Array(1)).every((v) => v === 0),
+        );
         if (wasActive) {
           expect(same).toBe(false);
           trained++;
@@ -167,7 +272,13 @@ describe('SSWP-NAS end to end', () => {
     const tb = loadCheckpoint(join(b, 'final')).tensors;
     expect([...tb.keys()]).toEqual([...ta.keys()]);
     for (const [k, v] of ta) expect(Array.from(tb.get(k)!), k).toEqual(Array.from(v));
-    const losses = (d: string) => readFileSync(join(d, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss?: number; arch_loss?: number }).filter((x) => x.type === 'step').map((x) => [x.loss, x.arch_loss]);
+    const losses = (d: string) =>
+      readFileSync(join(d, 'log.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string; loss?: number; arch_loss?: number })
+        .filter((x) => x.type === 'step')
+        .map((x) => [x.loss, x.arch_loss]);
     expect(losses(b)).toEqual(losses(a));
   });
 });

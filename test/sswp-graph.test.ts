@@ -13,18 +13,27 @@ import { Layers } from '../graph/nets/layers.js';
 import { taskHead } from '../graph/nets/tasks.js';
 import { NUM_OPS, PARAMETRIC_OPS, opKey, type CellOps } from '../graph/nets/sswp.js';
 import { assembleStep } from '../graph/training.js';
-import { buildSswpForward } from '../train/sswp.js';
-import { runMask, sampleGates } from '../train/sswp-sampler.js';
-import { initParams } from '../train/params.js';
-import { Session, bool, f32, toF32 } from '../train/runtime.js';
+import { buildSswpForward } from '../train/search/sswp/search.js';
+import { runMask, sampleGates } from '../train/search/sswp/sampler.js';
+import { initParams } from '../train/runtime/params.js';
+import { Session, bool, f32, toF32 } from '../train/runtime/session.js';
 import { DataLoader } from '../train/data/index.js';
 import { cudaIssues } from './helpers/gradcheck.js';
 import type { Dataset } from '../train/data/index.js';
 
-const SIMCLR = { name: 'simclr' as const, numClasses: 0, groupSize: 1, inputShape: [1, 6, 6] as [number, number, number] };
+const SIMCLR = {
+  name: 'simclr' as const,
+  numClasses: 0,
+  groupSize: 1,
+  inputShape: [1, 6, 6] as [number, number, number],
+};
 const SGD = { kind: 'sgd' as const, momentum: 0.9, weightDecay: 0 };
 
-function feedsOf(g: Graph, values: Map<string, Float32Array>, extra: Record<string, Float32Array>): Record<string, ReturnType<typeof f32>> {
+function feedsOf(
+  g: Graph,
+  values: Map<string, Float32Array>,
+  extra: Record<string, Float32Array>,
+): Record<string, ReturnType<typeof f32>> {
   const feeds: Record<string, ReturnType<typeof f32>> = {};
   for (const p of g.params.values()) feeds[p.name] = f32(values.get(p.name)!, p.shape);
   for (const [k, v] of Object.entries(extra)) feeds[k] = f32(v, g.value(k).shape);
@@ -36,8 +45,18 @@ describe('SSWP gated graph', () => {
     // one gated reduction cell, C = 2, 6×6 inputs, 2 images × 2 views
     const fw = buildSswpForward(SIMCLR, { C: 2, layers: 1, cells: [null], rows: 4, projectionDim: 4 });
     const weightNames = [...fw.g.params.values()].filter((p) => p.role === 'weight').map((p) => p.name);
-    assembleStep(fw.g, { loss: fw.loss, update: () => false, outputGrads: (p) => p.role === 'weight', gradientsOnly: true, inputGrads: ['gates'], optimizer: SGD, stateOutputs: false });
-    const s = await Session.create(serialize(fw.g, { params: 'inputs', valueInfo: false }), { optimization: 'disabled' });
+    assembleStep(fw.g, {
+      loss: fw.loss,
+      update: () => false,
+      outputGrads: (p) => p.role === 'weight',
+      gradientsOnly: true,
+      inputGrads: ['gates'],
+      optimizer: SGD,
+      stateOutputs: false,
+    });
+    const s = await Session.create(serialize(fw.g, { params: 'inputs', valueInfo: false }), {
+      optimization: 'disabled',
+    });
     const values = initParams(fw.g, 1);
     const rng = new Rng(2);
     const x = Float32Array.from({ length: 4 * 36 }, () => rng.normal());
@@ -45,10 +64,23 @@ describe('SSWP gated graph', () => {
     const sample = sampleGates(new Rng(3), alpha, [true], 'two-path', null);
     const gates = sample.gates;
     // every op computed (`run` all true), so every op has a gate gradient
-    const out = await s.run({ ...feedsOf(fw.g, values, { x, gates }), run: bool(new Uint8Array(gates.length).fill(1), [1, EDGES, NUM_OPS]) });
+    const out = await s.run({
+      ...feedsOf(fw.g, values, { x, gates }),
+      run: bool(new Uint8Array(gates.length).fill(1), [1, EDGES, NUM_OPS]),
+    });
     const gg = toF32(out['gates@grad']);
     const lossAt = async (gv: Float32Array): Promise<number> =>
-      toF32((await s.run({ ...feedsOf(fw.g, values, { x, gates: gv }), run: bool(new Uint8Array(gv.length).fill(1), [1, EDGES, NUM_OPS]) }, ['loss'])).loss)[0]!;
+      toF32(
+        (
+          await s.run(
+            {
+              ...feedsOf(fw.g, values, { x, gates: gv }),
+              run: bool(new Uint8Array(gv.length).fill(1), [1, EDGES, NUM_OPS]),
+            },
+            ['loss'],
+          )
+        ).loss,
+      )[0]!;
     // finite differences on the gates of a few edges (active and inactive ops)
     let worst = 0;
     let scale = 0;
@@ -100,10 +132,20 @@ describe('SSWP gated graph', () => {
     for (const ifGates of [true, false]) {
       const fw = buildSswpForward(SIMCLR, { ...shape, ifGates });
       expect(fw.trunk.run !== null).toBe(ifGates);
-      assembleStep(fw.g, { loss: fw.loss, update: () => false, outputGrads: (p) => p.role === 'weight', gradientsOnly: true, inputGrads: ['gates'], optimizer: SGD, stateOutputs: false });
+      assembleStep(fw.g, {
+        loss: fw.loss,
+        update: () => false,
+        outputGrads: (p) => p.role === 'weight',
+        gradientsOnly: true,
+        inputGrads: ['gates'],
+        optimizer: SGD,
+        stateOutputs: false,
+      });
       nodes.push(fw.g.nodes.length);
       expect(cudaIssues(fw.g.nodes)).toEqual([]); // branches included
-      const s = await Session.create(serialize(fw.g, { params: 'inputs', valueInfo: false }), { optimization: 'disabled' });
+      const s = await Session.create(serialize(fw.g, { params: 'inputs', valueInfo: false }), {
+        optimization: 'disabled',
+      });
       const feeds = feedsOf(fw.g, initParams(fw.g, 1), { x, gates: sample.gates });
       if (ifGates) feeds.run = bool(runMask(sample, 'involved'), [2, EDGES, NUM_OPS]);
       const out = await s.run(feeds);
@@ -118,7 +160,10 @@ describe('SSWP gated graph', () => {
     for (const [k, ref] of Object.entries(all)) {
       const got = gatedIf[k]!;
       expect(got, k).toBeDefined();
-      const scale = Math.max(1e-3, ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0));
+      const scale = Math.max(
+        1e-3,
+        ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0),
+      );
       for (let i = 0; i < ref.length; i++) {
         // gate gradients exist for the involved ops only (the others were not computed)
         if (k === 'gates@grad' && !involved[i]) continue;
@@ -131,10 +176,14 @@ describe('SSWP gated graph', () => {
 
   it('discretized cells read the very parameters the gated cells trained (same names and shapes)', () => {
     const cell: CellOps = [
-      ['sep_conv_3x3', 0], ['skip_connect', 1],
-      ['dil_conv_5x5', 2], ['max_pool_3x3', 0],
-      ['sep_conv_5x5', 1], ['avg_pool_3x3', 3],
-      ['dil_conv_3x3', 4], ['skip_connect', 0],
+      ['sep_conv_3x3', 0],
+      ['skip_connect', 1],
+      ['dil_conv_5x5', 2],
+      ['max_pool_3x3', 0],
+      ['sep_conv_5x5', 1],
+      ['avg_pool_3x3', 3],
+      ['dil_conv_3x3', 4],
+      ['skip_connect', 0],
     ];
     const task = { ...SIMCLR, inputShape: [3, 8, 8] as [number, number, number] };
     const gated = buildSswpForward(task, { C: 4, layers: 3, cells: [null, null, null], rows: 4 });
@@ -168,7 +217,12 @@ describe('SimCLR objective', () => {
     g.training = true;
     const L = new Layers(g, { trackRunningStats: false });
     const feat: Value = g.input('features', 'float32', [n2, F, 2, 2]);
-    const head = taskHead(L, feat, { name: 'simclr', numClasses: 0, groupSize: 1, inputShape: [F, 2, 2] }, { temperature: tau, projectionDim: D });
+    const head = taskHead(
+      L,
+      feat,
+      { name: 'simclr', numClasses: 0, groupSize: 1, inputShape: [F, 2, 2] },
+      { temperature: tau, projectionDim: D },
+    );
     g.output(head.loss, 'loss');
     const values = initParams(g, 4);
     const rng = new Rng(8);
@@ -183,8 +237,14 @@ describe('SimCLR objective', () => {
     const b2 = values.get('projection/2/bias')!;
     const z: number[][] = [];
     for (let i = 0; i < n2; i++) {
-      const pooled = Array.from({ length: F }, (_, c) => (x[(i * F + c) * 4]! + x[(i * F + c) * 4 + 1]! + x[(i * F + c) * 4 + 2]! + x[(i * F + c) * 4 + 3]!) / 4);
-      const h = Array.from({ length: F }, (_, o) => Math.max(0, b0[o]! + pooled.reduce((a, v, c) => a + v * w0[o * F + c]!, 0)));
+      const pooled = Array.from(
+        { length: F },
+        (_, c) =>
+          (x[(i * F + c) * 4]! + x[(i * F + c) * 4 + 1]! + x[(i * F + c) * 4 + 2]! + x[(i * F + c) * 4 + 3]!) / 4,
+      );
+      const h = Array.from({ length: F }, (_, o) =>
+        Math.max(0, b0[o]! + pooled.reduce((a, v, c) => a + v * w0[o * F + c]!, 0)),
+      );
       const zi = Array.from({ length: D }, (_, o) => b2[o]! + h.reduce((a, v, c) => a + v * w2[o * F + c]!, 0));
       const norm = Math.sqrt(zi.reduce((a, v) => a + v * v, 0));
       z.push(zi.map((v) => v / norm));
@@ -206,7 +266,18 @@ describe('SimCLR objective', () => {
     const n = 5;
     const images = new Uint8Array(n * 64);
     for (let i = 0; i < n; i++) images.fill(20 + 40 * i, i * 64, (i + 1) * 64);
-    const ds: Dataset = { images, labels: null, n, c: 1, h: 8, w: 8, classes: 0, name: 'constant', mean: [0], std: [1] };
+    const ds: Dataset = {
+      images,
+      labels: null,
+      n,
+      c: 1,
+      h: 8,
+      w: 8,
+      classes: 0,
+      name: 'constant',
+      mean: [0],
+      std: [1],
+    };
     const loader = new DataLoader(ds, { task: 'simclr', batchSize: 4, seed: 1, workers: 0, dropLast: true });
     const b = await loader.batch(0, 0);
     await loader.close();

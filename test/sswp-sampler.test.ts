@@ -16,8 +16,8 @@ import {
   sampleGates,
   softmaxAt,
   twoPathActiveProbs,
-} from '../train/sswp-sampler.js';
-import { makeSchedule, phaseOf } from '../train/sswp-schedule.js';
+} from '../train/search/sswp/sampler.js';
+import { makeSchedule, phaseOf } from '../train/search/sswp/schedule.js';
 
 const ALPHA = Float32Array.from([0.3, -0.5, 1.1, 0.8, -0.2, 0.0, 0.5]);
 
@@ -66,7 +66,11 @@ describe('SSWP sampler', () => {
         probs.push((p[a]! * p[b]!) / (1 - p[a]!) + (p[b]! * p[a]!) / (1 - p[b]!));
       }
     }
-    const stat = chi2(keys.map((k) => pairCounts.get(k) ?? 0), probs, n);
+    const stat = chi2(
+      keys.map((k) => pairCounts.get(k) ?? 0),
+      probs,
+      n,
+    );
     expect(stat).toBeLessThan(50); // 20 dof, p ≈ 0.0002
   });
 
@@ -85,9 +89,17 @@ describe('SSWP sampler', () => {
   });
 
   it('is a pure function of the seed (reproducible and resumable paths)', () => {
-    const alphas = Array.from({ length: 3 }, (_, i) => Float32Array.from({ length: EDGES * NUM_OPS }, (_, k) => Math.sin(k + i)));
-    const a = sampleGates(Rng.derive(7, 0x55a9, 12, 1), alphas, [true, false, true], 'two-path', { skip: 0.2, pool: 0 });
-    const b = sampleGates(Rng.derive(7, 0x55a9, 12, 1), alphas, [true, false, true], 'two-path', { skip: 0.2, pool: 0 });
+    const alphas = Array.from({ length: 3 }, (_, i) =>
+      Float32Array.from({ length: EDGES * NUM_OPS }, (_, k) => Math.sin(k + i)),
+    );
+    const a = sampleGates(Rng.derive(7, 0x55a9, 12, 1), alphas, [true, false, true], 'two-path', {
+      skip: 0.2,
+      pool: 0,
+    });
+    const b = sampleGates(Rng.derive(7, 0x55a9, 12, 1), alphas, [true, false, true], 'two-path', {
+      skip: 0.2,
+      pool: 0,
+    });
     expect(Array.from(a.gates)).toEqual(Array.from(b.gates));
     // one gate per edge of gated cells, none in the others
     for (let i = 0; i < 3; i++) {
@@ -143,10 +155,18 @@ describe('SSWP sampler', () => {
     expect(Math.abs(fullDropped / n - 0.2 * p[SKIP_OP]!)).toBeLessThan(se(0.2 * p[SKIP_OP]!));
     // pools are left alone by default, and redrawn when asked to
     let poolDrops = 0;
-    for (let t = 0; t < n / 4; t++) if (sampleEdge(rng, Float32Array.from([2, 2, -9, -9, -9, -9, -9]), 0, 'full', { skip: 0.2, pool: 0 }).dropped) poolDrops++;
+    for (let t = 0; t < n / 4; t++)
+      if (sampleEdge(rng, Float32Array.from([2, 2, -9, -9, -9, -9, -9]), 0, 'full', { skip: 0.2, pool: 0 }).dropped)
+        poolDrops++;
     expect(poolDrops).toBe(0);
     let poolActive = 0;
-    for (let t = 0; t < n / 4; t++) if (POOL_OPS.includes(sampleEdge(rng, Float32Array.from([2, 2, -9, -9, -9, -9, -9]), 0, 'full', { skip: 0, pool: 1 }).active)) poolActive++;
+    for (let t = 0; t < n / 4; t++)
+      if (
+        POOL_OPS.includes(
+          sampleEdge(rng, Float32Array.from([2, 2, -9, -9, -9, -9, -9]), 0, 'full', { skip: 0, pool: 1 }).active,
+        )
+      )
+        poolActive++;
     expect(poolActive).toBe(0);
     // α steps sample without dropout: the undropped distribution
     const counts = new Array<number>(NUM_OPS).fill(0);
@@ -158,12 +178,21 @@ describe('SSWP sampler', () => {
 describe('SSWP α-gradient estimator', () => {
   it('matches the chain rule through softmax over the involved ops (direct computation from gate gradients)', () => {
     const gg = Float32Array.from([0.7, -1.2, 0.4, 2.0, -0.3, 0.9, -0.6]);
-    for (const involved of [[3, 1], [1, 3], [0, 1, 2, 3, 4, 5, 6], [6, 2]]) {
+    for (const involved of [
+      [3, 1],
+      [1, 3],
+      [0, 1, 2, 3, 4, 5, 6],
+      [6, 2],
+    ]) {
       const out = new Float32Array(NUM_OPS);
       addAlphaGrad(out, ALPHA, gg, 0, involved);
       // f(α) = Σ_j gg_j · softmax(α_involved)_j: its exact gradient, by central differences in float64
       const f = (a: number[]): number => {
-        const p = softmaxAt(involved.map((k) => a[k]!), 0, involved.length);
+        const p = softmaxAt(
+          involved.map((k) => a[k]!),
+          0,
+          involved.length,
+        );
         return involved.reduce((s, k, j) => s + gg[k]! * p[j]!, 0);
       };
       const base = Array.from(ALPHA);
@@ -208,7 +237,7 @@ describe('SSWP α-gradient estimator', () => {
         const pr = (p[a]! * p[b]!) / (1 - p[a]!);
         const g = new Float32Array(NUM_OPS);
         addAlphaGrad(g, ALPHA, c, 0, [a, b]);
-        for (let k = 0; k < NUM_OPS; k++) exact[k] += pr * g[k]!;
+        for (let k = 0; k < NUM_OPS; k++) exact[k] = exact[k]! + pr * g[k]!;
       }
     }
     const rng = new Rng(13);
@@ -218,7 +247,7 @@ describe('SSWP α-gradient estimator', () => {
       const s = sampleEdge(rng, ALPHA, 0, 'two-path', null);
       const g = new Float32Array(NUM_OPS);
       addAlphaGrad(g, ALPHA, c, 0, s.involved);
-      for (let k = 0; k < NUM_OPS; k++) mean[k] += g[k]! / n;
+      for (let k = 0; k < NUM_OPS; k++) mean[k] = mean[k]! + g[k]! / n;
     }
     for (let k = 0; k < NUM_OPS; k++) expect(Math.abs(mean[k]! - exact[k]!)).toBeLessThan(0.01);
     // and it points the way the expected loss grows: positive correlation with the exact full gradient
@@ -227,7 +256,10 @@ describe('SSWP α-gradient estimator', () => {
   });
 
   it('maps gate gradients of every gated cell and edge, and rescales the involved α', () => {
-    const alphas = [Float32Array.from({ length: EDGES * NUM_OPS }, (_, k) => Math.cos(k)), Float32Array.from({ length: EDGES * NUM_OPS }, (_, k) => Math.sin(k))];
+    const alphas = [
+      Float32Array.from({ length: EDGES * NUM_OPS }, (_, k) => Math.cos(k)),
+      Float32Array.from({ length: EDGES * NUM_OPS }, (_, k) => Math.sin(k)),
+    ];
     const sample = sampleGates(new Rng(1), alphas, [true, false], 'two-path', null);
     const gg = Float32Array.from({ length: 2 * EDGES * NUM_OPS }, (_, k) => Math.sin(3 * k));
     const grads = alphaGradients(alphas, gg, sample);
@@ -251,7 +283,15 @@ describe('SSWP α-gradient estimator', () => {
   });
 
   it('has the 7 DARTS ops without none', () => {
-    expect(SSWP_OPS).toEqual(['max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5']);
+    expect(SSWP_OPS).toEqual([
+      'max_pool_3x3',
+      'avg_pool_3x3',
+      'skip_connect',
+      'sep_conv_3x3',
+      'sep_conv_5x5',
+      'dil_conv_3x3',
+      'dil_conv_5x5',
+    ]);
     expect(PARAMETRIC_OPS).toEqual([3, 4, 5, 6]);
   });
 });
@@ -293,7 +333,11 @@ describe('SSWP phase schedule', () => {
     expect([n.warmupEnd, n.bilevelEnd]).toEqual([8, 40]);
     expect(n.pruneAt).toEqual([40, 40, 40, 40]);
     expect(phaseOf(n, 'none', 39)).toBe('bilevel');
-    expect(() => makeSchedule({ epochs: 10, stepsPerEpoch: 4, layers: 4, prune: 'none', split: [0.2, 0.4, 0.4] })).toThrow(/split of 2/);
-    expect(() => makeSchedule({ epochs: 10, stepsPerEpoch: 4, layers: 4, prune: 'fpp', split: [0.2, 0.4, 0.5] })).toThrow(/adding up to 1/);
+    expect(() =>
+      makeSchedule({ epochs: 10, stepsPerEpoch: 4, layers: 4, prune: 'none', split: [0.2, 0.4, 0.4] }),
+    ).toThrow(/split of 2/);
+    expect(() =>
+      makeSchedule({ epochs: 10, stepsPerEpoch: 4, layers: 4, prune: 'fpp', split: [0.2, 0.4, 0.5] }),
+    ).toThrow(/adding up to 1/);
   });
 });

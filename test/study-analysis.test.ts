@@ -55,13 +55,38 @@ describe('correlations', () => {
 
   it('known values: monotone → ±1, rank invariance, degenerate → NaN', () => {
     const x = [1, 2, 3, 4, 5, 6];
-    expect(spearman(x, x.map((v) => v ** 3))).toBe(1);
-    expect(spearman(x, x.map((v) => -Math.exp(v)))).toBe(-1);
-    expect(kendallTau(x, x.map((v) => Math.log(v)))).toBe(1);
-    expect(pearson(x, x.map((v) => 2 * v + 1))).toBeCloseTo(1, 14);
+    expect(
+      spearman(
+        x,
+        x.map((v) => v ** 3),
+      ),
+    ).toBe(1);
+    expect(
+      spearman(
+        x,
+        x.map((v) => -Math.exp(v)),
+      ),
+    ).toBe(-1);
+    expect(
+      kendallTau(
+        x,
+        x.map((v) => Math.log(v)),
+      ),
+    ).toBe(1);
+    expect(
+      pearson(
+        x,
+        x.map((v) => 2 * v + 1),
+      ),
+    ).toBeCloseTo(1, 14);
     // Spearman only sees ranks
     const y = [3, 1, 4, 1, 5, 9];
-    expect(spearman(x.map((v) => v * v), y.map((v) => v + 100))).toBeCloseTo(spearman(x, y), 14);
+    expect(
+      spearman(
+        x.map((v) => v * v),
+        y.map((v) => v + 100),
+      ),
+    ).toBeCloseTo(spearman(x, y), 14);
     expect(spearman([1, 1, 1], [1, 2, 3])).toBeNaN();
     expect(pearson([1], [2])).toBeNaN();
     expect(() => spearman([1, 2], [1])).toThrow(/length/);
@@ -91,7 +116,12 @@ describe('random experiment', () => {
     // selecting by the true accuracy: every point is at least the mean of all architectures' accuracies (in expectation)
     expect(pts[3]!.mean).toBeGreaterThan(pts[0]!.mean);
     // with objective = −supervised the worst is picked
-    const worst = randomExperiment(sup.map((v) => -v), sup, [60], 1)[0]!;
+    const worst = randomExperiment(
+      sup.map((v) => -v),
+      sup,
+      [60],
+      1,
+    )[0]!;
     expect(worst.mean).toBe(Math.min(...sup));
   });
 
@@ -144,8 +174,13 @@ function syntheticRows(n: number): ArchAccuracies[] {
   const rng = new Rng(8);
   return Array.from({ length: n }, (_, i) => {
     const cls = 0.85 + 0.1 * rng.next();
-    const acc: Record<string, number> = { cls, rot: 0.5 + 2 * (cls - 0.85), col: 1 - cls, jig: cls + 0.03 * rng.normal() };
-    if (i % 4 === 0) delete acc['jig'];
+    const acc: Record<string, number> = {
+      cls,
+      rot: 0.5 + 2 * (cls - 0.85),
+      col: 1 - cls,
+      jig: cls + 0.03 * rng.normal(),
+    };
+    if (i % 4 === 0) delete acc.jig;
     return { arch: `a${i}`, acc };
   });
 }
@@ -160,7 +195,12 @@ describe('summary and reports', () => {
       metrics: { accuracy, loss: 1 },
       finishedAt: '',
     });
-    const rows = aggregateAccuracies([mk('a', 'cls', 0, 0.9), mk('a', 'cls', 1, 0.8), mk('a', 'rot', 0, 0.5), mk('b', 'cls', 0, 0.7)]);
+    const rows = aggregateAccuracies([
+      mk('a', 'cls', 0, 0.9),
+      mk('a', 'cls', 1, 0.8),
+      mk('a', 'rot', 0, 0.5),
+      mk('b', 'cls', 0, 0.7),
+    ]);
     expect(rows).toEqual([
       { arch: 'a', acc: { cls: expect.closeTo(0.85, 12), rot: 0.5 } },
       { arch: 'b', acc: { cls: 0.7 } },
@@ -174,13 +214,13 @@ describe('summary and reports', () => {
     expect(s.nArchs).toBe(40);
     expect(s.objectives.map((o) => o.objective)).toEqual(['col', 'jig', 'rot']);
     const by = Object.fromEntries(s.objectives.map((o) => [o.objective, o]));
-    expect(by['rot']!.spearman).toBeCloseTo(1, 12);
-    expect(by['rot']!.kendall).toBeCloseTo(1, 12);
-    expect(by['col']!.spearman).toBeCloseTo(-1, 12);
-    expect(by['jig']!.n).toBe(30);
-    expect(by['jig']!.spearman).toBeGreaterThan(0.3);
+    expect(by.rot!.spearman).toBeCloseTo(1, 12);
+    expect(by.rot!.kendall).toBeCloseTo(1, 12);
+    expect(by.col!.spearman).toBeCloseTo(-1, 12);
+    expect(by.jig!.n).toBe(30);
+    expect(by.jig!.spearman).toBeGreaterThan(0.3);
     // rot ranks exactly like cls, so its curve equals the oracle curve
-    expect(by['rot']!.randomExperiment).toEqual(s.referenceCurve);
+    expect(by.rot!.randomExperiment).toEqual(s.referenceCurve);
     expect(s.referenceCurve.map((p) => p.m)).toEqual([1, 2, 5, 10, 20, 40]);
     const json = JSON.parse(JSON.stringify(s)) as typeof s;
     expect(json.objectives[0]!.randomExperiment.length).toBe(6);
@@ -206,7 +246,10 @@ describe('summary and reports', () => {
 
     const s = buildStudySummary(rows);
     const line = randomExperimentSvg(
-      [{ label: 'cls <oracle>', points: s.referenceCurve }, { label: 'jig', points: s.objectives[1]!.randomExperiment }],
+      [
+        { label: 'cls <oracle>', points: s.referenceCurve },
+        { label: 'jig', points: s.objectives[1]!.randomExperiment },
+      ],
       { title: 'Random experiment & more' },
     );
     expect(line).toMatch(/<polygon /);
@@ -225,8 +268,17 @@ describe('summary and reports', () => {
     try {
       const rows = syntheticRows(20);
       const s = buildStudySummary(rows, { space: 'nb101' });
-      const files = writeStudyReport(dir, s, rows).map((p) => p.slice(dir.length + 1)).sort();
-      expect(files).toEqual(['random_experiment.svg', 'scatter_col.svg', 'scatter_jig.svg', 'scatter_rot.svg', 'summary.json', 'summary.txt']);
+      const files = writeStudyReport(dir, s, rows)
+        .map((p) => p.slice(dir.length + 1))
+        .sort();
+      expect(files).toEqual([
+        'random_experiment.svg',
+        'scatter_col.svg',
+        'scatter_jig.svg',
+        'scatter_rot.svg',
+        'summary.json',
+        'summary.txt',
+      ]);
       expect(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'))).toMatchObject({ space: 'nb101', nArchs: 20 });
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -14,17 +14,29 @@ import {
   validateGenotype,
   type Genotype,
 } from '../train/study/darts-sampler.js';
-import { checkSpec } from '../train/study/nasbench101.js';
+import { checkSpec } from '../graph/spaces/nasbench101.js';
 
 const DARTS_V2: Genotype = {
   normal: [
-    ['sep_conv_3x3', 0], ['sep_conv_3x3', 1], ['sep_conv_3x3', 0], ['sep_conv_3x3', 1],
-    ['sep_conv_3x3', 1], ['skip_connect', 0], ['skip_connect', 0], ['dil_conv_3x3', 2],
+    ['sep_conv_3x3', 0],
+    ['sep_conv_3x3', 1],
+    ['sep_conv_3x3', 0],
+    ['sep_conv_3x3', 1],
+    ['sep_conv_3x3', 1],
+    ['skip_connect', 0],
+    ['skip_connect', 0],
+    ['dil_conv_3x3', 2],
   ],
   normal_concat: [2, 3, 4, 5],
   reduce: [
-    ['max_pool_3x3', 0], ['max_pool_3x3', 1], ['skip_connect', 2], ['max_pool_3x3', 1],
-    ['max_pool_3x3', 0], ['skip_connect', 2], ['skip_connect', 2], ['max_pool_3x3', 1],
+    ['max_pool_3x3', 0],
+    ['max_pool_3x3', 1],
+    ['skip_connect', 2],
+    ['max_pool_3x3', 1],
+    ['max_pool_3x3', 0],
+    ['skip_connect', 2],
+    ['skip_connect', 2],
+    ['max_pool_3x3', 1],
   ],
   reduce_concat: [2, 3, 4, 5],
 };
@@ -96,8 +108,18 @@ describe('DARTS genotype sampler', () => {
     expect(dartsArchId(DARTS_V2)).toMatch(/^darts-[0-9a-f]{16}$/);
     expect(canonicalGenotype(swapped)).toEqual(canonicalGenotype(DARTS_V2));
     // pairs are sorted by input, then by op index
-    expect(canonicalCell([['skip_connect', 1], ['sep_conv_3x3', 0], ['sep_conv_3x3', 1], ['max_pool_3x3', 1]] as Genotype['normal'])).toEqual([
-      ['sep_conv_3x3', 0], ['skip_connect', 1], ['max_pool_3x3', 1], ['sep_conv_3x3', 1],
+    expect(
+      canonicalCell([
+        ['skip_connect', 1],
+        ['sep_conv_3x3', 0],
+        ['sep_conv_3x3', 1],
+        ['max_pool_3x3', 1],
+      ] as Genotype['normal']),
+    ).toEqual([
+      ['sep_conv_3x3', 0],
+      ['skip_connect', 1],
+      ['max_pool_3x3', 1],
+      ['sep_conv_3x3', 1],
     ]);
     // but moving a pair to another node is a different genotype
     const n = DARTS_V2.normal;

@@ -15,7 +15,7 @@ import {
   pruneSpec,
   sampleNasBench101,
   type Nb101Spec,
-} from '../train/study/nasbench101.js';
+} from '../graph/spaces/nasbench101.js';
 
 const C3 = 'conv3x3-bn-relu';
 const C1 = 'conv1x1-bn-relu';
@@ -83,22 +83,93 @@ describe('NAS-Bench-101 validity and pruning', () => {
     };
     expect(checkSpec(chain8)).toMatchObject({ valid: false, reason: expect.stringMatching(/too many vertices/) });
     // not upper triangular
-    expect(checkSpec({ matrix: [[0, 1, 0], [1, 0, 1], [0, 0, 0]], ops: ['input', C3, 'output'] }).valid).toBe(false);
+    expect(
+      checkSpec({
+        matrix: [
+          [0, 1, 0],
+          [1, 0, 1],
+          [0, 0, 0],
+        ],
+        ops: ['input', C3, 'output'],
+      }).valid,
+    ).toBe(false);
     // wrong first / last / interior labels
-    expect(checkSpec({ matrix: [[0, 1, 0], [0, 0, 1], [0, 0, 0]], ops: [C3, C3, 'output'] }).reason).toMatch(/first op/);
-    expect(checkSpec({ matrix: [[0, 1, 0], [0, 0, 1], [0, 0, 0]], ops: ['input', C3, C3] }).reason).toMatch(/last op/);
-    expect(checkSpec({ matrix: [[0, 1, 0], [0, 0, 1], [0, 0, 0]], ops: ['input', 'conv5x5', 'output'] }).reason).toMatch(/unsupported op/);
+    expect(
+      checkSpec({
+        matrix: [
+          [0, 1, 0],
+          [0, 0, 1],
+          [0, 0, 0],
+        ],
+        ops: [C3, C3, 'output'],
+      }).reason,
+    ).toMatch(/first op/);
+    expect(
+      checkSpec({
+        matrix: [
+          [0, 1, 0],
+          [0, 0, 1],
+          [0, 0, 0],
+        ],
+        ops: ['input', C3, C3],
+      }).reason,
+    ).toMatch(/last op/);
+    expect(
+      checkSpec({
+        matrix: [
+          [0, 1, 0],
+          [0, 0, 1],
+          [0, 0, 0],
+        ],
+        ops: ['input', 'conv5x5', 'output'],
+      }).reason,
+    ).toMatch(/unsupported op/);
     // ops length mismatch / non-square
-    expect(checkSpec({ matrix: [[0, 1], [0, 0]], ops: ['input', C3, 'output'] }).valid).toBe(false);
-    expect(checkSpec({ matrix: [[0, 1, 0], [0, 0]], ops: ['input', C3, 'output'] }).valid).toBe(false);
+    expect(
+      checkSpec({
+        matrix: [
+          [0, 1],
+          [0, 0],
+        ],
+        ops: ['input', C3, 'output'],
+      }).valid,
+    ).toBe(false);
+    expect(
+      checkSpec({
+        matrix: [
+          [0, 1, 0],
+          [0, 0],
+        ],
+        ops: ['input', C3, 'output'],
+      }).valid,
+    ).toBe(false);
     // the 2-vertex cell input → output is valid
-    expect(isValidSpec({ matrix: [[0, 1], [0, 0]], ops: ['input', 'output'] })).toBe(true);
+    expect(
+      isValidSpec({
+        matrix: [
+          [0, 1],
+          [0, 0],
+        ],
+        ops: ['input', 'output'],
+      }),
+    ).toBe(true);
   });
 
   it('edge and vertex limits apply after pruning', () => {
     // 8 vertices + 10 edges before pruning, but vertex 6 dangles (no path to output)
     const m = Array.from({ length: 8 }, () => new Array<number>(8).fill(0));
-    const edges: [number, number][] = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 7], [0, 6], [1, 6], [2, 6], [3, 6]];
+    const edges: [number, number][] = [
+      [0, 1],
+      [1, 2],
+      [2, 3],
+      [3, 4],
+      [4, 5],
+      [5, 7],
+      [0, 6],
+      [1, 6],
+      [2, 6],
+      [3, 6],
+    ];
     for (const [a, b] of edges) m[a]![b] = 1;
     const spec = { matrix: m, ops: ['input', C3, C3, C1, MP, C3, C1, 'output'] };
     const c = checkSpec(spec);
@@ -143,7 +214,14 @@ describe('NAS-Bench-101 validity and pruning', () => {
       ],
       ops: ['input', MP, C1, C3, C1, 'output'],
     };
-    expect(pruneSpec(spec2)).toEqual({ matrix: [[0, 1, 0], [0, 0, 1], [0, 0, 0]], ops: ['input', C3, 'output'] });
+    expect(pruneSpec(spec2)).toEqual({
+      matrix: [
+        [0, 1, 0],
+        [0, 0, 1],
+        [0, 0, 0],
+      ],
+      ops: ['input', C3, 'output'],
+    });
 
     // disconnected input and output → invalid
     const cut: Nb101Spec = {
@@ -159,9 +237,28 @@ describe('NAS-Bench-101 validity and pruning', () => {
     expect(checkSpec(cut)).toMatchObject({ valid: false, reason: expect.stringMatching(/not connected/) });
 
     // nasbench graph_util_test is_full_dag cases
-    expect(isFullDag([[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]])).toBe(true);
-    expect(isFullDag([[0, 0, 1], [0, 0, 1], [0, 0, 0]])).toBe(false);
-    expect(isFullDag([[0, 1, 1], [0, 0, 0], [0, 0, 0]])).toBe(false);
+    expect(
+      isFullDag([
+        [0, 1, 1, 0],
+        [0, 0, 0, 1],
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+      ]),
+    ).toBe(true);
+    expect(
+      isFullDag([
+        [0, 0, 1],
+        [0, 0, 1],
+        [0, 0, 0],
+      ]),
+    ).toBe(false);
+    expect(
+      isFullDag([
+        [0, 1, 1],
+        [0, 0, 0],
+        [0, 0, 0],
+      ]),
+    ).toBe(false);
   });
 });
 
@@ -207,20 +304,61 @@ describe('NAS-Bench-101 hash', () => {
     // adding a dead vertex (pruned) keeps the hash
     const n = 7;
     const withDead: Nb101Spec = {
-      matrix: [[0, 1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], new Array<number>(n).fill(0)],
+      matrix: [
+        [0, 1, 0, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+        new Array<number>(n).fill(0),
+      ],
       ops: ['input', C3, C1, MP, MP, MP, 'output'],
     };
-    expect(nb101Hash(withDead)).toBe(nb101Hash({ matrix: [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]], ops: ['input', C3, C1, 'output'] }));
+    expect(nb101Hash(withDead)).toBe(
+      nb101Hash({
+        matrix: [
+          [0, 1, 0, 0],
+          [0, 0, 1, 0],
+          [0, 0, 0, 1],
+          [0, 0, 0, 0],
+        ],
+        ops: ['input', C3, C1, 'output'],
+      }),
+    );
   });
 
   it('passes the nasbench graph_util hash_module test cases', () => {
     // Diamond graph with label permutation
-    const diamond = [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]];
+    const diamond = [
+      [0, 1, 1, 0],
+      [0, 0, 0, 1],
+      [0, 0, 0, 1],
+      [0, 0, 0, 0],
+    ];
     expect(hashModule(diamond, [-1, 1, 2, -2])).toBe(hashModule(diamond, [-1, 2, 1, -2]));
     // Simple graph with edge permutation
-    const m1 = [[0, 1, 1, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
-    const m2 = [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
-    const m3 = [[0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
+    const m1 = [
+      [0, 1, 1, 0, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
+    const m2 = [
+      [0, 1, 0, 1, 0],
+      [0, 0, 1, 0, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
+    const m3 = [
+      [0, 1, 1, 0, 0],
+      [0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
     const l1 = [-1, 1, 2, 3, -2];
     const l2 = [-1, 2, 3, 1, -2];
     const l3 = [-1, 2, 1, 3, -2];
@@ -230,23 +368,51 @@ describe('NAS-Bench-101 hash', () => {
     expect(hashModule(m1, l3)).not.toBe(hashModule(m1, l1));
     // Connected non-isomorphic regular graphs on 6 interior vertices
     const r1 = [
-      [0, 1, 0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1, 0, 0],
-      [0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0, 0],
+      [0, 1, 0, 0, 0, 0, 0, 0],
+      [0, 0, 1, 1, 0, 0, 1, 0],
+      [0, 0, 0, 0, 1, 1, 0, 0],
+      [0, 0, 0, 0, 1, 1, 0, 0],
+      [0, 0, 0, 0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0, 0, 0, 0],
     ];
     const r2 = [
-      [0, 1, 0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0, 1, 0], [0, 0, 0, 0, 1, 1, 0, 0],
-      [0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0, 0],
+      [0, 1, 0, 0, 0, 0, 0, 0],
+      [0, 0, 1, 1, 0, 1, 0, 0],
+      [0, 0, 0, 0, 1, 0, 1, 0],
+      [0, 0, 0, 0, 1, 1, 0, 0],
+      [0, 0, 0, 0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0, 0, 0, 0],
     ];
     const lr = [-1, 1, 1, 1, 1, 1, 1, -2];
     expect(hashModule(r1, lr)).not.toBe(hashModule(r2, lr));
     // Tricky cases: self hash, directed edges, in-neighbours
-    const chain = [[0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
+    const chain = [
+      [0, 1, 0, 0, 0],
+      [0, 0, 1, 0, 0],
+      [0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
     expect(hashModule(chain, [-1, 1, 0, 0, -2])).not.toBe(hashModule(chain, [-1, 0, 0, 1, -2]));
-    const tri = [[0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]];
+    const tri = [
+      [0, 1, 0, 1],
+      [0, 0, 1, 0],
+      [0, 0, 0, 1],
+      [0, 0, 0, 0],
+    ];
     expect(hashModule(tri, [-1, 1, 0, -2])).not.toBe(hashModule(tri, [-1, 0, 1, -2]));
     const t7 = [
-      [0, 1, 1, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 1, 0],
-      [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0],
+      [0, 1, 1, 1, 1, 0, 0],
+      [0, 0, 1, 0, 0, 0, 0],
+      [0, 0, 0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0, 0, 0],
     ];
     expect(hashModule(t7, [-1, 1, 0, 0, 0, 0, -2])).not.toBe(hashModule(t7, [-1, 0, 0, 0, 1, 0, -2]));
   });
@@ -282,39 +448,76 @@ describe('NAS-Bench-101 sampler', () => {
 
 describe('NAS-Bench-101 vertex channels (nasbench model_builder_test cases)', () => {
   it('linear modules', () => {
-    const m1 = [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]];
+    const m1 = [
+      [0, 1, 0, 0],
+      [0, 0, 1, 0],
+      [0, 0, 0, 1],
+      [0, 0, 0, 0],
+    ];
     expect(computeVertexChannels(8, 8, m1)).toEqual([8, 8, 8, 8]);
     expect(computeVertexChannels(8, 16, m1)).toEqual([8, 16, 16, 16]);
     expect(computeVertexChannels(16, 8, m1)).toEqual([16, 8, 8, 8]);
-    const m2 = [[0, 1], [0, 0]];
+    const m2 = [
+      [0, 1],
+      [0, 0],
+    ];
     expect(computeVertexChannels(1, 1, m2)).toEqual([1, 1]);
     expect(computeVertexChannels(1, 5, m2)).toEqual([1, 5]);
     expect(computeVertexChannels(5, 1, m2)).toEqual([5, 1]);
   });
 
   it('branching not at the output', () => {
-    const m = [[0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
+    const m = [
+      [0, 1, 1, 0, 0],
+      [0, 0, 0, 1, 0],
+      [0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
     expect(computeVertexChannels(8, 8, m)).toEqual([8, 8, 8, 8, 8]);
     expect(computeVertexChannels(8, 16, m)).toEqual([8, 16, 16, 16, 16]);
     expect(computeVertexChannels(16, 8, m)).toEqual([16, 8, 8, 8, 8]);
   });
 
   it('branching at the output (remainder to the first vertices)', () => {
-    const m1 = [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]];
+    const m1 = [
+      [0, 1, 1, 0],
+      [0, 0, 0, 1],
+      [0, 0, 0, 1],
+      [0, 0, 0, 0],
+    ];
     expect(computeVertexChannels(8, 8, m1)).toEqual([8, 4, 4, 8]);
     expect(computeVertexChannels(8, 16, m1)).toEqual([8, 8, 8, 16]);
     expect(computeVertexChannels(16, 8, m1)).toEqual([16, 4, 4, 8]);
     expect(computeVertexChannels(8, 15, m1)).toEqual([8, 8, 7, 15]);
-    const m2 = [[0, 1, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
+    const m2 = [
+      [0, 1, 1, 1, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
     expect(computeVertexChannels(8, 8, m2)).toEqual([8, 3, 3, 2, 8]);
     expect(computeVertexChannels(8, 15, m2)).toEqual([8, 5, 5, 5, 15]);
   });
 
   it('vertices feeding only other vertices take the max of their successors', () => {
-    const m1 = [[0, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
+    const m1 = [
+      [0, 1, 0, 0, 0],
+      [0, 0, 1, 1, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
     expect(computeVertexChannels(8, 8, m1)).toEqual([8, 4, 4, 4, 8]);
     expect(computeVertexChannels(8, 9, m1)).toEqual([8, 5, 5, 4, 9]);
-    const m2 = [[0, 1, 0, 1, 0], [0, 0, 1, 0, 1], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]];
+    const m2 = [
+      [0, 1, 0, 1, 0],
+      [0, 0, 1, 0, 1],
+      [0, 0, 0, 1, 0],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ];
     expect(computeVertexChannels(8, 8, m2)).toEqual([8, 4, 4, 4, 8]);
     expect(computeVertexChannels(8, 15, m2)).toEqual([8, 8, 7, 7, 15]);
   });
@@ -357,19 +560,45 @@ describe('NAS-Bench-101 cell plan and network widths', () => {
     expect(plan.vertices).toEqual([
       { vertex: 1, op: C3, channels: 65, inputs: [{ src: 0, kind: 'project' }] },
       { vertex: 2, op: MP, channels: 65, inputs: [{ src: 1, kind: 'identity' }] },
-      { vertex: 3, op: C1, channels: 64, inputs: [{ src: 1, kind: 'truncate' }, { src: 0, kind: 'project' }] },
+      {
+        vertex: 3,
+        op: C1,
+        channels: 64,
+        inputs: [
+          { src: 1, kind: 'truncate' },
+          { src: 0, kind: 'project' },
+        ],
+      },
     ]);
     expect(plan.outputConcat).toEqual([2, 3]);
     expect(plan.outputInputProjection).toBe(true);
-    expect(() => nb101CellPlan({ matrix: [[0, 0], [0, 0]], ops: ['input', 'output'] }, 8, 8)).toThrow(/invalid/);
+    expect(() =>
+      nb101CellPlan(
+        {
+          matrix: [
+            [0, 0],
+            [0, 0],
+          ],
+          ops: ['input', 'output'],
+        },
+        8,
+        8,
+      ),
+    ).toThrow(/invalid/);
   });
 
   it('gives the NAS-Bench-101 network cell widths', () => {
     const slots = nb101NetworkCellChannels();
     expect(slots.map((s) => [s.inChannels, s.outChannels, s.downsampleBefore])).toEqual([
-      [128, 128, false], [128, 128, false], [128, 128, false],
-      [128, 256, true], [256, 256, false], [256, 256, false],
-      [256, 512, true], [512, 512, false], [512, 512, false],
+      [128, 128, false],
+      [128, 128, false],
+      [128, 128, false],
+      [128, 256, true],
+      [256, 256, false],
+      [256, 256, false],
+      [256, 512, true],
+      [512, 512, false],
+      [512, 512, false],
     ]);
   });
 });

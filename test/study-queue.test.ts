@@ -103,11 +103,16 @@ function start(args: string[]): Proc {
 beforeAll(async () => {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
-    throw new Error('redis-server is not installed: the distributed-study test needs it (apt-get install -y redis-server, or bash scripts/setup.sh)');
+    throw new Error(
+      'redis-server is not installed: the distributed-study test needs it (apt-get install -y redis-server, or bash scripts/setup.sh)',
+    );
   }
   checkRedisDriver(); // throws "npm install ioredis" when BullMQ has no Redis driver
   try {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+      cwd: ROOT,
+      stdio: 'pipe',
+    });
   } catch {
     // type errors elsewhere: checked below that what the test runs was emitted
   }
@@ -115,7 +120,11 @@ beforeAll(async () => {
   expect(existsSync(join(ROOT, 'dist', 'train', 'study', 'child.js'))).toBe(true);
   dir = mkdtempSync(join(tmpdir(), 'nas-onnx-queue-'));
   const port = await freePort();
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
+  redis = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+    { stdio: 'ignore' },
+  );
   url = `redis://127.0.0.1:${port}`;
   const t0 = Date.now();
   while (!(await ping(port))) {
@@ -124,7 +133,13 @@ beforeAll(async () => {
   }
   // the same study's manifest as a local run would have it: the reference set of trial ids
   const archs = selectArchitectures('darts', { source: 'pool', count: 3 });
-  const store = openOrCreateStudy(join(dir, 'local'), { config: TINY, archs, objectives: ['rot', 'cls'], seeds: [0], archSource: { source: 'pool', count: 3 } });
+  const store = openOrCreateStudy(join(dir, 'local'), {
+    config: TINY,
+    archs,
+    objectives: ['rot', 'cls'],
+    seeds: [0],
+    archSource: { source: 'pool', count: 3 },
+  });
   localTrials = store.trials();
   expect(localTrials).toHaveLength(6);
 }, 150_000);
@@ -151,12 +166,33 @@ afterAll(async () => {
 describe('distributed study (BullMQ on a private redis-server)', () => {
   it('runs on two worker processes, survives a SIGKILLed worker, and matches the local run', async () => {
     const queueName = `test-${process.pid}`;
-    const workerArgs = ['worker', '--queue', url, '--queue-name', queueName, '--threads', '1', '--lock-duration', '3000', '--stalled-interval', '1000'];
+    const workerArgs = [
+      'worker',
+      '--queue',
+      url,
+      '--queue-name',
+      queueName,
+      '--threads',
+      '1',
+      '--lock-duration',
+      '3000',
+      '--stalled-interval',
+      '1000',
+    ];
     const w1 = start(workerArgs);
     const w2 = start(workerArgs);
     await w1.waitFor(/waiting for trials/);
     await w2.waitFor(/waiting for trials/);
-    const study = start(['study', ...TINY_ARGS, '--out', join(dir, 'queued'), '--queue', url, '--queue-name', queueName]);
+    const study = start([
+      'study',
+      ...TINY_ARGS,
+      '--out',
+      join(dir, 'queued'),
+      '--queue',
+      url,
+      '--queue-name',
+      queueName,
+    ]);
 
     // kill worker 1 in the middle of its second trial (after it finished one)
     const firstDone = await w1.waitFor(/ done /);

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dartsArchId, sampleDartsGenotypes } from '../train/study/darts-sampler.js';
-import { nb101ArchId, sampleNasBench101 } from '../train/study/nasbench101.js';
+import { nb101ArchId, sampleNasBench101 } from '../graph/spaces/nasbench101.js';
 import { findRepoRoot } from '../graph/paths.js';
 import { atomicWriteFile, crossTrials, TrialStore, trialId, type TrialSpec } from '../train/study/store.js';
 
@@ -164,7 +164,10 @@ describe('atomicWriteFile', () => {
       const { writeFileSync } = await import('node:fs');
       for (let k = 1; k <= 40; k++) atomicWriteFile(${JSON.stringify(p)}, JSON.stringify({ k, data: 'x'.repeat(1 << 20) }));
       writeFileSync(${JSON.stringify(doneMarker)}, '');`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'inherit', cwd: findRepoRoot() });
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: 'inherit',
+      cwd: findRepoRoot(),
+    });
     let reads = 0;
     let last = 0;
     const t0 = Date.now();

@@ -76,7 +76,12 @@ describe('PyTorch reference (bench/torch-ref.ts)', () => {
     for (const r of sn.grads_later[0]) expect(worst(r.ours), `${r.name}\n${msg}`).toBeLessThan(TOL);
 
     // two steps each of α (Adam) and w (SGD, clipped: the gradient norm exceeds 5)
-    expect(sn.steps.map((s: { which: string; t: number }) => `${s.which}${s.t}`)).toEqual(['arch1', 'weight1', 'arch2', 'weight2']);
+    expect(sn.steps.map((s: { which: string; t: number }) => `${s.which}${s.t}`)).toEqual([
+      'arch1',
+      'weight1',
+      'arch2',
+      'weight2',
+    ]);
     for (const s of sn.steps) {
       expect(s.loss.rel, msg).toBeLessThan(TOL);
       if (s.which === 'weight') {

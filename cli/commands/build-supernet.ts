@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { buildSupernet } from '../../graph/nets/models.js';
 import { serialize } from '../../graph/onnx.js';
 import { shapeStr } from '../../graph/ir.js';
-import { initParams } from '../../train/params.js';
+import { initParams } from '../../train/runtime/params.js';
 import { fmtBytes, fmtInt, table } from '../format.js';
 import { checkOutPath, intOption, outOption, seedOption, writeOutput } from '../options.js';
 

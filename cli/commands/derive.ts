@@ -5,9 +5,9 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { deriveGenotype, genotypeJson } from '../../graph/genotype.js';
-import { loadCheckpoint } from '../../train/checkpoint.js';
-import { writeFileAtomic } from '../../train/fsutil.js';
-import { genotypeSvg } from '../../train/genotype-svg.js';
+import { loadCheckpoint } from '../../train/runtime/checkpoint.js';
+import { writeFileAtomic } from '../../train/runtime/fsutil.js';
+import { genotypeSvg } from '../../train/report/genotype-svg.js';
 import { CliError } from '../errors.js';
 
 export function register(program: Command): void {
@@ -21,13 +21,17 @@ export function register(program: Command): void {
       const c = loadCheckpoint(o.from);
       const an = c.tensors.get('param:alpha_normal');
       const ar = c.tensors.get('param:alpha_reduce');
-      if (!an || !ar) throw new CliError(`${o.from}: the checkpoint holds no alpha_normal/alpha_reduce (not a DARTS search run)`);
+      if (!an || !ar)
+        throw new CliError(`${o.from}: the checkpoint holds no alpha_normal/alpha_reduce (not a DARTS search run)`);
       const cfg = (c.meta.config ?? {}) as { primitives?: string[] };
       const g = { name: o.name as string, ...deriveGenotype(an, ar, cfg.primitives as never) };
       const json = genotypeJson(g);
       if (o.out) {
         writeFileAtomic(o.out, json);
-        writeFileAtomic(String(o.out).replace(/\.json$/, '') + '.svg', genotypeSvg(g, `derived from ${join(o.from)} (step ${c.step})`));
+        writeFileAtomic(
+          `${String(o.out).replace(/\.json$/, '')}.svg`,
+          genotypeSvg(g, `derived from ${join(o.from)} (step ${c.step})`),
+        );
       }
       process.stdout.write(json);
     });

@@ -15,7 +15,14 @@ import type { Command } from 'commander';
 import { Graph } from '../../graph/ir.js';
 import { conv, relu } from '../../graph/ops/index.js';
 import { serialize } from '../../graph/onnx.js';
-import { Session, backendsCompiled, cudaProviderFilesMissing, f32, ortNativeDir, type EP } from '../../train/runtime.js';
+import {
+  Session,
+  backendsCompiled,
+  cudaProviderFilesMissing,
+  f32,
+  ortNativeDir,
+  type EP,
+} from '../../train/runtime/session.js';
 import { oneLine } from '../errors.js';
 
 export type CheckStatus = 'ok' | 'missing' | 'failed' | 'skipped';
@@ -60,7 +67,7 @@ async function runProbe(model: Uint8Array, ep: EP): Promise<{ y: Float32Array; c
   const t1 = performance.now();
   try {
     const out = await s.run({ x: f32(probeInput(), PROBE_IN) });
-    const y = out['y'];
+    const y = out.y;
     if (!y) throw new Error('probe model returned no output');
     return { y: Float32Array.from(y.data as Float32Array), createMs: t1 - t0, runMs: performance.now() - t1 };
   } finally {
@@ -159,7 +166,14 @@ export function findSharedLib(soname: string, extraDirs: readonly string[] = [])
   }
   const cache = ldconfigCache();
   if (cache) return cache.get(soname) ?? null;
-  for (const dir of ['/lib64', '/usr/lib64', '/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu', '/usr/lib/aarch64-linux-gnu']) {
+  for (const dir of [
+    '/lib64',
+    '/usr/lib64',
+    '/lib/x86_64-linux-gnu',
+    '/usr/lib/x86_64-linux-gnu',
+    '/lib/aarch64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+  ]) {
     const p = join(dir, soname);
     if (existsSync(p)) return p;
   }
@@ -191,13 +205,23 @@ function driverCheck(): Check {
   try {
     const v = readFileSync('/proc/driver/nvidia/version', 'utf8').split('\n')[0]!.trim();
     const lib = findSharedLib('libcuda.so.1');
-    return { id, title, status: 'ok', detail: `${oneLine(v)}${lib ? `; libcuda.so.1 at ${lib}` : '; libcuda.so.1 not found by the dynamic linker'}` };
+    return {
+      id,
+      title,
+      status: 'ok',
+      detail: `${oneLine(v)}${lib ? `; libcuda.so.1 at ${lib}` : '; libcuda.so.1 not found by the dynamic linker'}`,
+    };
   } catch {
     // no kernel module info (e.g. a container without /proc/driver/nvidia); the user-space library may still be there
   }
   const lib = findSharedLib('libcuda.so.1');
   if (lib) return { id, title, status: 'ok', detail: `libcuda.so.1 at ${lib} (no /proc/driver/nvidia/version)` };
-  return { id, title, status: 'missing', detail: `no /proc/driver/nvidia/version and libcuda.so.1 not found on ${searchedWhere()}` };
+  return {
+    id,
+    title,
+    status: 'missing',
+    detail: `no /proc/driver/nvidia/version and libcuda.so.1 not found on ${searchedWhere()}`,
+  };
 }
 
 function nvidiaSmiCheck(): Check {
@@ -210,7 +234,12 @@ function nvidiaSmiCheck(): Check {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const gpus = out.trim().split('\n').filter(Boolean);
-    return { id, title, status: gpus.length ? 'ok' : 'missing', detail: gpus.length ? gpus.map((s) => s.trim()).join('; ') : 'nvidia-smi lists no GPU' };
+    return {
+      id,
+      title,
+      status: gpus.length ? 'ok' : 'missing',
+      detail: gpus.length ? gpus.map((s) => s.trim()).join('; ') : 'nvidia-smi lists no GPU',
+    };
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: string | Buffer; stdout?: string | Buffer };
     if (err.code === 'ENOENT') return { id, title, status: 'missing', detail: 'nvidia-smi not found on PATH' };
@@ -234,7 +263,12 @@ function librariesCheck(providerPresent: boolean): Check {
   if (missing.length) {
     const found = libs.filter((l) => !missing.includes(l) && /cud|cublas|curand|cufft|nvrtc|nvJit/i.test(l));
     const also = found.length ? `; found ${found.map((l) => `${l} (${findSharedLib(l, [native])})`).join(', ')}` : '';
-    return { id, title, status: 'missing', detail: `${missing.join(', ')} (${source}) not found on ${searchedWhere()}${also}` };
+    return {
+      id,
+      title,
+      status: 'missing',
+      detail: `${missing.join(', ')} (${source}) not found on ${searchedWhere()}${also}`,
+    };
   }
   const shown = libs.filter((l) => /cud|cublas|curand|cufft|nvrtc|nvJit/i.test(l));
   return { id, title, status: 'ok', detail: `found ${(shown.length ? shown : libs).join(', ')}` };
@@ -250,40 +284,80 @@ export async function runDoctor(): Promise<DoctorReport> {
   const checks: Check[] = [];
   const model = probeModel();
   const compiled = backendsCompiled();
-  checks.push({ id: 'onnxruntime', title: 'onnxruntime-node', status: 'ok', detail: `${ortVersion()}, native library in ${ortNativeDir()}, backends compiled in: ${compiled.join(', ')}` });
+  checks.push({
+    id: 'onnxruntime',
+    title: 'onnxruntime-node',
+    status: 'ok',
+    detail: `${ortVersion()}, native library in ${ortNativeDir()}, backends compiled in: ${compiled.join(', ')}`,
+  });
 
   let cpuY: Float32Array | null = null;
   try {
     const r = await runProbe(model, 'cpu');
     cpuY = r.y;
-    checks.push({ id: 'cpu', title: 'CPU provider', status: 'ok', detail: `tiny Conv session created in ${r.createMs.toFixed(0)} ms, ran in ${r.runMs.toFixed(1)} ms` });
+    checks.push({
+      id: 'cpu',
+      title: 'CPU provider',
+      status: 'ok',
+      detail: `tiny Conv session created in ${r.createMs.toFixed(0)} ms, ran in ${r.runMs.toFixed(1)} ms`,
+    });
   } catch (e) {
-    checks.push({ id: 'cpu', title: 'CPU provider', status: 'failed', detail: oneLine((e as Error).message ?? String(e)) });
+    checks.push({
+      id: 'cpu',
+      title: 'CPU provider',
+      status: 'failed',
+      detail: oneLine((e as Error).message ?? String(e)),
+    });
   }
 
   const providerWhy = cudaProviderFilesMissing();
-  checks.push({ id: 'cuda.provider', title: 'CUDA provider files', status: providerWhy ? 'missing' : 'ok', detail: providerWhy ?? `present in ${ortNativeDir()}` });
+  checks.push({
+    id: 'cuda.provider',
+    title: 'CUDA provider files',
+    status: providerWhy ? 'missing' : 'ok',
+    detail: providerWhy ?? `present in ${ortNativeDir()}`,
+  });
   checks.push(driverCheck());
   checks.push(nvidiaSmiCheck());
   checks.push(librariesCheck(!providerWhy));
 
   let cudaOk = false;
   if (providerWhy) {
-    checks.push({ id: 'cuda.session', title: 'CUDA session', status: 'skipped', detail: 'provider files missing (run: nas-onnx setup-cuda)' });
+    checks.push({
+      id: 'cuda.session',
+      title: 'CUDA session',
+      status: 'skipped',
+      detail: 'provider files missing (run: nas-onnx setup-cuda)',
+    });
   } else {
     try {
       const r = await runProbe(model, 'cuda');
       const diff = cpuY ? maxAbsDiff(r.y, cpuY) : NaN;
       // TF32 convolutions differ from fp32 at ~1e-3 relative
       if (cpuY && !(diff <= 1e-2)) {
-        checks.push({ id: 'cuda.session', title: 'CUDA session', status: 'failed', detail: `ran, but the result differs from CPU's by ${diff.toExponential(2)}` });
+        checks.push({
+          id: 'cuda.session',
+          title: 'CUDA session',
+          status: 'failed',
+          detail: `ran, but the result differs from CPU's by ${diff.toExponential(2)}`,
+        });
       } else {
         cudaOk = true;
         const cmp = cpuY ? `, max |CUDA − CPU| = ${diff.toExponential(1)}` : '';
-        checks.push({ id: 'cuda.session', title: 'CUDA session', status: 'ok', detail: `tiny Conv session (CPU fallback disabled) created in ${r.createMs.toFixed(0)} ms, ran in ${r.runMs.toFixed(1)} ms${cmp}` });
+        checks.push({
+          id: 'cuda.session',
+          title: 'CUDA session',
+          status: 'ok',
+          detail: `tiny Conv session (CPU fallback disabled) created in ${r.createMs.toFixed(0)} ms, ran in ${r.runMs.toFixed(1)} ms${cmp}`,
+        });
       }
     } catch (e) {
-      checks.push({ id: 'cuda.session', title: 'CUDA session', status: 'failed', detail: oneLine((e as Error).message ?? String(e)) });
+      checks.push({
+        id: 'cuda.session',
+        title: 'CUDA session',
+        status: 'failed',
+        detail: oneLine((e as Error).message ?? String(e)),
+      });
     }
   }
 
@@ -301,7 +375,9 @@ export function formatDoctor(r: DoctorReport): string {
   const w = Math.max(...r.checks.map((c) => c.title.length));
   for (const c of r.checks) lines.push(`  ${c.title.padEnd(w)}  ${c.status.padEnd(7)}  ${c.detail}`);
   const firstBad = r.checks.find((c) => c.id.startsWith('cuda.') && c.status !== 'ok' && c.status !== 'skipped');
-  lines.push(`execution providers: cpu ${r.providers.cpu ? 'usable' : 'NOT usable'}, cuda ${r.providers.cuda ? 'usable' : `not usable${firstBad ? ` (${firstBad.title}: ${firstBad.status})` : ''}`}`);
+  lines.push(
+    `execution providers: cpu ${r.providers.cpu ? 'usable' : 'NOT usable'}, cuda ${r.providers.cuda ? 'usable' : `not usable${firstBad ? ` (${firstBad.title}: ${firstBad.status})` : ''}`}`,
+  );
   return lines.join('\n');
 }
 

@@ -9,8 +9,8 @@ import { loadGenotype } from '../../graph/genotype.js';
 import { buildEvalNet } from '../../graph/nets/models.js';
 import { modelInfo, serialize, type ModelInfo } from '../../graph/onnx.js';
 import { shapeStr } from '../../graph/ir.js';
-import { initParams } from '../../train/params.js';
-import { RuntimeError, Session, f32 } from '../../train/runtime.js';
+import { initParams } from '../../train/runtime/params.js';
+import { RuntimeError, Session, f32 } from '../../train/runtime/session.js';
 import { fmtBytes, fmtInt, fmtSI, table } from '../format.js';
 import { checkOutPath, intOption, outOption, seedOption, writeOutput } from '../options.js';
 
@@ -46,18 +46,25 @@ export interface ExportResult {
 }
 
 /** Load an exported model on the CPU and run one batch of zeros; checks the logits' shape and finiteness. */
-export async function smokeRun(bytes: Uint8Array, input: number[], logitsShape: number[]): Promise<{ ms: number; logitsShape: number[] }> {
+export async function smokeRun(
+  bytes: Uint8Array,
+  input: number[],
+  logitsShape: number[],
+): Promise<{ ms: number; logitsShape: number[] }> {
   const t0 = performance.now();
   const s = await Session.create(bytes, { ep: 'cpu' });
   try {
     const n = input.reduce((a, b) => a * b, 1);
     const out = await s.run({ x: f32(new Float32Array(n), input) });
-    const y = out['logits'];
+    const y = out.logits;
     if (!y) throw new RuntimeError('exported model produced no logits');
     const dims = [...y.dims];
-    if (shapeStr(dims) !== shapeStr(logitsShape)) throw new RuntimeError(`exported model's logits have shape ${shapeStr(dims)}, expected ${shapeStr(logitsShape)}`);
+    if (shapeStr(dims) !== shapeStr(logitsShape))
+      throw new RuntimeError(`exported model's logits have shape ${shapeStr(dims)}, expected ${shapeStr(logitsShape)}`);
     const data = y.data as Float32Array;
-    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) throw new RuntimeError(`exported model's logits are not finite (logits[${i}] = ${data[i]})`);
+    for (let i = 0; i < data.length; i++)
+      if (!Number.isFinite(data[i]!))
+        throw new RuntimeError(`exported model's logits are not finite (logits[${i}] = ${data[i]})`);
     return { ms: performance.now() - t0, logitsShape: dims };
   } finally {
     await s.release();
@@ -84,8 +91,17 @@ export async function exportModel(o: ExportOptions): Promise<ExportResult> {
   const values = initParams(g, o.seed);
   const bytes = serialize(g, { params: 'initializers', values });
   writeOutput(o.out, bytes);
-  const check = o.check ? await smokeRun(bytes, [cfg.batch, cfg.channels, cfg.size, cfg.size], [cfg.batch, cfg.classes]) : null;
-  return { out: o.out, bytes: bytes.length, info: modelInfo(bytes), genotype: genotype.name ?? o.genotype, config: cfg, check };
+  const check = o.check
+    ? await smokeRun(bytes, [cfg.batch, cfg.channels, cfg.size, cfg.size], [cfg.batch, cfg.classes])
+    : null;
+  return {
+    out: o.out,
+    bytes: bytes.length,
+    info: modelInfo(bytes),
+    genotype: genotype.name ?? o.genotype,
+    config: cfg,
+    check,
+  };
 }
 
 export function register(program: Command): void {
@@ -114,7 +130,12 @@ export function register(program: Command): void {
         ['input', `x ${shapeStr([c.batch, c.channels, c.size, c.size])}`],
         ['file size', fmtBytes(r.bytes)],
       ];
-      rows.push(['check', r.check ? `ran one batch of zeros on CPU in ${r.check.ms.toFixed(0)} ms → logits ${shapeStr(r.check.logitsShape)}` : 'skipped (--no-check)']);
+      rows.push([
+        'check',
+        r.check
+          ? `ran one batch of zeros on CPU in ${r.check.ms.toFixed(0)} ms → logits ${shapeStr(r.check.logitsShape)}`
+          : 'skipped (--no-check)',
+      ]);
       console.log(table(rows, '  '));
     });
 }

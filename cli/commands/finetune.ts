@@ -6,28 +6,37 @@
  * report both test accuracies (train/finetune.ts).
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { runFinetune } from '../../train/finetune.js';
+import { runFinetune } from '../../train/eval/finetune.js';
 import { epOption, intOption, parsePositiveFloat, seedOption } from '../options.js';
 
 function parseFraction(value: string): number {
   const n = Number(value.trim());
-  if (value.trim() === '' || !(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a fraction in (0, 1], got '${value}'.`);
+  if (value.trim() === '' || !(n > 0 && n <= 1))
+    throw new InvalidArgumentError(`expected a fraction in (0, 1], got '${value}'.`);
   return n;
 }
 
 export function register(program: Command): void {
   program
     .command('finetune')
-    .description('fine-tune an SSWP-NAS network (concomitant weights) on a fraction of the labels, beside random initialization')
+    .description(
+      'fine-tune an SSWP-NAS network (concomitant weights) on a fraction of the labels, beside random initialization',
+    )
     .requiredOption('--from <dir>', 'SSWP search run directory (cells.json, final/)')
-    .requiredOption('--labels-fraction <f>', 'fraction of the training labels to use (seeded, class-stratified)', parseFraction)
+    .requiredOption(
+      '--labels-fraction <f>',
+      'fraction of the training labels to use (seeded, class-stratified)',
+      parseFraction,
+    )
     .option('--dataset <spec>', 'labelled data set (default: the one searched on)')
     .addOption(intOption('--epochs <n>', 'epochs', 10))
     .addOption(intOption('--batch <n>', 'batch size', 64))
-    .addOption(new Option('--lr <x>', 'initial learning rate (cosine to 0)').argParser(parsePositiveFloat).default(0.025))
+    .addOption(
+      new Option('--lr <x>', 'initial learning rate (cosine to 0)').argParser(parsePositiveFloat).default(0.025),
+    )
     .addOption(new Option('--weight-decay <x>', 'weight decay').argParser(Number).default(3e-4))
     .addOption(intOption('--cutout <n>', 'cutout length (0: off)', 0, 0))
-    .addOption(intOption('--limit <n>', 'use only the first N training images (default: the search\'s --limit)'))
+    .addOption(intOption('--limit <n>', "use only the first N training images (default: the search's --limit)"))
     .addOption(intOption('--test-limit <n>', 'use only the first N test images'))
     .addOption(new Option('--init <which>', 'which runs').choices(['both', 'concomitant', 'random']).default('both'))
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
@@ -56,10 +65,13 @@ export function register(program: Command): void {
         quiet: !!o.quiet,
       });
       if (o.json) {
-        process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+        process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         return;
       }
-      const lines = r.runs.map((x) => `  ${x.init.padEnd(12)} test accuracy ${(100 * x.testAcc).toFixed(2)}%  (train acc ${(100 * x.trainAcc).toFixed(1)}%, ${x.seconds.toFixed(1)} s)`);
+      const lines = r.runs.map(
+        (x) =>
+          `  ${x.init.padEnd(12)} test accuracy ${(100 * x.testAcc).toFixed(2)}%  (train acc ${(100 * x.trainAcc).toFixed(1)}%, ${x.seconds.toFixed(1)} s)`,
+      );
       process.stdout.write(
         `fine-tuned on ${r.labelled} labelled images (${(100 * r.fraction).toFixed(1)}% of ${r.trainImages}), tested on ${r.testImages}:\n${lines.join('\n')}\nwritten to ${r.out}\n`,
       );

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { genotypeJson, parseGenotype, type Genotype } from '../../graph/genotype.js';
 import { modelInfo, type ModelInfo } from '../../graph/onnx.js';
 import { GraphError } from '../../graph/ir.js';
-import { fsReason } from '../../train/fsutil.js';
+import { fsReason } from '../../train/runtime/fsutil.js';
 import { CliError } from '../errors.js';
 import { fmtBytes, fmtInt, fmtSI, fmtShape, table } from '../format.js';
 
@@ -23,7 +23,7 @@ export interface InfoReport extends ModelInfo {
 
 /** Read an input file with one-line errors (missing, a directory, unreadable). */
 export function readInputFile(path: string, what = 'file'): Uint8Array {
-  let st;
+  let st: ReturnType<typeof statSync>;
   try {
     st = statSync(path);
   } catch (e) {
@@ -52,7 +52,8 @@ export function infoOf(path: string): InfoReport {
   try {
     info = modelInfo(bytes);
   } catch (e) {
-    if (e instanceof GraphError) throw new CliError(e.message.startsWith('not an ONNX') ? `'${path}' is ${e.message}` : `${path}: ${e.message}`);
+    if (e instanceof GraphError)
+      throw new CliError(e.message.startsWith('not an ONNX') ? `'${path}' is ${e.message}` : `${path}: ${e.message}`);
     throw e;
   }
   if (info.nodes === 0 && info.inputs.length === 0 && info.outputs.length === 0) {
@@ -80,7 +81,9 @@ export function infoOf(path: string): InfoReport {
 
 export function formatInfo(r: InfoReport): string {
   const lines: string[] = [];
-  lines.push(`${r.file}: ONNX IR ${r.irVersion}, opset ${r.opset}${r.producer ? `, producer ${r.producer}` : ''}, ${fmtBytes(r.fileBytes)}`);
+  lines.push(
+    `${r.file}: ONNX IR ${r.irVersion}, opset ${r.opset}${r.producer ? `, producer ${r.producer}` : ''}, ${fmtBytes(r.fileBytes)}`,
+  );
   const rows: [string, string][] = [
     ['parameters', `${fmtInt(r.parameters)} (${fmtSI(r.parameters)})`],
     ['multiply-adds', `${fmtInt(r.multiplyAdds)} per sample (${fmtSI(r.multiplyAdds)})`],
@@ -91,11 +94,21 @@ export function formatInfo(r: InfoReport): string {
   lines.push(table(rows, '  '));
   const ops = Object.entries(r.opCounts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   lines.push('ops:');
-  lines.push(table(ops.map(([k, v]) => [k, String(v).padStart(6)] as const), '  '));
+  lines.push(
+    table(
+      ops.map(([k, v]) => [k, String(v).padStart(6)] as const),
+      '  ',
+    ),
+  );
   const meta = Object.entries(r.metadata).filter(([k]) => k !== 'nas_onnx.genotype');
   if (meta.length) {
     lines.push('metadata:');
-    lines.push(table(meta.map(([k, v]) => [k, v.length > 200 ? v.slice(0, 200) + '…' : v] as const), '  '));
+    lines.push(
+      table(
+        meta.map(([k, v]) => [k, v.length > 200 ? `${v.slice(0, 200)}…` : v] as const),
+        '  ',
+      ),
+    );
   }
   if (r.genotype) {
     lines.push(`genotype${r.genotype.name ? ` (${r.genotype.name})` : ''}:`);
@@ -103,7 +116,7 @@ export function formatInfo(r: InfoReport): string {
       genotypeJson({ ...r.genotype, name: undefined })
         .trimEnd()
         .split('\n')
-        .map((l) => '  ' + l)
+        .map((l) => `  ${l}`)
         .join('\n'),
     );
   }

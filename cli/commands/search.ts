@@ -6,17 +6,18 @@
  * that keeps its weights; writes cells.json, cells.svg, model.onnx and final/.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { runSearch } from '../../train/search.js';
-import { runSswpSearch } from '../../train/sswp.js';
-import { parseSplit, PRUNE_MODES } from '../../train/sswp-schedule.js';
-import { SAMPLING_MODES } from '../../train/sswp-sampler.js';
+import { runSearch } from '../../train/search/darts.js';
+import { runSswpSearch } from '../../train/search/sswp/search.js';
+import { parseSplit, PRUNE_MODES } from '../../train/search/sswp/schedule.js';
+import { SAMPLING_MODES } from '../../train/search/sswp/sampler.js';
 import { CliError } from '../errors.js';
 import { epOption, intOption, parsePositiveFloat, seedOption } from '../options.js';
 
 /** A probability in [0, 1]. */
 function parseProbability(value: string): number {
   const n = Number(value.trim());
-  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError(`expected a probability in [0, 1], got '${value}'.`);
+  if (value.trim() === '' || !(n >= 0 && n <= 1))
+    throw new InvalidArgumentError(`expected a probability in [0, 1], got '${value}'.`);
   return n;
 }
 
@@ -27,7 +28,16 @@ const DEFAULTS = {
 } as const;
 
 const OBJECTIVE_ALIASES: Record<string, 'rot' | 'col' | 'jig' | 'cls' | 'simclr'> = {
-  rot: 'rot', rotation: 'rot', color: 'col', col: 'col', colorization: 'col', jigsaw: 'jig', jig: 'jig', cls: 'cls', supervised: 'cls', simclr: 'simclr',
+  rot: 'rot',
+  rotation: 'rot',
+  color: 'col',
+  col: 'col',
+  colorization: 'col',
+  jigsaw: 'jig',
+  jig: 'jig',
+  cls: 'cls',
+  supervised: 'cls',
+  simclr: 'simclr',
 };
 
 export function register(program: Command): void {
@@ -43,13 +53,37 @@ export function register(program: Command): void {
     .addOption(intOption('--batch <n>', 'images per batch (darts 64, sswp 96)'))
     .addOption(intOption('--C <n>', 'initial channels (darts supernet 16, sswp 36)'))
     .addOption(intOption('--layers <n>', 'cells (darts supernet 8, sswp 20)'))
-    .addOption(new Option('--lr <x>', 'weight learning rate (cosine; darts to 0.001, sswp to 0)').argParser(parsePositiveFloat))
-    .addOption(new Option('--arch-lr <x>', 'α learning rate, Adam (darts 3e-4, sswp 1e-3)').argParser(parsePositiveFloat))
-    .addOption(new Option('--prune <mode>', 'sswp: progressive pruning from the input side (fpp), the output side (bpp), or none (all at the end)').choices([...PRUNE_MODES]).default('fpp'))
-    .addOption(new Option('--fpp-split <w,b,p>', 'sswp: phase fractions warm-up,bilevel,prune (default 0.2,0.4,0.4; with --prune none: w,b, default 0.2,0.8)'))
+    .addOption(
+      new Option('--lr <x>', 'weight learning rate (cosine; darts to 0.001, sswp to 0)').argParser(parsePositiveFloat),
+    )
+    .addOption(
+      new Option('--arch-lr <x>', 'α learning rate, Adam (darts 3e-4, sswp 1e-3)').argParser(parsePositiveFloat),
+    )
+    .addOption(
+      new Option(
+        '--prune <mode>',
+        'sswp: progressive pruning from the input side (fpp), the output side (bpp), or none (all at the end)',
+      )
+        .choices([...PRUNE_MODES])
+        .default('fpp'),
+    )
+    .addOption(
+      new Option(
+        '--fpp-split <w,b,p>',
+        'sswp: phase fractions warm-up,bilevel,prune (default 0.2,0.4,0.4; with --prune none: w,b, default 0.2,0.8)',
+      ),
+    )
     .addOption(new Option('--sampling <mode>', 'sswp: path sampling').choices([...SAMPLING_MODES]).default('two-path'))
-    .addOption(new Option('--op-dropout <p>', 'sswp: skip_connect dropout in weight steps after warm-up').argParser(parseProbability).default(0.2))
-    .addOption(new Option('--pool-dropout <p>', 'sswp: pooling dropout in weight steps after warm-up').argParser(parseProbability).default(0))
+    .addOption(
+      new Option('--op-dropout <p>', 'sswp: skip_connect dropout in weight steps after warm-up')
+        .argParser(parseProbability)
+        .default(0.2),
+    )
+    .addOption(
+      new Option('--pool-dropout <p>', 'sswp: pooling dropout in weight steps after warm-up')
+        .argParser(parseProbability)
+        .default(0),
+    )
     .option('--no-bn-affine', 'sswp: search with plain (non-affine) BN in the ops; the final network gets γ = 1, β = 0')
     .addOption(new Option('--temperature <t>', 'sswp: SimCLR temperature').argParser(parsePositiveFloat).default(0.5))
     .addOption(intOption('--bn-batches <n>', 'sswp: batches of images for the final BN statistics', 20))
@@ -64,7 +98,8 @@ export function register(program: Command): void {
     .option('--quiet', 'no progress output')
     .action(async (o) => {
       const method = o.method as 'darts' | 'sswp';
-      if (o.objective === undefined && method === 'darts') throw new CliError("required option '--objective <task>' not specified (darts)");
+      if (o.objective === undefined && method === 'darts')
+        throw new CliError("required option '--objective <task>' not specified (darts)");
       const objective = OBJECTIVE_ALIASES[String(o.objective ?? 'simclr').toLowerCase()];
       if (!objective) throw new CliError(`unknown objective '${o.objective}' (use rot, color, jigsaw, cls or simclr)`);
       if (!!o.data === !!o.dataset) throw new CliError('give exactly one of --data PATH or --dataset NAME');
@@ -102,8 +137,15 @@ export function register(program: Command): void {
           temperature: o.temperature,
           bnBatches: o.bnBatches,
         });
-        const t = r.timing.map((x) => `${x.gated} gated cells: w ${x.wSeconds.toFixed(3)} s, α ${x.aSeconds.toFixed(3)} s (${x.steps} steps)`).join('; ');
-        const cells = r.arch.cells.map((c) => `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}: ${JSON.stringify(c.ops)}`).join('\n');
+        const t = r.timing
+          .map(
+            (x) =>
+              `${x.gated} gated cells: w ${x.wSeconds.toFixed(3)} s, α ${x.aSeconds.toFixed(3)} s (${x.steps} steps)`,
+          )
+          .join('; ');
+        const cells = r.arch.cells
+          .map((c) => `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}: ${JSON.stringify(c.ops)}`)
+          .join('\n');
         process.stdout.write(
           r.stopped
             ? `stopped early after ${r.steps} steps (resume with --resume)\n`

@@ -13,7 +13,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ortNativeDir } from '../../train/runtime.js';
+import { ortNativeDir } from '../../train/runtime/session.js';
 import { CliError } from '../errors.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 
@@ -28,7 +28,13 @@ export function installProviderFiles(tgz: string, dest = ortNativeDir()): string
     try {
       execFileSync('tar', ['xzf', tgz, '-C', work, ...inner], { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (e) {
-      throw new CliError(`cannot unpack ${tgz}: ${String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n')[0]}`);
+      throw new CliError(
+        `cannot unpack ${tgz}: ${
+          String((e as { stderr?: Buffer }).stderr ?? e)
+            .trim()
+            .split('\n')[0]
+        }`,
+      );
     }
     return PROVIDER_FILES.map((f, i) => {
       const src = join(work, inner[i]!);
@@ -45,9 +51,16 @@ export function installProviderFiles(tgz: string, dest = ortNativeDir()): string
 function fetchPackage(): string {
   const dir = mkdtempSync(join(tmpdir(), 'nas-onnx-pack-'));
   try {
-    execFileSync('npm', ['pack', CUDA_PROVIDER_PACKAGE, '--silent', '--pack-destination', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('npm', ['pack', CUDA_PROVIDER_PACKAGE, '--silent', '--pack-destination', dir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   } catch (e) {
-    throw new CliError(`npm pack ${CUDA_PROVIDER_PACKAGE} failed: ${String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n').pop()}`);
+    throw new CliError(
+      `npm pack ${CUDA_PROVIDER_PACKAGE} failed: ${String((e as { stderr?: Buffer }).stderr ?? e)
+        .trim()
+        .split('\n')
+        .pop()}`,
+    );
   }
   const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
   if (!tgz) throw new CliError(`npm pack ${CUDA_PROVIDER_PACKAGE} produced no tarball`);
@@ -61,7 +74,8 @@ export function register(program: Command): void {
     .option('--from <tgz>', 'install from this package tarball instead of the npm registry')
     .option('--no-check', 'do not run the doctor afterwards')
     .action(async (o) => {
-      if (process.platform !== 'linux' || process.arch !== 'x64') throw new CliError(`the CUDA provider package is for linux-x64; this is ${process.platform}-${process.arch}`);
+      if (process.platform !== 'linux' || process.arch !== 'x64')
+        throw new CliError(`the CUDA provider package is for linux-x64; this is ${process.platform}-${process.arch}`);
       if (o.from && !existsSync(o.from)) throw new CliError(`no such file: ${o.from}`);
       const tgz = o.from ?? fetchPackage();
       const placed = installProviderFiles(tgz);

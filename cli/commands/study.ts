@@ -31,7 +31,7 @@ import {
   type StudyRunStats,
   type StudySpace,
 } from '../../train/study/runner.js';
-import { TrialStore } from '../../train/study/store.js';
+import type { TrialStore } from '../../train/study/store.js';
 import { DEFAULT_QUEUE_NAME, runStudyQueue, startStudyWorker } from '../../train/study/queue.js';
 import { CliError, registerKnownError } from '../errors.js';
 import { epOption, intOption, parsePositiveFloat, parseSeed } from '../options.js';
@@ -40,15 +40,20 @@ registerKnownError(StudyError);
 
 function parseNonNegativeFloat(value: string): number {
   const n = Number(value.trim());
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative number, got '${value}'.`);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`expected a non-negative number, got '${value}'.`);
   return n;
 }
 
 function parseObjectives(value: string): string[] {
-  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!list.length) throw new InvalidArgumentError('expected a comma-separated list of objectives.');
   for (const o of list) {
-    if (!(STUDY_OBJECTIVES as readonly string[]).includes(o)) throw new InvalidArgumentError(`unknown objective '${o}' (expected ${STUDY_OBJECTIVES.join(', ')}).`);
+    if (!(STUDY_OBJECTIVES as readonly string[]).includes(o))
+      throw new InvalidArgumentError(`unknown objective '${o}' (expected ${STUDY_OBJECTIVES.join(', ')}).`);
   }
   return [...new Set(list)];
 }
@@ -89,7 +94,8 @@ interface StudyCliOptions {
 
 /** The config given on the command line, over `base`. */
 function configFromOptions(o: StudyCliOptions, base: StudyConfig): StudyConfig {
-  if (o.data !== undefined && o.dataset !== undefined) throw new CliError('give at most one of --data PATH or --dataset NAME');
+  if (o.data !== undefined && o.dataset !== undefined)
+    throw new CliError('give at most one of --data PATH or --dataset NAME');
   const c: StudyConfig = { ...base };
   const set = <K extends keyof StudyConfig>(k: K, v: StudyConfig[K] | undefined): void => {
     if (v !== undefined) c[k] = v;
@@ -115,14 +121,17 @@ function configFromOptions(o: StudyCliOptions, base: StudyConfig): StudyConfig {
 /** The distinct architectures of a study's manifest, in order. */
 function manifestArchs(store: TrialStore): StudyArch[] {
   const seen = new Map<string, StudyArch>();
-  for (const t of store.trials()) if (!seen.has(t.archId)) seen.set(t.archId, { archId: t.archId, arch: t.arch as StudyArch['arch'] });
+  for (const t of store.trials())
+    if (!seen.has(t.archId)) seen.set(t.archId, { archId: t.archId, arch: t.arch as StudyArch['arch'] });
   return [...seen.values()];
 }
 
 function printReport(store: TrialStore): void {
   const r = writeStudyReportFor(store);
   process.stdout.write(r.text);
-  process.stdout.write(`report: ${join(store.dir, 'report')} (summary.txt, summary.json, random_experiment.svg, scatter_*.svg, trials.csv)\n`);
+  process.stdout.write(
+    `report: ${join(store.dir, 'report')} (summary.txt, summary.json, random_experiment.svg, scatter_*.svg, trials.csv)\n`,
+  );
 }
 
 async function studyAction(o: StudyCliOptions): Promise<void> {
@@ -135,21 +144,32 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
   if (!exists) {
     if (o.archs === undefined) throw new CliError('a new study needs --archs N (the number of architectures)');
     const config = configFromOptions(o, defaultStudyConfig(o.space ?? 'darts'));
-    const sel: ArchSelection = o.pool ? { source: 'pool', count: o.archs } : { source: 'sample', count: o.archs, seed: o.archSeed ?? 0 };
+    const sel: ArchSelection = o.pool
+      ? { source: 'pool', count: o.archs }
+      : { source: 'sample', count: o.archs, seed: o.archSeed ?? 0 };
     const archs = selectArchitectures(config.space, sel);
     const seeds = Array.from({ length: o.seeds ?? 1 }, (_, i) => i);
-    store = openOrCreateStudy(o.out, { config, archs, objectives: o.objectives ?? ['rot', 'cls'], seeds, archSource: sel });
+    store = openOrCreateStudy(o.out, {
+      config,
+      archs,
+      objectives: o.objectives ?? ['rot', 'cls'],
+      seeds,
+      archSource: sel,
+    });
   } else {
     const existing = openStudy(o.out);
     const stored = studyConfigOf(existing);
     const config = configFromOptions(o, stored);
     const trials = existing.trials();
     const objectives = o.objectives ?? [...new Set(trials.map((t) => t.objective))];
-    const seeds = o.seeds !== undefined ? Array.from({ length: o.seeds }, (_, i) => i) : [...new Set(trials.map((t) => t.seed))];
+    const seeds =
+      o.seeds !== undefined ? Array.from({ length: o.seeds }, (_, i) => i) : [...new Set(trials.map((t) => t.seed))];
     const sel = (existing.meta as { archSource?: ArchSelection }).archSource ?? { source: 'sample', count: 0 };
     let archs = manifestArchs(existing);
     if (o.archs !== undefined) {
-      const s: ArchSelection = o.pool ? { source: 'pool', count: o.archs } : { source: 'sample', count: o.archs, seed: o.archSeed ?? sel.seed ?? 0 };
+      const s: ArchSelection = o.pool
+        ? { source: 'pool', count: o.archs }
+        : { source: 'sample', count: o.archs, seed: o.archSeed ?? sel.seed ?? 0 };
       archs = selectArchitectures(config.space, s);
     }
     store = openOrCreateStudy(o.out, { config, archs, objectives, seeds, archSource: sel });
@@ -158,14 +178,18 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
   const onEvent = (e: StudyEvent): void => {
     if (o.quiet && e.type !== 'trial-failed') return;
     const line = formatStudyEvent(e);
-    if (line) process.stderr.write(line + '\n');
+    if (line) process.stderr.write(`${line}\n`);
   };
   const ac = new AbortController();
   let interrupts = 0;
   const onSignal = (): void => {
     interrupts++;
     if (interrupts > 1) process.exit(130);
-    process.stderr.write(o.queue ? 'interrupted: stopping (queued trials stay queued; run the study again to collect them)\n' : 'interrupted: finishing the running trials (interrupt again to quit now)\n');
+    process.stderr.write(
+      o.queue
+        ? 'interrupted: stopping (queued trials stay queued; run the study again to collect them)\n'
+        : 'interrupted: finishing the running trials (interrupt again to quit now)\n',
+    );
     ac.abort();
   };
   process.on('SIGINT', onSignal);
@@ -173,16 +197,34 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
   let stats: StudyRunStats;
   try {
     stats = o.queue
-      ? await runStudyQueue(store, { url: o.queue, name: o.queueName, attempts: o.attempts, onEvent, signal: ac.signal })
-      : await runStudyLocal(store, { concurrency: o.concurrency, threads: o.threads, workers: o.workers, ep: o.ep, attempts: o.attempts, onEvent, signal: ac.signal });
+      ? await runStudyQueue(store, {
+          url: o.queue,
+          name: o.queueName,
+          attempts: o.attempts,
+          onEvent,
+          signal: ac.signal,
+        })
+      : await runStudyLocal(store, {
+          concurrency: o.concurrency,
+          threads: o.threads,
+          workers: o.workers,
+          ep: o.ep,
+          attempts: o.attempts,
+          onEvent,
+          signal: ac.signal,
+        });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
   const { done, total } = store.progress();
-  process.stderr.write(`study: ${stats.recorded} trials recorded in ${stats.seconds.toFixed(1)} s; ${done}/${total} done\n`);
+  process.stderr.write(
+    `study: ${stats.recorded} trials recorded in ${stats.seconds.toFixed(1)} s; ${done}/${total} done\n`,
+  );
   if (stats.failed.length) {
-    throw new CliError(`${stats.failed.length} trial(s) failed (first: ${stats.failed[0]!.trialId}: ${stats.failed[0]!.error}); run the same command again to retry them`);
+    throw new CliError(
+      `${stats.failed.length} trial(s) failed (first: ${stats.failed[0]!.trialId}: ${stats.failed[0]!.error}); run the same command again to retry them`,
+    );
   }
   if (done < total) {
     process.stderr.write(`study: ${total - done} trial(s) left; run the same command again to resume\n`);
@@ -207,7 +249,8 @@ interface WorkerCliOptions {
 
 async function workerAction(o: WorkerCliOptions): Promise<void> {
   const log = (line: string): void => {
-    if (!o.quiet || line.startsWith('failed') || line.startsWith('worker')) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+    if (!o.quiet || line.startsWith('failed') || line.startsWith('worker'))
+      process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
   };
   const w = await startStudyWorker({
     url: o.queue,
@@ -221,7 +264,9 @@ async function workerAction(o: WorkerCliOptions): Promise<void> {
     maxStalledCount: o.maxStalled,
     log,
   });
-  log(`worker ${w.id} waiting for trials on queue '${o.queueName}' at ${o.queue} (concurrency ${o.concurrency}, ep ${o.ep})`);
+  log(
+    `worker ${w.id} waiting for trials on queue '${o.queueName}' at ${o.queue} (concurrency ${o.concurrency}, ep ${o.ep})`,
+  );
   await new Promise<void>((resolve) => {
     let signals = 0;
     const stop = (): void => {
@@ -239,13 +284,25 @@ async function workerAction(o: WorkerCliOptions): Promise<void> {
 export function register(program: Command): void {
   program
     .command('study')
-    .description('UnNAS sample-based study: train architectures on pretext tasks and labels, rank-correlate the accuracies')
+    .description(
+      'UnNAS sample-based study: train architectures on pretext tasks and labels, rank-correlate the accuracies',
+    )
     .requiredOption('--out <dir>', 'study directory (created, or resumed when it exists)')
     .addOption(new Option('--space <space>', 'search space (default darts)').choices(['darts', 'nb101']))
     .addOption(intOption('--archs <n>', 'number of architectures'))
-    .addOption(new Option('--pool <name>', 'take the first --archs architectures of a published pool instead of sampling').choices(['unnas']))
+    .addOption(
+      new Option(
+        '--pool <name>',
+        'take the first --archs architectures of a published pool instead of sampling',
+      ).choices(['unnas']),
+    )
     .addOption(new Option('--arch-seed <n>', 'seed of the architecture sampler (default 0)').argParser(parseSeed))
-    .addOption(new Option('--objectives <list>', `comma-separated objectives among ${STUDY_OBJECTIVES.join(',')} (default rot,cls; cls is the reference)`).argParser(parseObjectives))
+    .addOption(
+      new Option(
+        '--objectives <list>',
+        `comma-separated objectives among ${STUDY_OBJECTIVES.join(',')} (default rot,cls; cls is the reference)`,
+      ).argParser(parseObjectives),
+    )
     .option('--dataset <name>', 'a named data set: fashion-mnist (default), cifar10:<dir>, mnist:<dir>, …')
     .option('--data <path>', 'a data set path (CIFAR batches, IDX files or an image folder)')
     .addOption(intOption('--epochs <n>', 'training epochs per trial (default 1)'))
@@ -254,9 +311,18 @@ export function register(program: Command): void {
     .addOption(intOption('--seeds <n>', 'training seeds per architecture and objective: 0..n-1 (default 1)'))
     .addOption(intOption('--limit <n>', 'use the first N training images (and test images unless --test-limit)'))
     .addOption(intOption('--test-limit <n>', 'use the first N test images'))
-    .addOption(new Option('--lr <x>', 'initial learning rate, cosine to 0 (default 0.025)').argParser(parsePositiveFloat))
+    .addOption(
+      new Option('--lr <x>', 'initial learning rate, cosine to 0 (default 0.025)').argParser(parsePositiveFloat),
+    )
     .addOption(new Option('--weight-decay <x>', 'weight decay (default 5e-4)').argParser(parseNonNegativeFloat))
-    .addOption(intOption('--precise-bn <n>', 'training images to recompute BN statistics on before evaluation, 0 = running statistics (default 1024)', undefined, 0))
+    .addOption(
+      intOption(
+        '--precise-bn <n>',
+        'training images to recompute BN statistics on before evaluation, 0 = running statistics (default 1024)',
+        undefined,
+        0,
+      ),
+    )
     .addOption(intOption('--C <n>', 'DARTS initial channels (default 8)'))
     .addOption(intOption('--layers <n>', 'DARTS cells (default 5)'))
     .addOption(intOption('--width <n>', 'NAS-Bench-101 stem width (default 16)'))
@@ -282,7 +348,9 @@ export function register(program: Command): void {
     .addOption(intOption('--concurrency <n>', 'trials at once', 1))
     .addOption(intOption('--threads <n>', 'onnxruntime threads per trial (default: cores / concurrency)'))
     .addOption(intOption('--workers <n>', 'batch-building threads', 0, 0))
-    .addOption(intOption('--lock-duration <ms>', 'job lock in ms: a worker silent this long loses its trial to another', 60_000))
+    .addOption(
+      intOption('--lock-duration <ms>', 'job lock in ms: a worker silent this long loses its trial to another', 60_000),
+    )
     .addOption(intOption('--stalled-interval <ms>', 'period of the stalled-trial check in ms', 30_000))
     .addOption(intOption('--max-stalled <n>', 'stall recoveries of a trial before it fails', 2, 0))
     .option('--quiet', 'only errors', false)

@@ -5,7 +5,7 @@
  */
 import { Option, type Command } from 'commander';
 import { loadGenotype } from '../../graph/genotype.js';
-import { trainNetwork } from '../../train/trainer.js';
+import { trainNetwork } from '../../train/eval/trainer.js';
 import { epOption, intOption, parsePositiveFloat, seedOption } from '../options.js';
 
 export function register(program: Command): void {
@@ -19,8 +19,12 @@ export function register(program: Command): void {
     .addOption(intOption('--layers <n>', 'cells', 8))
     .addOption(intOption('--epochs <n>', 'epochs', 1))
     .addOption(intOption('--batch <n>', 'batch size', 64))
-    .addOption(new Option('--lr <x>', 'initial learning rate (cosine to 0)').argParser(parsePositiveFloat).default(0.025))
-    .addOption(new Option('--aux-weight <x>', 'auxiliary loss weight (0: no auxiliary head)').argParser(Number).default(0.4))
+    .addOption(
+      new Option('--lr <x>', 'initial learning rate (cosine to 0)').argParser(parsePositiveFloat).default(0.025),
+    )
+    .addOption(
+      new Option('--aux-weight <x>', 'auxiliary loss weight (0: no auxiliary head)').argParser(Number).default(0.4),
+    )
     .addOption(new Option('--drop-path <p>', 'maximum drop-path probability').argParser(Number).default(0.2))
     .addOption(intOption('--cutout <n>', 'cutout length (0: off)', 16, 0))
     .addOption(intOption('--limit <n>', 'use only the first N training and test images'))

@@ -17,7 +17,15 @@ import type { Layers } from './layers.js';
  * the supernet puts after pools. Returns null for `none` (its output is zero,
  * so it contributes nothing to a sum).
  */
-export function dartsOp(L: Layers, name: OpName, x: Value, c: number, stride: number, affine: boolean, search: boolean): Value | null {
+export function dartsOp(
+  L: Layers,
+  name: OpName,
+  x: Value,
+  c: number,
+  stride: number,
+  affine: boolean,
+  search: boolean,
+): Value | null {
   return L.scope(name, () => {
     switch (name) {
       case 'none':
@@ -50,8 +58,17 @@ function opShape(x: Value, c: number, stride: number): number[] {
 }
 
 /** A cell's input preprocessing to c channels (FactorizedReduce after a reduction, else ReLUConvBN 1×1). */
-export function preprocess(L: Layers, s0: Value, s1: Value, c: number, reductionPrev: boolean, affine: boolean): [Value, Value] {
-  const p0 = L.scope('preprocess0', () => (reductionPrev ? L.factorizedReduce(s0, c, affine) : L.reluConvBn(s0, c, 1, 1, 0, affine)));
+export function preprocess(
+  L: Layers,
+  s0: Value,
+  s1: Value,
+  c: number,
+  reductionPrev: boolean,
+  affine: boolean,
+): [Value, Value] {
+  const p0 = L.scope('preprocess0', () =>
+    reductionPrev ? L.factorizedReduce(s0, c, affine) : L.reluConvBn(s0, c, 1, 1, 0, affine),
+  );
   const p1 = L.scope('preprocess1', () => L.reluConvBn(s1, c, 1, 1, 0, affine));
   return [p0, p1];
 }
@@ -169,9 +186,16 @@ export function searchTrunk(L: Layers, x: Value, o: SearchNetOptions): SearchTru
   for (let i = 0; i < o.layers; i++) {
     const reduction = reds.includes(i);
     if (reduction) cCurr *= 2;
-    const spec: SearchCellSpec = { c: cCurr, reduction, reductionPrev, weights: weightsOf(cellAlpha[i]!), primitives: prims };
+    const spec: SearchCellSpec = {
+      c: cCurr,
+      reduction,
+      reductionPrev,
+      weights: weightsOf(cellAlpha[i]!),
+      primitives: prims,
+    };
     const out = L.scope(`cells/${i}`, () => searchCell(L, s0, s1, spec));
-    if (out.shape[1] !== STEPS * cCurr || s1.shape[1] !== cp || s0.shape[1] !== cpp) throw new Error('channel bookkeeping mismatch');
+    if (out.shape[1] !== STEPS * cCurr || s1.shape[1] !== cp || s0.shape[1] !== cpp)
+      throw new Error('channel bookkeeping mismatch');
     [s0, s1] = [s1, out];
     [cpp, cp] = [cp, STEPS * cCurr];
     reductionPrev = reduction;
@@ -229,10 +253,16 @@ export function evalCell(
       if (y && dropPath && !(name === 'skip_connect' && stride === 1)) y = dropPath(y);
       if (y) terms.push(y);
     }
-    const node = L.scope(`node${i}`, () => (terms.length === 2 ? add(L.g, terms[0]!, terms[1]!) : terms.length === 1 ? terms[0]! : zeros(L.g, shape)));
+    const node = L.scope(`node${i}`, () =>
+      terms.length === 2 ? add(L.g, terms[0]!, terms[1]!) : terms.length === 1 ? terms[0]! : zeros(L.g, shape),
+    );
     states.push(node);
   }
-  return concat(L.g, cat.map((k) => states[k]!), 1);
+  return concat(
+    L.g,
+    cat.map((k) => states[k]!),
+    1,
+  );
 }
 
 /** CIFAR or ImageNet evaluation network trunk from a genotype. */

@@ -59,7 +59,12 @@ export class Layers {
     return this.g.scope(name, fn);
   }
 
-  conv(x: Value, cout: number, k: number, o: { stride?: number; pad?: number; dilation?: number; group?: number; bias?: boolean } = {}): Value {
+  conv(
+    x: Value,
+    cout: number,
+    k: number,
+    o: { stride?: number; pad?: number; dilation?: number; group?: number; bias?: boolean } = {},
+  ): Value {
     const cin = x.shape[1]!;
     const group = o.group ?? 1;
     const fanIn = (cin / group) * k * k;

@@ -41,7 +41,10 @@ export function buildSupernet(o: SupernetOptions): BuiltSupernet {
   const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives, alphaPerCell: o.alphaPerCell });
   const logits = classifierHead(L, trunk.features, o.classes);
   g.meta.set('nas_onnx.kind', 'supernet');
-  g.meta.set('nas_onnx.config', JSON.stringify({ C: o.C, layers: o.layers, classes: o.classes, input: [o.channels, o.size, o.size] }));
+  g.meta.set(
+    'nas_onnx.config',
+    JSON.stringify({ C: o.C, layers: o.layers, classes: o.classes, input: [o.channels, o.size, o.size] }),
+  );
   return { g, x, logits, trunk };
 }
 
@@ -69,11 +72,20 @@ export function buildEvalNet(o: EvalNetBuildOptions): BuiltEvalNet {
   g.training = o.training;
   const L = new Layers(g, { trackRunningStats: true });
   const x = g.input('x', 'float32', [o.batch, o.channels, o.size, o.size]);
-  const trunk = evalTrunk(L, x, o.genotype, { C: o.C, layers: o.layers, net: o.net, auxiliary: o.auxiliary, dropPath: o.dropPath });
+  const trunk = evalTrunk(L, x, o.genotype, {
+    C: o.C,
+    layers: o.layers,
+    net: o.net,
+    auxiliary: o.auxiliary,
+    dropPath: o.dropPath,
+  });
   const auxLogits = trunk.aux ? auxiliaryHead(L, trunk.aux, o.classes, o.net) : null;
   const logits = classifierHead(L, trunk.features, o.classes);
   g.meta.set('nas_onnx.kind', 'network');
   g.meta.set('nas_onnx.genotype', JSON.stringify(o.genotype));
-  g.meta.set('nas_onnx.config', JSON.stringify({ net: o.net, C: o.C, layers: o.layers, classes: o.classes, input: [o.channels, o.size, o.size] }));
+  g.meta.set(
+    'nas_onnx.config',
+    JSON.stringify({ net: o.net, C: o.C, layers: o.layers, classes: o.classes, input: [o.channels, o.size, o.size] }),
+  );
   return { g, x, logits, auxLogits, dropPathInputs: trunk.dropPathInputs };
 }

@@ -25,12 +25,7 @@
  */
 import { A, Graph, type Value } from '../ir.js';
 import { concat, maxPool, slice, sum, add } from '../ops/index.js';
-import {
-  nb101CellPlan,
-  nb101NetworkCellChannels,
-  type Nb101CellPlan,
-  type Nb101Spec,
-} from '../../train/study/nasbench101.js';
+import { nb101CellPlan, nb101NetworkCellChannels, type Nb101CellPlan, type Nb101Spec } from '../spaces/nasbench101.js';
 import { Layers } from './layers.js';
 import { classifierHead } from './heads.js';
 import type { InputSpec } from './models.js';
@@ -66,7 +61,8 @@ export function maxPool2x2Same(g: Graph, x: Value): Value {
 /** One cell from its plan (`nb101CellPlan(spec, cin, cout)`); x must have `plan.inChannels` channels. */
 export function nb101Cell(L: Layers, x: Value, plan: Nb101CellPlan): Value {
   const g = L.g;
-  if (x.shape[1] !== plan.inChannels) throw new Error(`NB101 cell: input has ${x.shape[1]} channels, the plan expects ${plan.inChannels}`);
+  if (x.shape[1] !== plan.inChannels)
+    throw new Error(`NB101 cell: input has ${x.shape[1]} channels, the plan expects ${plan.inChannels}`);
   const tensors = new Map<number, Value>([[0, x]]);
   for (const v of plan.vertices) {
     const y = L.scope(`vertex_${v.vertex}`, () => {
@@ -86,12 +82,15 @@ export function nb101Cell(L: Layers, x: Value, plan: Nb101CellPlan): Value {
           return maxPool(g, vin, 3, 1, 1);
       }
     });
-    if (y.shape[1] !== v.channels) throw new Error(`NB101 cell: vertex ${v.vertex} has ${y.shape[1]} channels, expected ${v.channels}`);
+    if (y.shape[1] !== v.channels)
+      throw new Error(`NB101 cell: vertex ${v.vertex} has ${y.shape[1]} channels, expected ${v.channels}`);
     tensors.set(v.vertex, y);
   }
   return L.scope('output', () => {
     const parts = plan.outputConcat.map((t) => tensors.get(t)!);
-    const projected = plan.outputInputProjection ? L.scope('projection', () => convBnRelu(L, x, plan.outChannels, 1)) : null;
+    const projected = plan.outputInputProjection
+      ? L.scope('projection', () => convBnRelu(L, x, plan.outChannels, 1))
+      : null;
     if (parts.length === 0) {
       if (!projected) throw new Error('NB101 cell: the output has no input');
       return projected;

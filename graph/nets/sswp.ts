@@ -74,7 +74,9 @@ export const NUM_OPS = SSWP_OPS.length;
 /** Ops without weights in normal cells (op dropout treats them as non-parametric). */
 export const POOL_OPS: readonly number[] = [SSWP_OPS.indexOf('max_pool_3x3'), SSWP_OPS.indexOf('avg_pool_3x3')];
 export const SKIP_OP = SSWP_OPS.indexOf('skip_connect');
-export const PARAMETRIC_OPS: readonly number[] = SSWP_OPS.map((_, k) => k).filter((k) => k !== SKIP_OP && !POOL_OPS.includes(k));
+export const PARAMETRIC_OPS: readonly number[] = SSWP_OPS.map((_, k) => k).filter(
+  (k) => k !== SKIP_OP && !POOL_OPS.includes(k),
+);
 
 /** A discretized cell: two (op, input state) pairs per node, as in a genotype (states 0 = s0, 1 = s1, 2.. = nodes). */
 export type CellOps = [OpName, number][];
@@ -85,19 +87,25 @@ export function edgeOf(node: number, input: number): number {
 }
 
 /** (node, input) of every edge, edge order. */
-export const EDGE_ENDS: readonly [number, number][] = Array.from({ length: STEPS }, (_, n) => Array.from({ length: n + 2 }, (_, j): [number, number] => [n, j])).flat();
+export const EDGE_ENDS: readonly [number, number][] = Array.from({ length: STEPS }, (_, n) =>
+  Array.from({ length: n + 2 }, (_, j): [number, number] => [n, j]),
+).flat();
 
 /** Check a discretized cell (8 pairs, inputs in range, two distinct inputs per node, SSWP ops only). */
 export function checkCellOps(ops: CellOps, what = 'cell'): void {
-  if (!Array.isArray(ops) || ops.length !== 2 * STEPS) throw new GenotypeError(`${what}: a cell lists ${2 * STEPS} [op, input] pairs`);
+  if (!Array.isArray(ops) || ops.length !== 2 * STEPS)
+    throw new GenotypeError(`${what}: a cell lists ${2 * STEPS} [op, input] pairs`);
   for (let n = 0; n < STEPS; n++) {
     const a = ops[2 * n]!;
     const b = ops[2 * n + 1]!;
     for (const [op, inp] of [a, b]) {
-      if (!SSWP_OPS.includes(op)) throw new GenotypeError(`${what}: unknown op '${String(op)}' (SSWP ops: ${SSWP_OPS.join(', ')})`);
-      if (!Number.isInteger(inp) || inp < 0 || inp > n + 1) throw new GenotypeError(`${what}: node ${n} input ${String(inp)} must be in 0..${n + 1}`);
+      if (!SSWP_OPS.includes(op))
+        throw new GenotypeError(`${what}: unknown op '${String(op)}' (SSWP ops: ${SSWP_OPS.join(', ')})`);
+      if (!Number.isInteger(inp) || inp < 0 || inp > n + 1)
+        throw new GenotypeError(`${what}: node ${n} input ${String(inp)} must be in 0..${n + 1}`);
     }
-    if (a[1] === b[1]) throw new GenotypeError(`${what}: node ${n} reads state ${a[1]} twice (two distinct incoming edges per node)`);
+    if (a[1] === b[1])
+      throw new GenotypeError(`${what}: node ${n} reads state ${a[1]} twice (two distinct incoming edges per node)`);
   }
 }
 
@@ -249,7 +257,14 @@ export interface SswpArch {
   cells: { cell: number; reduction: boolean; pruned: boolean; ops: CellOps; concat: number[] }[];
 }
 
-export function sswpArch(o: { C: number; layers: number; stemMultiplier?: number; input: readonly number[]; cells: readonly CellOps[]; pruned?: readonly boolean[] }): SswpArch {
+export function sswpArch(o: {
+  C: number;
+  layers: number;
+  stemMultiplier?: number;
+  input: readonly number[];
+  cells: readonly CellOps[];
+  pruned?: readonly boolean[];
+}): SswpArch {
   const reds = reductionCells(o.layers);
   return {
     format: SSWP_ARCH_FORMAT,
@@ -258,7 +273,13 @@ export function sswpArch(o: { C: number; layers: number; stemMultiplier?: number
     stem_multiplier: o.stemMultiplier ?? 3,
     input: [o.input[0]!, o.input[1]!, o.input[2]!],
     ops: [...SSWP_OPS],
-    cells: o.cells.map((ops, i) => ({ cell: i, reduction: reds.includes(i), pruned: o.pruned ? !!o.pruned[i] : true, ops, concat: [2, 3, 4, 5] })),
+    cells: o.cells.map((ops, i) => ({
+      cell: i,
+      reduction: reds.includes(i),
+      pruned: o.pruned ? !!o.pruned[i] : true,
+      ops,
+      concat: [2, 3, 4, 5],
+    })),
   };
 }
 
@@ -268,19 +289,31 @@ export function sswpArchJson(a: SswpArch): string {
   const lines = Object.entries(head)
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `  ${JSON.stringify(k)}: ${JSON.stringify(v)},`);
-  return ['{', ...lines, '  "cells": [', a.cells.map((c) => `    ${JSON.stringify(c)}`).join(',\n'), '  ]', '}', ''].join('\n');
+  return [
+    '{',
+    ...lines,
+    '  "cells": [',
+    a.cells.map((c) => `    ${JSON.stringify(c)}`).join(',\n'),
+    '  ]',
+    '}',
+    '',
+  ].join('\n');
 }
 
 /** Validate a parsed cells.json (GenotypeError with one line naming the problem). */
 export function parseSswpArch(obj: unknown, src = 'cells.json'): SswpArch {
   const o = obj as Partial<SswpArch> | null;
-  if (!o || typeof o !== 'object' || o.format !== SSWP_ARCH_FORMAT) throw new GenotypeError(`${src}: not an SSWP cells file (format ${SSWP_ARCH_FORMAT})`);
+  if (!o || typeof o !== 'object' || o.format !== SSWP_ARCH_FORMAT)
+    throw new GenotypeError(`${src}: not an SSWP cells file (format ${SSWP_ARCH_FORMAT})`);
   for (const k of ['C', 'layers', 'stem_multiplier'] as const) {
-    if (!Number.isInteger(o[k]) || (o[k] as number) < 1) throw new GenotypeError(`${src}: '${k}' must be a positive integer`);
+    if (!Number.isInteger(o[k]) || (o[k] as number) < 1)
+      throw new GenotypeError(`${src}: '${k}' must be a positive integer`);
   }
   if (!Array.isArray(o.input) || o.input.length !== 3) throw new GenotypeError(`${src}: 'input' must be [C, H, W]`);
-  if (JSON.stringify(o.ops) !== JSON.stringify(SSWP_OPS)) throw new GenotypeError(`${src}: 'ops' must be ${JSON.stringify(SSWP_OPS)}`);
-  if (!Array.isArray(o.cells) || o.cells.length !== o.layers) throw new GenotypeError(`${src}: 'cells' must list ${o.layers} cells`);
+  if (JSON.stringify(o.ops) !== JSON.stringify(SSWP_OPS))
+    throw new GenotypeError(`${src}: 'ops' must be ${JSON.stringify(SSWP_OPS)}`);
+  if (!Array.isArray(o.cells) || o.cells.length !== o.layers)
+    throw new GenotypeError(`${src}: 'cells' must list ${o.layers} cells`);
   o.cells.forEach((c, i) => checkCellOps(c.ops, `${src}: cell ${i}`));
   return o as SswpArch;
 }

@@ -10,7 +10,18 @@
  *  - simclr: projection MLP, cosine similarities, InfoNCE over the 2N views.
  */
 import { numel, tensorOf, type Graph, type Value } from '../ir.js';
-import { add, div, flatten, globalAvgPool, matmul, mul, reduceSumSquare, reshape, sqrt, transpose } from '../ops/index.js';
+import {
+  add,
+  div,
+  flatten,
+  globalAvgPool,
+  matmul,
+  mul,
+  reduceSumSquare,
+  reshape,
+  sqrt,
+  transpose,
+} from '../ops/index.js';
 import { correctCount, crossEntropy } from '../training.js';
 import { classifierHead } from './heads.js';
 import type { Layers } from './layers.js';
@@ -56,8 +67,8 @@ export function bilinearMatrix(out: number, inp: number): Float32Array {
     const src = out === 1 ? 0 : (o * (inp - 1)) / (out - 1);
     const i0 = Math.min(Math.floor(src), inp - 1);
     const f = src - i0;
-    m[o * inp + i0] += 1 - f;
-    if (f > 0) m[o * inp + i0 + 1] += f;
+    m[o * inp + i0] = m[o * inp + i0]! + 1 - f;
+    if (f > 0) m[o * inp + i0 + 1] = m[o * inp + i0 + 1]! + f;
   }
   return m;
 }
@@ -108,7 +119,13 @@ export function taskHead(L: Layers, features: Value, task: TaskShape, o: TaskOpt
     case 'rot': {
       const logits = classifierHead(L, features, task.numClasses);
       const labels = g.input('labels', 'int64', [rows]);
-      return { loss: crossEntropy(g, logits, labels, { labelSmoothing: o.labelSmoothing }), metrics: { correct: correctCount(g, logits, labels) }, labels, predictions: rows, logits };
+      return {
+        loss: crossEntropy(g, logits, labels, { labelSmoothing: o.labelSmoothing }),
+        metrics: { correct: correctCount(g, logits, labels) },
+        labels,
+        predictions: rows,
+        logits,
+      };
     }
     case 'jig': {
       const gsz = task.groupSize;
@@ -117,14 +134,26 @@ export function taskHead(L: Layers, features: Value, task: TaskShape, o: TaskOpt
       const perImage = reshape(g, pooled, [rows / gsz, gsz * pooled.shape[1]!]);
       const logits = L.scope('classifier', () => L.linear(perImage, task.numClasses));
       const labels = g.input('labels', 'int64', [rows / gsz]);
-      return { loss: crossEntropy(g, logits, labels), metrics: { correct: correctCount(g, logits, labels) }, labels, predictions: rows / gsz, logits };
+      return {
+        loss: crossEntropy(g, logits, labels),
+        metrics: { correct: correctCount(g, logits, labels) },
+        labels,
+        predictions: rows / gsz,
+        logits,
+      };
     }
     case 'col': {
       const [, H, W] = task.inputShape as [number, number, number];
       const small = L.scope('color_head', () => L.conv(features, task.numClasses, 1, { bias: true }));
       const logits = upsampleBilinear(g, small, H, W);
       const labels = g.input('labels', 'int64', [rows, H, W]);
-      return { loss: crossEntropy(g, logits, labels, { axis: 1 }), metrics: { correct: correctCount(g, logits, labels, 1) }, labels, predictions: rows * H * W, logits };
+      return {
+        loss: crossEntropy(g, logits, labels, { axis: 1 }),
+        metrics: { correct: correctCount(g, logits, labels, 1) },
+        labels,
+        predictions: rows * H * W,
+        logits,
+      };
     }
     case 'simclr': {
       const pooled = flatten(g, globalAvgPool(g, features), 1);
@@ -134,7 +163,13 @@ export function taskHead(L: Layers, features: Value, task: TaskShape, o: TaskOpt
         return L.scope('2', () => L.linear(h, o.projectionDim ?? 128));
       });
       const nce = infoNce(g, z, o.temperature ?? 0.5);
-      return { loss: nce.loss, metrics: { correct: correctCount(g, nce.logits, nce.labels) }, labels: null, predictions: rows, logits: nce.logits };
+      return {
+        loss: nce.loss,
+        metrics: { correct: correctCount(g, nce.logits, nce.labels) },
+        labels: null,
+        predictions: rows,
+        logits: nce.logits,
+      };
     }
   }
 }

@@ -22,7 +22,13 @@ export interface BatchNormTrainOut {
   variance: Value;
 }
 
-export function batchNormTrain(g: Graph, x: Value, gamma: Value | null, beta: Value | null, eps: number): BatchNormTrainOut {
+export function batchNormTrain(
+  g: Graph,
+  x: Value,
+  gamma: Value | null,
+  beta: Value | null,
+  eps: number,
+): BatchNormTrainOut {
   if (!gamma !== !beta) throw new Error('BatchNormTrain: give both γ and β or neither');
   const outs = g.node('BatchNormTrain', gamma ? [x, gamma, beta] : [x], { epsilon: A.f(eps) });
   return { y: outs[0]!, mean: outs[1]!, variance: outs[2]! };
@@ -38,7 +44,8 @@ registerOp({
     const c = x!.shape[1]!;
     if (x!.shape.length < 2) throw new Error('needs N×C×…');
     const affine = xs.length > 1;
-    if (affine) for (const p of xs.slice(1, 3)) if (!p || p.shape.join() !== String(c)) throw new Error(`γ and β must be [${c}]`);
+    if (affine)
+      for (const p of xs.slice(1, 3)) if (!p || p.shape.join() !== String(c)) throw new Error(`γ and β must be [${c}]`);
     const st = { dtype: 'float32' as const, shape: statShape(x!) };
     const full = { dtype: 'float32' as const, shape: [...x!.shape] };
     return affine ? [full, st, st, st, full] : [full, st, st, st];
@@ -59,7 +66,8 @@ registerOp({
   },
   grad: (a) => {
     const { g } = a;
-    if (a.dy.slice(1).some(Boolean)) throw new Error('BatchNormTrain: gradients through the batch statistics outputs are not supported');
+    if (a.dy.slice(1).some(Boolean))
+      throw new Error('BatchNormTrain: gradients through the batch statistics outputs are not supported');
     const x = a.x[0]!;
     const dy = a.dy[0]!;
     const affine = !!a.x[1];

@@ -9,7 +9,18 @@
  *  - AveragePool's gradient is a depthwise ConvTranspose with a constant kernel;
  *  - inference-form BatchNormalization (frozen statistics) is a per-channel affine map.
  */
-import { A, attrFloat, attrInt, attrInts, attrString, numel, tensorOf, type Attrs, type Graph, type Value } from '../ir.js';
+import {
+  A,
+  attrFloat,
+  attrInt,
+  attrInts,
+  attrString,
+  numel,
+  tensorOf,
+  type Attrs,
+  type Graph,
+  type Value,
+} from '../ir.js';
 import { registerOp, type OutSpec } from './registry.js';
 import { requireInputs } from './util.js';
 import { reshape, scatterAdd, slice, transpose, zeros } from './shape.js';
@@ -52,7 +63,14 @@ function convOut(inp: number, k: number, s: number, d: number, pb: number, pe: n
 }
 
 function geomAttrs(gm: Geom, extra: Attrs = {}): Attrs {
-  return { kernel_shape: A.ints(gm.k), strides: A.ints(gm.s), dilations: A.ints(gm.d), pads: A.ints(gm.p), group: A.i(gm.group), ...extra };
+  return {
+    kernel_shape: A.ints(gm.k),
+    strides: A.ints(gm.s),
+    dilations: A.ints(gm.d),
+    pads: A.ints(gm.p),
+    group: A.i(gm.group),
+    ...extra,
+  };
 }
 
 // ---- Conv ------------------------------------------------------------------
@@ -114,11 +132,21 @@ function convInputGrad(g: Graph, dy: Value, w: Value, gm: Geom, xShape: readonly
   const full = gm.k.map((k, i) => (dy.shape[i + 2]! - 1) * gm.s[i]! + gm.d[i]! * (k - 1) + 1 - 2 * q[i]!);
   const need = gm.k.map((_, i) => xShape[i + 2]! + gm.p[i]! - q[i]!);
   const adj = full.map((f, i) => Math.max(0, need[i]! - f));
-  const ct = g.op('ConvTranspose', [dy, w], geomAttrs({ ...gm, p: [...q, ...q] }, adj.some((v) => v) ? { output_padding: A.ints(adj) } : {}));
+  const ct = g.op(
+    'ConvTranspose',
+    [dy, w],
+    geomAttrs({ ...gm, p: [...q, ...q] }, adj.some((v) => v) ? { output_padding: A.ints(adj) } : {}),
+  );
   if (symmetric) return ct;
   const axes = gm.k.map((_, i) => i + 2);
   const begin = gm.k.map((_, i) => gm.p[i]! - q[i]!);
-  return slice(g, ct, begin, begin.map((b, i) => b + xShape[i + 2]!), axes);
+  return slice(
+    g,
+    ct,
+    begin,
+    begin.map((b, i) => b + xShape[i + 2]!),
+    axes,
+  );
 }
 
 /**
@@ -140,11 +168,18 @@ function convWeightGrad(g: Graph, x: Value, dy: Value, gm: Geom, wShape: readonl
     return reshape(g, einsum(g, 'nchw,nkhw->kc', x, dy), [...wShape]);
   }
   let xg: Value;
-  if (groups === 1) xg = transpose(g, x, [1, 0, 2, 3]); // [Ci, N, H, W]
-  else if (cig === 1) xg = reshape(g, transpose(g, x, [1, 0, 2, 3]), [1, ci * n, h, w]); // depthwise: [1, (C, N), H, W]
+  if (groups === 1)
+    xg = transpose(g, x, [1, 0, 2, 3]); // [Ci, N, H, W]
+  else if (cig === 1)
+    xg = reshape(g, transpose(g, x, [1, 0, 2, 3]), [1, ci * n, h, w]); // depthwise: [1, (C, N), H, W]
   else xg = reshape(g, transpose(g, reshape(g, x, [n, groups, cig, h, w]), [2, 1, 0, 3, 4]), [cig, groups * n, h, w]);
   const dyT = transpose(g, dy, [1, 0, 2, 3]); // [Co, N, Ho, Wo]
-  let out = g.op('Conv', [xg, dyT], { strides: A.ints(gm.d), dilations: A.ints(gm.s), pads: A.ints(gm.p), group: A.i(groups) });
+  let out = g.op('Conv', [xg, dyT], {
+    strides: A.ints(gm.d),
+    dilations: A.ints(gm.s),
+    pads: A.ints(gm.p),
+    group: A.i(groups),
+  });
   const kk = out.shape.slice(2);
   if (kk[0] !== gm.k[0] || kk[1] !== gm.k[1]) out = slice(g, out, [0, 0], gm.k, [2, 3]);
   // [Cig, Co, k, k] → [Co, Cig, k, k]: a Reshape when Cig = 1
@@ -158,7 +193,13 @@ export interface ConvTransposeOpts extends ConvOpts {
 }
 
 /** Transposed conv; weight [Cin, Cout/group, k...], symmetric pads (as the CUDA EP needs). */
-export function convTranspose(g: Graph, x: Value, w: Value, o: ConvTransposeOpts = {}, bias: Value | null = null): Value {
+export function convTranspose(
+  g: Graph,
+  x: Value,
+  w: Value,
+  o: ConvTransposeOpts = {},
+  bias: Value | null = null,
+): Value {
   const k = w.shape.slice(2);
   const p = o.pad ?? 0;
   const attrs: Attrs = {
@@ -182,8 +223,11 @@ registerOp({
     const adj = attrInts(attrs, 'output_padding', new Array<number>(r).fill(0));
     if (attrs.output_shape) throw new Error('output_shape is not supported; give pads and output_padding');
     if (w!.shape[0] !== x!.shape[1]) throw new Error('weight must be [Cin, Cout/group, k...]');
-    if (xs[2] && (xs[2].shape.length !== 1 || xs[2].shape[0] !== w!.shape[1]! * gm.group)) throw new Error('bias must be [Cout]');
-    const sp = x!.shape.slice(2).map((h, i) => gm.s[i]! * (h - 1) + adj[i]! + gm.d[i]! * (k[i]! - 1) + 1 - gm.p[i]! - gm.p[i + r]!);
+    if (xs[2] && (xs[2].shape.length !== 1 || xs[2].shape[0] !== w!.shape[1]! * gm.group))
+      throw new Error('bias must be [Cout]');
+    const sp = x!.shape
+      .slice(2)
+      .map((h, i) => gm.s[i]! * (h - 1) + adj[i]! + gm.d[i]! * (k[i]! - 1) + 1 - gm.p[i]! - gm.p[i + r]!);
     return [{ dtype: 'float32', shape: [x!.shape[0]!, w!.shape[1]! * gm.group, ...sp] }];
   },
   // the adjoint of a transposed conv is a conv; its weight gradient is Conv's with x and dy swapped
@@ -257,7 +301,8 @@ registerOp({
     const gm = geom(a.node.attrs, k);
     const [ho, wo] = dy.shape.slice(2) as [number, number];
     const [h, w] = x.shape.slice(2) as [number, number];
-    if (attrInt(a.node.attrs, 'ceil_mode', 0) === 1) throw new Error('AveragePool gradient: ceil_mode is not supported');
+    if (attrInt(a.node.attrs, 'ceil_mode', 0) === 1)
+      throw new Error('AveragePool gradient: ceil_mode is not supported');
     const includePad = attrInt(a.node.attrs, 'count_include_pad', 0) === 1;
     // 1/count per output position (count = window cells inside the unpadded input)
     const inv = new Float32Array(ho * wo);
@@ -272,23 +317,38 @@ registerOp({
     }
     // one divisor everywhere (count_include_pad, or no window reaches the padding): fold it into the kernel
     const uniform = inv.every((v) => v === inv[0]);
-    const scaled = uniform ? dy : mul(g, dy, g.constant({ dtype: 'float32', shape: [1, 1, ho, wo], data: inv }, 'avgpool_inv_count'));
+    const scaled = uniform
+      ? dy
+      : mul(g, dy, g.constant({ dtype: 'float32', shape: [1, 1, ho, wo], data: inv }, 'avgpool_inv_count'));
     const c = x.shape[1]!;
     const kv = uniform ? inv[0]! : 1;
-    const kernel = g.constant(tensorOf('float32', [c, 1, k[0]!, k[1]!], new Array<number>(c * k[0]! * k[1]!).fill(kv)), 'avgpool_kernel', `avgpool_kernel|${c}|${k.join('x')}|${kv}`);
+    const kernel = g.constant(
+      tensorOf('float32', [c, 1, k[0]!, k[1]!], new Array<number>(c * k[0]! * k[1]!).fill(kv)),
+      'avgpool_kernel',
+      `avgpool_kernel|${c}|${k.join('x')}|${kv}`,
+    );
     return [convInputGrad(g, scaled, kernel, { ...gm, d: [1, 1], group: c }, x.shape)];
   },
 });
 
 // ---- BatchNormalization (inference form: running statistics) ----------------
-export function batchNormInference(g: Graph, x: Value, scale: Value, bias: Value, mean: Value, variance: Value, eps: number): Value {
+export function batchNormInference(
+  g: Graph,
+  x: Value,
+  scale: Value,
+  bias: Value,
+  mean: Value,
+  variance: Value,
+  eps: number,
+): Value {
   return g.op('BatchNormalization', [x, scale, bias, mean, variance], { epsilon: A.f(eps) });
 }
 registerOp({
   type: 'BatchNormalization',
   infer: (xs, attrs) => {
     const [x] = requireInputs(xs, 5);
-    if (attrInt(attrs, 'training_mode', 0) !== 0) throw new Error('only the inference form (training_mode 0); training BN is built from standard ops');
+    if (attrInt(attrs, 'training_mode', 0) !== 0)
+      throw new Error('only the inference form (training_mode 0); training BN is built from standard ops');
     return [{ dtype: x!.dtype, shape: [...x!.shape] }];
   },
   // y = γ·(x − μ)/√(v + ε) + β with μ, v fixed (frozen BN): dx = dy·γ/√(v + ε),

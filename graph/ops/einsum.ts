@@ -9,7 +9,8 @@ import { A, attrString, type Graph, type Value } from '../ir.js';
 import { registerOp } from './registry.js';
 import { requireInputs } from './util.js';
 
-export const einsum = (g: Graph, equation: string, a: Value, b: Value): Value => g.op('Einsum', [a, b], { equation: A.s(equation) });
+export const einsum = (g: Graph, equation: string, a: Value, b: Value): Value =>
+  g.op('Einsum', [a, b], { equation: A.s(equation) });
 
 function parse(eq: string): { ins: string[]; out: string } {
   const m = /^([a-z]+),([a-z]+)->([a-z]*)$/.exec(eq.replace(/\s+/g, ''));
@@ -26,7 +27,8 @@ registerOp({
     const { ins, out } = parse(attrString(attrs, 'equation', ''));
     const dims = new Map<string, number>();
     [a!, b!].forEach((v, k) => {
-      if (v.shape.length !== ins[k]!.length) throw new Error(`operand ${k} has rank ${v.shape.length}, equation says ${ins[k]!.length}`);
+      if (v.shape.length !== ins[k]!.length)
+        throw new Error(`operand ${k} has rank ${v.shape.length}, equation says ${ins[k]!.length}`);
       [...ins[k]!].forEach((c, i) => {
         const d = v.shape[i]!;
         if (dims.has(c) && dims.get(c) !== d) throw new Error(`index '${c}' is ${dims.get(c)} and ${d}`);
@@ -42,7 +44,9 @@ registerOp({
       if (!a.needs[k]) return null;
       const mine = ins[k]!;
       const other = ins[1 - k]!;
-      for (const c of mine) if (!out.includes(c) && !other.includes(c)) throw new Error(`Einsum gradient: index '${c}' of operand ${k} is summed out alone`);
+      for (const c of mine)
+        if (!out.includes(c) && !other.includes(c))
+          throw new Error(`Einsum gradient: index '${c}' of operand ${k} is summed out alone`);
       return einsum(a.g, `${out},${other}->${mine}`, a.dy[0]!, a.x[1 - k]!);
     });
   },

@@ -32,7 +32,12 @@ export const add = (g: Graph, a: Value, b: Value): Value => g.op('Add', [a, b]);
 registerOp({
   type: 'Add',
   infer: (xs) => binaryInfer(xs),
-  grad: (a) => binaryGrad(a, () => a.dy[0]!, () => a.dy[0]!),
+  grad: (a) =>
+    binaryGrad(
+      a,
+      () => a.dy[0]!,
+      () => a.dy[0]!,
+    ),
 });
 
 // ---- Sub -------------------------------------------------------------------
@@ -43,7 +48,10 @@ registerOp({
   grad: (a) => {
     const [x0, x1] = a.x as Value[];
     // negate after reducing: the Neg then runs on the (smaller) operand shape
-    return [a.needs[0] ? sumToShape(a.g, a.dy[0]!, x0!.shape) : null, a.needs[1] ? neg(a.g, sumToShape(a.g, a.dy[0]!, x1!.shape)) : null];
+    return [
+      a.needs[0] ? sumToShape(a.g, a.dy[0]!, x0!.shape) : null,
+      a.needs[1] ? neg(a.g, sumToShape(a.g, a.dy[0]!, x1!.shape)) : null,
+    ];
   },
 });
 
@@ -52,7 +60,12 @@ export const mul = (g: Graph, a: Value, b: Value): Value => g.op('Mul', [a, b]);
 registerOp({
   type: 'Mul',
   infer: (xs) => binaryInfer(xs),
-  grad: (a) => binaryGrad(a, () => mul(a.g, a.dy[0]!, a.x[1]!), () => mul(a.g, a.dy[0]!, a.x[0]!)),
+  grad: (a) =>
+    binaryGrad(
+      a,
+      () => mul(a.g, a.dy[0]!, a.x[1]!),
+      () => mul(a.g, a.dy[0]!, a.x[0]!),
+    ),
 });
 
 // ---- Div -------------------------------------------------------------------
@@ -85,7 +98,7 @@ registerOp({
     const { g } = a;
     if (a.needs[1]) throw new Error('Pow: gradient w.r.t. the exponent is not supported');
     const pv = g.constants.get(a.x[1]!.name);
-    if (!pv || pv.data.length !== 1) throw new Error('Pow: gradient needs a constant scalar exponent');
+    if (pv?.data.length !== 1) throw new Error('Pow: gradient needs a constant scalar exponent');
     const p = Number(pv.data[0]);
     // dy · p · x^(p−1), without the Pow for p = 2 and without anything for p = 1
     const x = a.x[0]!;
@@ -221,11 +234,13 @@ registerOp({
   grad: (a) => [a.x[0]!.dtype === 'float32' && a.y[0]!.dtype === 'float32' ? a.dy[0]! : null],
 });
 
-
 // ---- Min / Max (two inputs) -------------------------------------------------
 export const min = (g: Graph, a: Value, b: Value): Value => g.op('Min', [a, b]);
 export const max = (g: Graph, a: Value, b: Value): Value => g.op('Max', [a, b]);
-for (const [type, pick] of [['Min', 'LessOrEqual'], ['Max', 'GreaterOrEqual']] as const) {
+for (const [type, pick] of [
+  ['Min', 'LessOrEqual'],
+  ['Max', 'GreaterOrEqual'],
+] as const) {
   registerOp({
     type,
     infer: (xs) => binaryInfer(xs),
@@ -233,7 +248,11 @@ for (const [type, pick] of [['Min', 'LessOrEqual'], ['Max', 'GreaterOrEqual']] a
     grad: (a) => {
       const first = a.g.op(pick, [a.x[0]!, a.x[1]!]);
       const zero = a.g.scalar(0);
-      return binaryGrad(a, () => where(a.g, first, a.dy[0]!, zero), () => where(a.g, first, zero, a.dy[0]!));
+      return binaryGrad(
+        a,
+        () => where(a.g, first, a.dy[0]!, zero),
+        () => where(a.g, first, zero, a.dy[0]!),
+      );
     },
   });
 }

@@ -25,11 +25,10 @@
  */
 import { A, attrInt, Graph, GraphError, type Attrs, type Value } from '../ir.js';
 import { registerOp, type OutSpec } from './registry.js';
-import { gradients } from '../autodiff.js';
 
 function graphAttr(attrs: Attrs, name: string): Graph {
   const a = attrs[name];
-  if (!a || a.kind !== 'graph') throw new Error(`attribute ${name} must be a graph`);
+  if (a?.kind !== 'graph') throw new Error(`attribute ${name} must be a graph`);
   return a.v;
 }
 
@@ -38,10 +37,12 @@ const specsOf = (body: Graph): OutSpec[] => body.outputs.map((v) => ({ dtype: v.
 registerOp({
   type: 'If',
   infer: (xs, attrs) => {
-    if (!xs[0] || xs[0].dtype !== 'bool' || xs[0].shape.reduce((a, b) => a * b, 1) !== 1) throw new Error('the condition must be one bool');
+    if (xs[0]?.dtype !== 'bool' || xs[0].shape.reduce((a, b) => a * b, 1) !== 1)
+      throw new Error('the condition must be one bool');
     const t = specsOf(graphAttr(attrs, 'then_branch'));
     const e = specsOf(graphAttr(attrs, 'else_branch'));
-    if (t.length !== e.length || t.some((s, i) => s.dtype !== e[i]!.dtype || s.shape.join() !== e[i]!.shape.join())) throw new Error('then and else branches must produce the same outputs');
+    if (t.length !== e.length || t.some((s, i) => s.dtype !== e[i]!.dtype || s.shape.join() !== e[i]!.shape.join()))
+      throw new Error('then and else branches must produce the same outputs');
     return t;
   },
 });
@@ -59,7 +60,8 @@ export function gateRegion(g: Graph, start: number, out: Value, conds: Value[]):
   if (!produced.has(out.name)) throw new GraphError(`gateRegion: ${out.name} is not computed by the region`);
   const captured: string[] = [];
   const seen = new Set<string>();
-  for (const n of nodes) for (const i of n.inputs) if (i && !produced.has(i) && !seen.has(i)) (seen.add(i), captured.push(i));
+  for (const n of nodes)
+    for (const i of n.inputs) if (i && !produced.has(i) && !seen.has(i)) seen.add(i), captured.push(i);
   const body = new Graph(`${g.name}/${out.name}`);
   body.training = g.training;
   for (const c of captured) body.capture(g.value(c), g.constants.get(c));
@@ -67,7 +69,12 @@ export function gateRegion(g: Graph, start: number, out: Value, conds: Value[]):
   body.output(body.value(out.name));
   // the region's values now live in the body only: a later node reading one fails at build time
   for (const name of produced) g.values.delete(name);
-  return g.node('Gated', [...conds, ...captured.map((c) => g.value(c))], { conds: A.i(conds.length), body: { kind: 'graph', v: body } }, 1)[0]!;
+  return g.node(
+    'Gated',
+    [...conds, ...captured.map((c) => g.value(c))],
+    { conds: A.i(conds.length), body: { kind: 'graph', v: body } },
+    1,
+  )[0]!;
 }
 
 /** Copy `body`'s nodes into `dst`, captured values mapped by name to dst's values; returns the mapped outputs. */
@@ -85,8 +92,10 @@ registerOp({
   infer: (xs, attrs) => {
     const body = graphAttr(attrs, 'body');
     const conds = attrInt(attrs, 'conds', 1);
-    for (let i = 0; i < conds; i++) if (!xs[i] || xs[i]!.dtype !== 'bool') throw new Error(`input ${i} must be a bool condition`);
-    if (xs.length - conds !== body.outer.size) throw new Error(`the body captures ${body.outer.size} values, ${xs.length - conds} given`);
+    for (let i = 0; i < conds; i++)
+      if (!xs[i] || xs[i]!.dtype !== 'bool') throw new Error(`input ${i} must be a bool condition`);
+    if (xs.length - conds !== body.outer.size)
+      throw new Error(`the body captures ${body.outer.size} values, ${xs.length - conds} given`);
     return specsOf(body);
   },
   lower: ({ g, node, x, y }) => {
@@ -95,7 +104,12 @@ registerOp({
     els.scope(`${node.name}#else`, () => {
       for (const v of y) els.output(els.op('Expand', [els.scalar(0, v.dtype), els.int64s([...v.shape])]));
     });
-    return g.node('If', [x[0]!], { then_branch: { kind: 'graph', v: body }, else_branch: { kind: 'graph', v: els } }, y.length);
+    return g.node(
+      'If',
+      [x[0]!],
+      { then_branch: { kind: 'graph', v: body }, else_branch: { kind: 'graph', v: els } },
+      y.length,
+    );
   },
   grad: (a) => {
     const { g, node } = a;
@@ -117,7 +131,12 @@ registerOp({
       const seed = sg.capture(dy);
       const [out] = inline(sg, body, map);
       const wrt = capturedNames.map((c, i) => (a.needs[conds + i] ? map.get(c)! : null));
-      const grads = gradients(sg, out!, wrt.filter((v): v is Value => !!v), { seed });
+      const grads = a.differentiate(
+        sg,
+        out!,
+        wrt.filter((v): v is Value => !!v),
+        { seed },
+      );
       wrt.forEach((w, i) => {
         let d = w ? (grads.get(w.name) ?? null) : null;
         if (!d) return;
@@ -130,9 +149,13 @@ registerOp({
     const result = none.slice();
     if (!differentiated.length) return result;
     const condB = g.value(node.inputs[conds - 1]!);
-    const outs = g.node('Gated', [condB, ...[...sg.outer].map((c) => g.value(c))], { conds: A.i(1), body: { kind: 'graph', v: sg } }, sg.outputs.length);
+    const outs = g.node(
+      'Gated',
+      [condB, ...[...sg.outer].map((c) => g.value(c))],
+      { conds: A.i(1), body: { kind: 'graph', v: sg } },
+      sg.outputs.length,
+    );
     differentiated.forEach((i, k) => (result[i] = outs[k]!));
     return result;
   },
 });
-

@@ -142,7 +142,10 @@ registerOp({
     const dy = a.dy[0]!;
     // 2-D: Gemm's transpose flags replace the Transpose nodes
     if (x0!.shape.length === 2 && x1!.shape.length === 2) {
-      return [a.needs[0] ? gemm(g, dy, x1!, null, false, true) : null, a.needs[1] ? gemm(g, x0!, dy, null, true, false) : null];
+      return [
+        a.needs[0] ? gemm(g, dy, x1!, null, false, true) : null,
+        a.needs[1] ? gemm(g, x0!, dy, null, true, false) : null,
+      ];
     }
     return [
       a.needs[0] ? sumToShape(g, matmul(g, a.dy[0]!, swapLast(g, x1!)), x0!.shape) : null,
@@ -159,7 +162,8 @@ registerOp({
   type: 'Gemm',
   infer: (xs, attrs) => {
     const [a, b] = requireInputs(xs, 2);
-    if (attrFloat(attrs, 'alpha', 1) !== 1 || attrFloat(attrs, 'beta', 1) !== 1) throw new Error('only alpha = beta = 1');
+    if (attrFloat(attrs, 'alpha', 1) !== 1 || attrFloat(attrs, 'beta', 1) !== 1)
+      throw new Error('only alpha = beta = 1');
     const ta = attrInt(attrs, 'transA', 0) === 1;
     const tb = attrInt(attrs, 'transB', 0) === 1;
     const [m, k] = ta ? [a!.shape[1]!, a!.shape[0]!] : [a!.shape[0]!, a!.shape[1]!];
@@ -167,7 +171,8 @@ registerOp({
     if (k !== k2) throw new Error(`inner dimensions differ: ${shapeStr(a!.shape)} × ${shapeStr(b!.shape)}`);
     // C broadcasts one way to [M, N]
     const c = xs[2];
-    if (c && (c.shape.length > 2 || !sameShape(broadcastShapes([m, n], c.shape), [m, n]))) throw new Error(`bias ${shapeStr(c.shape)} does not broadcast to [${m},${n}]`);
+    if (c && (c.shape.length > 2 || !sameShape(broadcastShapes([m, n], c.shape), [m, n])))
+      throw new Error(`bias ${shapeStr(c.shape)} does not broadcast to [${m},${n}]`);
     return [{ dtype: a!.dtype, shape: [m, n] }];
   },
   grad: (a) => {

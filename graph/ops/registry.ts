@@ -21,7 +21,17 @@ export interface GradArgs {
   dy: (Value | null)[];
   /** Which inputs need a gradient. A rule must return null for the others and should skip their work. */
   needs: boolean[];
+  /** Reverse-mode autodiff itself (graph/autodiff.ts), for rules that differentiate a sub-graph (Gated). */
+  differentiate: Differentiate;
 }
+
+/** The signature of graph/autodiff.ts `gradients`; passed in so that ops need not import autodiff. */
+export type Differentiate = (
+  g: Graph,
+  loss: Value,
+  wrt: readonly Value[],
+  opts?: { seed?: Value },
+) => Map<string, Value | null>;
 
 export interface OpDef {
   readonly type: string;

@@ -8,8 +8,7 @@ import { registerOp } from './registry.js';
 import { broadcastShapes, constInts, inversePerm, normAxis, requireInputs, sumToShape } from './util.js';
 
 // ---- Reshape ---------------------------------------------------------------
-export const reshape = (g: Graph, x: Value, shape: readonly number[]): Value =>
-  g.op('Reshape', [x, g.int64s(shape)]);
+export const reshape = (g: Graph, x: Value, shape: readonly number[]): Value => g.op('Reshape', [x, g.int64s(shape)]);
 registerOp({
   type: 'Reshape',
   infer: (xs, _attrs, g) => {
@@ -66,7 +65,12 @@ registerOp({
   // one Split node hands every input its slice of the gradient
   grad: (a) => {
     const axis = normAxis(attrInt(a.node.attrs, 'axis', 0), a.x[0]!.shape.length);
-    const parts = split(a.g, a.dy[0]!, a.x.map((x) => x!.shape[axis]!), axis);
+    const parts = split(
+      a.g,
+      a.dy[0]!,
+      a.x.map((x) => x!.shape[axis]!),
+      axis,
+    );
     return parts.map((p, i) => (a.needs[i] ? p : null));
   },
 });
@@ -158,7 +162,17 @@ registerOp({
     const pads = constInts(a.g, a.x[1], 'Pad pads');
     if (pads.some((p) => p < 0)) throw new Error('Pad gradient: negative pads are not supported');
     const axes = [...x.shape.keys()];
-    return [slice(a.g, a.dy[0]!, pads.slice(0, r), axes.map((i) => pads[i]! + x.shape[i]!), axes), null, null];
+    return [
+      slice(
+        a.g,
+        a.dy[0]!,
+        pads.slice(0, r),
+        axes.map((i) => pads[i]! + x.shape[i]!),
+        axes,
+      ),
+      null,
+      null,
+    ];
   },
 });
 
@@ -247,7 +261,8 @@ registerOp({
   type: 'ScatterElements',
   infer: (xs) => {
     const [d, i, u] = requireInputs(xs, 3);
-    if (i!.shape.length !== d!.shape.length || u!.shape.join() !== i!.shape.join()) throw new Error('ScatterElements shape mismatch');
+    if (i!.shape.length !== d!.shape.length || u!.shape.join() !== i!.shape.join())
+      throw new Error('ScatterElements shape mismatch');
     return [{ dtype: d!.dtype, shape: [...d!.shape] }];
   },
 });

@@ -14,7 +14,7 @@ import { Graph, attrInts, numel, type Node, type Value } from '../../graph/ir.js
 import { gradients } from '../../graph/autodiff.js';
 import { serialize } from '../../graph/onnx.js';
 import { mul, reduceSum } from '../../graph/ops/index.js';
-import { Session, f32, toF32 } from '../../train/runtime.js';
+import { Session, f32, toF32 } from '../../train/runtime/session.js';
 import { Rng } from '../../graph/rng.js';
 
 export interface GradInput {
@@ -95,7 +95,12 @@ export async function gradCheck(
     for (let i = 0; i < r.length; i++) r[i] = (rng.next() < 0.5 ? -1 : 1) * rng.uniform(0.5, 1.5);
     rs.push(r);
     g.output(y, `y${k}`);
-    const term = reduceSum(g, mul(g, y, g.constant({ dtype: 'float32', shape: [...y.shape], data: r }, 'R')), [...y.shape.keys()], false);
+    const term = reduceSum(
+      g,
+      mul(g, y, g.constant({ dtype: 'float32', shape: [...y.shape], data: r }, 'R')),
+      [...y.shape.keys()],
+      false,
+    );
     loss = loss ? g.op('Add', [loss, term]) : term;
   });
   g.output(loss!, 'loss');
@@ -138,8 +143,10 @@ export async function gradCheck(
       if (inputs[k]!.check === false) continue;
       const an = toF32(res[`grad_${inputs[k]!.name}`]);
       const n = an.length;
-      if (n !== data[k]!.length) throw new Error(`gradient of ${inputs[k]!.name} has ${n} elements, expected ${data[k]!.length}`);
-      const idx = o.samples && o.samples < n ? Array.from(rng.permutation(n).subarray(0, o.samples)) : [...Array(n).keys()];
+      if (n !== data[k]!.length)
+        throw new Error(`gradient of ${inputs[k]!.name} has ${n} elements, expected ${data[k]!.length}`);
+      const idx =
+        o.samples && o.samples < n ? Array.from(rng.permutation(n).subarray(0, o.samples)) : [...Array(n).keys()];
       for (const i of idx) {
         const orig = data[k]![i]!;
         data[k]![i] = orig + h;
@@ -162,5 +169,15 @@ export async function gradCheck(
   } finally {
     await sess.release();
   }
-  return { maxAbsErr: maxAbs, maxRelErr: maxRel, checked, nodes: g.nodes.length, gradNodes: gradNodeList.length, gradOps, forwardOps, maxAbsGrad, worst };
+  return {
+    maxAbsErr: maxAbs,
+    maxRelErr: maxRel,
+    checked,
+    nodes: g.nodes.length,
+    gradNodes: gradNodeList.length,
+    gradOps,
+    forwardOps,
+    maxAbsGrad,
+    worst,
+  };
 }

@@ -12,7 +12,9 @@ import { parseGenotype, PRIMITIVES, type Genotype } from '../../graph/genotype.j
 import { Rng } from '../../graph/rng.js';
 
 export const FASHION_MNIST = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
-export const HAVE_FASHION_MNIST = existsSync(join(FASHION_MNIST, 'train-images-idx3-ubyte.gz')) || existsSync(join(FASHION_MNIST, 'train-images-idx3-ubyte'));
+export const HAVE_FASHION_MNIST =
+  existsSync(join(FASHION_MNIST, 'train-images-idx3-ubyte.gz')) ||
+  existsSync(join(FASHION_MNIST, 'train-images-idx3-ubyte'));
 
 function hsvToRgb(h: number, s: number, v: number): [number, number, number] {
   const i = Math.floor(h * 6);
@@ -20,7 +22,14 @@ function hsvToRgb(h: number, s: number, v: number): [number, number, number] {
   const p = v * (1 - s);
   const q = v * (1 - f * s);
   const t = v * (1 - (1 - f) * s);
-  const [r, g, b] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][((i % 6) + 6) % 6]!;
+  const [r, g, b] = [
+    [v, t, p],
+    [q, v, p],
+    [p, v, t],
+    [p, q, v],
+    [t, p, v],
+    [v, p, q],
+  ][((i % 6) + 6) % 6]!;
   return [r!, g!, b!];
 }
 
@@ -31,7 +40,12 @@ function scene(seed: number): Uint8Array {
   const h0 = rng.next();
   const dir = rng.next() * Math.PI;
   const freq = 0.05 + 0.1 * rng.next();
-  const discs = Array.from({ length: 4 }, () => ({ x: rng.next() * S, y: rng.next() * S, r: 8 + 16 * rng.next(), hue: rng.next() }));
+  const discs = Array.from({ length: 4 }, () => ({
+    x: rng.next() * S,
+    y: rng.next() * S,
+    r: 8 + 16 * rng.next(),
+    hue: rng.next(),
+  }));
   const out = new Uint8Array(S * S * 3);
   for (let y = 0; y < S; y++) {
     for (let x = 0; x < S; x++) {
@@ -66,8 +80,11 @@ export async function writeColorFolder(dir: string, n: number, seed = 1): Promis
     const ox = rng.int(96 - 32);
     const oy = rng.int(96 - 32);
     const crop = new Uint8Array(32 * 32 * 3);
-    for (let y = 0; y < 32; y++) crop.set(src.subarray(((oy + y) * 96 + ox) * 3, ((oy + y) * 96 + ox + 32) * 3), y * 32 * 3);
-    await sharp(Buffer.from(crop), { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(join(dir, `img${String(i).padStart(3, '0')}.png`));
+    for (let y = 0; y < 32; y++)
+      crop.set(src.subarray(((oy + y) * 96 + ox) * 3, ((oy + y) * 96 + ox + 32) * 3), y * 32 * 3);
+    await sharp(Buffer.from(crop), { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toFile(join(dir, `img${String(i).padStart(3, '0')}.png`));
   }
 }
 

@@ -21,20 +21,26 @@ function invert3(m: number[]): number[] {
   const C = d * h - e * g;
   const det = a * A + b * B + c * C;
   return [
-    A / det, -(b * i - c * h) / det, (b * f - c * e) / det,
-    B / det, (a * i - c * g) / det, -(a * f - c * d) / det,
-    C / det, -(a * h - b * g) / det, (a * e - b * d) / det,
+    A / det,
+    -(b * i - c * h) / det,
+    (b * f - c * e) / det,
+    B / det,
+    (a * i - c * g) / det,
+    -(a * f - c * d) / det,
+    C / det,
+    -(a * h - b * g) / det,
+    (a * e - b * d) / det,
   ];
 }
 
 /** sRGB companding inverse: gamma-encoded value in [0,1] → linear light. */
 export function srgbToLinear(v: number): number {
-  return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
 }
 
 /** sRGB companding: linear light → gamma-encoded value (not clipped). */
 export function linearToSrgb(v: number): number {
-  return v <= 0.0031308 ? 12.92 * v : 1.055 * Math.pow(v, 1 / 2.4) - 0.055;
+  return v <= 0.0031308 ? 12.92 * v : 1.055 * v ** (1 / 2.4) - 0.055;
 }
 
 /** Linearized value of each uint8 level (LUT). */
@@ -181,7 +187,8 @@ export class AbQuantizer {
   nearest(a: number, b: number): number {
     const ia = Math.floor((a - this.lo) / this.cell);
     const ib = Math.floor((b - this.lo) / this.cell);
-    if (ia < 0 || ib < 0 || ia >= this.cells || ib >= this.cells || !(a === a && b === b)) return nearestAbBrute(a, b, this.points);
+    if (ia < 0 || ib < 0 || ia >= this.cells || ib >= this.cells || Number.isNaN(a) || Number.isNaN(b))
+      return nearestAbBrute(a, b, this.points);
     const ci = ib * this.cells + ia;
     const pts = this.points;
     const cand = this.cand;

@@ -85,7 +85,8 @@ export function validateDataset(ds: Dataset): void {
     if (ds.labels.length !== n) throw new DataError(`dataset ${ds.name}: ${ds.labels.length} labels for ${n} images`);
     for (let i = 0; i < n; i++) {
       const l = ds.labels[i]!;
-      if (l < 0 || l >= ds.classes) throw new DataError(`dataset ${ds.name}: label ${l} of image ${i} is outside 0..${ds.classes - 1}`);
+      if (l < 0 || l >= ds.classes)
+        throw new DataError(`dataset ${ds.name}: label ${l} of image ${i} is outside 0..${ds.classes - 1}`);
     }
   }
 }
@@ -119,7 +120,8 @@ export function materialize(s: DataSource): Dataset {
 /** The subset of the given rows of a dataset. */
 export function subset(ds: Dataset, indices: Int32Array | number[], name?: string): Subset {
   const idx = indices instanceof Int32Array ? indices : Int32Array.from(indices);
-  for (const i of idx) if (i < 0 || i >= ds.n) throw new DataError(`subset of ${ds.name}: index ${i} out of range 0..${ds.n - 1}`);
+  for (const i of idx)
+    if (i < 0 || i >= ds.n) throw new DataError(`subset of ${ds.name}: index ${i} out of range 0..${ds.n - 1}`);
   return { dataset: ds, indices: idx, name: name ?? `${ds.name}[${idx.length}]` };
 }
 
@@ -143,7 +145,8 @@ export function splitTrainVal(
 ): { train: Subset; val: Subset } {
   const n = ds.n;
   const nVal = opts.valCount ?? Math.round((opts.valFraction ?? 0.1) * n);
-  if (!Number.isInteger(nVal) || nVal < 0 || nVal > n) throw new DataError(`validation size ${nVal} is outside 0..${n}`);
+  if (!Number.isInteger(nVal) || nVal < 0 || nVal > n)
+    throw new DataError(`validation size ${nVal} is outside 0..${n}`);
   const order = orderFor(n, opts.seed, 0x7a1);
   return {
     train: { dataset: ds, indices: order.slice(0, n - nVal), name: `${ds.name}:train` },
@@ -194,8 +197,8 @@ export function computeMeanStd(src: DataSource): { mean: number[]; std: number[]
   for (let ch = 0; ch < c; ch++) {
     for (let v = 0; v < 256; v++) {
       const k = hist[ch * 256 + v]!;
-      sum[ch] += k * (v / 255);
-      sq[ch] += k * (v / 255) * (v / 255);
+      sum[ch] = sum[ch]! + k * (v / 255);
+      sq[ch] = sq[ch]! + k * (v / 255) * (v / 255);
     }
     const m = count > 0 ? sum[ch]! / count : 0;
     const varc = count > 0 ? Math.max(0, sq[ch]! / count - m * m) : 0;

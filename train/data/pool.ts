@@ -52,7 +52,10 @@ function warnIfStale(srcDir: string, distDir: string): void {
       const js = join(distDir, f.replace(/\.ts$/, '.js'));
       if (!existsSync(js) || statSync(js).mtimeMs + 1 < statSync(join(srcDir, f)).mtimeMs) {
         staleWarned = true;
-        process.emitWarning(`${js} is older than ${join(srcDir, f)}: workers run the compiled code; run npm run build`, 'DataWorkerStale');
+        process.emitWarning(
+          `${js} is older than ${join(srcDir, f)}: workers run the compiled code; run npm run build`,
+          'DataWorkerStale',
+        );
         return;
       }
     }
@@ -76,7 +79,8 @@ export function resolveWorkerFile(): string {
   const root = findRepoRoot();
   const distDir = join(root, 'dist', relative(root, dirname(here)));
   const f = join(distDir, 'worker.js');
-  if (!existsSync(f)) throw new DataError(`the data worker ${f} is missing: run npm run build first (or use workers: 0)`);
+  if (!existsSync(f))
+    throw new DataError(`the data worker ${f} is missing: run npm run build first (or use workers: 0)`);
   warnIfStale(dirname(here), distDir);
   return f;
 }
@@ -206,13 +210,16 @@ export class DataLoader {
     const { dataset, indices } = sourceRows(source);
     this.dataset = dataset;
     this.rows = indices;
-    if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new DataError(`batchSize must be a positive integer, got ${opts.batchSize}`);
+    if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)
+      throw new DataError(`batchSize must be a positive integer, got ${opts.batchSize}`);
     if (!Number.isFinite(opts.seed)) throw new DataError(`seed must be a number, got ${opts.seed}`);
     this.batchSize = opts.batchSize;
     this.seed = opts.seed >>> 0;
     this.shuffle = opts.shuffle ?? true;
     this.size = indices.length;
-    this.batchesPerEpoch = opts.dropLast ? Math.floor(this.size / this.batchSize) : Math.ceil(this.size / this.batchSize);
+    this.batchesPerEpoch = opts.dropLast
+      ? Math.floor(this.size / this.batchSize)
+      : Math.ceil(this.size / this.batchSize);
     const name = isSubset(source) ? source.name : dataset.name;
     this.task = resolveTask(opts.task, {
       c: dataset.c,
@@ -224,7 +231,9 @@ export class DataLoader {
     });
     const norm = opts.mean && opts.std ? { mean: opts.mean, std: opts.std } : normalizationOf(source);
     if (norm.mean.length !== dataset.c || norm.std.length !== dataset.c) {
-      throw new DataError(`normalization needs ${dataset.c} means and stds for ${name}, got ${norm.mean.length} and ${norm.std.length}`);
+      throw new DataError(
+        `normalization needs ${dataset.c} means and stds for ${name}, got ${norm.mean.length} and ${norm.std.length}`,
+      );
     }
     this.mean = norm.mean;
     this.std = norm.std;

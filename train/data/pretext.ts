@@ -165,7 +165,8 @@ const permCache = new Map<number, Int32Array[]>();
 export function jigsawPermutations(grid: number): Int32Array[] {
   const hit = permCache.get(grid);
   if (hit) return hit;
-  if (grid !== 2 && grid !== 3) throw new DataError(`jigsaw grid ${grid} has no permutation set (only 2x2 and 3x3 are provided)`);
+  if (grid !== 2 && grid !== 3)
+    throw new DataError(`jigsaw grid ${grid} has no permutation set (only 2x2 and 3x3 are provided)`);
   const file = modelDataPath('jigsaw_permutations.json');
   let raw: unknown;
   try {
@@ -205,7 +206,8 @@ export function resolveTask(
   shape: { c: number; h: number; w: number; classes?: number; labelled?: boolean; name?: string },
 ): PretextTask {
   const o: TaskOptions = typeof opts === 'string' ? { name: opts } : opts;
-  if (!TASK_NAMES.includes(o.name)) throw new DataError(`unknown task '${String(o.name)}' (expected one of ${TASK_NAMES.join(', ')})`);
+  if (!TASK_NAMES.includes(o.name))
+    throw new DataError(`unknown task '${String(o.name)}' (expected one of ${TASK_NAMES.join(', ')})`);
   const { c, h, w } = shape;
   const what = shape.name ? ` (${shape.name}: ${c}x${h}x${w})` : ` (${c}x${h}x${w})`;
   const grid = o.jigsawGrid ?? (Math.min(h, w) < 64 ? 2 : 3);
@@ -220,14 +222,20 @@ export function resolveTask(
     tileFraction: o.tileFraction ?? 0.76,
     normalizeTiles: o.normalizeTiles ?? true,
     grayProb: o.grayProb ?? 0,
-    simclr: { ...DEFAULT_SIMCLR, ...(o.simclr ?? {}), jitter: { ...DEFAULT_SIMCLR.jitter, ...(o.simclr?.jitter ?? {}) } },
+    simclr: {
+      ...DEFAULT_SIMCLR,
+      ...(o.simclr ?? {}),
+      jitter: { ...DEFAULT_SIMCLR.jitter, ...(o.simclr?.jitter ?? {}) },
+    },
     numClasses: 0,
     c,
     h,
     w,
   };
-  if (!Number.isInteger(r.cropPad) || r.cropPad < 0) throw new DataError(`cropPad must be a non-negative integer, got ${r.cropPad}`);
-  if (!Number.isInteger(r.cutout) || r.cutout < 0) throw new DataError(`cutout must be a non-negative integer, got ${r.cutout}`);
+  if (!Number.isInteger(r.cropPad) || r.cropPad < 0)
+    throw new DataError(`cropPad must be a non-negative integer, got ${r.cropPad}`);
+  if (!Number.isInteger(r.cutout) || r.cutout < 0)
+    throw new DataError(`cutout must be a non-negative integer, got ${r.cutout}`);
   let inputShape: [number, number, number] = [c, h, w];
   let targetKind: TargetKind = 'class';
   let mult = 1;
@@ -255,11 +263,14 @@ export function resolveTask(
       break;
     case 'jig': {
       if (!Number.isInteger(grid) || grid < 2) throw new DataError(`jigsaw grid must be an integer ≥ 2, got ${grid}`);
-      if (!(r.tileFraction > 0 && r.tileFraction <= 1)) throw new DataError(`tileFraction must be in (0, 1], got ${r.tileFraction}`);
+      if (!(r.tileFraction > 0 && r.tileFraction <= 1))
+        throw new DataError(`tileFraction must be in (0, 1], got ${r.tileFraction}`);
       const perms = jigsawPermutations(grid);
       r.jigsawPerms = o.jigsawPerms ?? perms.length;
       if (!Number.isInteger(r.jigsawPerms) || r.jigsawPerms < 2 || r.jigsawPerms > perms.length) {
-        throw new DataError(`jigsawPerms must be in 2..${perms.length} for a ${grid}x${grid} grid, got ${r.jigsawPerms}`);
+        throw new DataError(
+          `jigsawPerms must be in 2..${perms.length} for a ${grid}x${grid} grid, got ${r.jigsawPerms}`,
+        );
       }
       const g = jigsawGeometry(h, w, grid, r.tileFraction);
       if (g.ph < 1 || g.pw < 1) throw new DataError(`image too small for a ${grid}x${grid} jigsaw${what}`);
@@ -316,7 +327,8 @@ export function batchRng(seed: number, epoch: number, index: number): Rng {
 
 /** Per-channel lookup table uint8 → normalized float: ((v/255) − mean[c]) / std[c]. */
 export function normalizationLut(mean: number[], std: number[], c: number): Float32Array {
-  if (mean.length !== c || std.length !== c) throw new DataError(`normalization needs ${c} means and stds, got ${mean.length} and ${std.length}`);
+  if (mean.length !== c || std.length !== c)
+    throw new DataError(`normalization needs ${c} means and stds, got ${mean.length} and ${std.length}`);
   const lut = new Float32Array(c * 256);
   for (let ch = 0; ch < c; ch++) for (let v = 0; v < 256; v++) lut[ch * 256 + v] = (v / 255 - mean[ch]!) / std[ch]!;
   return lut;
@@ -463,10 +475,14 @@ function buildJig(job: BatchJob, rng: Rng, x: Float32Array, y: Int32Array): void
         const dp = yy * w + xx;
         if (gray) {
           const v =
-            (SK_GRAY[0]! * job.images[sp]! + SK_GRAY[1]! * job.images[sp + plane]! + SK_GRAY[2]! * job.images[sp + 2 * plane]!) / 255;
+            (SK_GRAY[0]! * job.images[sp]! +
+              SK_GRAY[1]! * job.images[sp + plane]! +
+              SK_GRAY[2]! * job.images[sp + 2 * plane]!) /
+            255;
           for (let ch = 0; ch < c; ch++) img[ch * plane + dp] = (v - job.mean[ch]!) / job.std[ch]!;
         } else {
-          for (let ch = 0; ch < c; ch++) img[ch * plane + dp] = (job.images[sp + ch * plane]! / 255 - job.mean[ch]!) / job.std[ch]!;
+          for (let ch = 0; ch < c; ch++)
+            img[ch * plane + dp] = (job.images[sp + ch * plane]! / 255 - job.mean[ch]!) / job.std[ch]!;
         }
       }
     }
@@ -532,7 +548,8 @@ export function buildBatch(job: BatchJob): Batch {
   const x = new Float32Array(xShape.reduce((a, b) => a * b, 1));
   const y = new Int32Array(yShape.reduce((a, b) => a * b, 1));
   const rng = batchRng(job.seed, job.epoch, job.index);
-  if (job.labels && job.labels.length !== n) throw new DataError(`batch job: ${job.labels.length} labels for ${n} rows`);
+  if (job.labels && job.labels.length !== n)
+    throw new DataError(`batch job: ${job.labels.length} labels for ${n} rows`);
   const labels = job.labels ? job.labels.slice() : null;
   switch (t.name) {
     case 'cls':

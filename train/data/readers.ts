@@ -277,10 +277,12 @@ export function parseIdx(buf: Uint8Array, file: string, skipCorrupt?: boolean, s
   }
   const type = buf[2]!;
   const nd = buf[3]!;
-  if (type !== 0x08) throw new DataError(`${file}: IDX data type 0x${type.toString(16)} is not supported (only unsigned bytes, 0x08)`);
+  if (type !== 0x08)
+    throw new DataError(`${file}: IDX data type 0x${type.toString(16)} is not supported (only unsigned bytes, 0x08)`);
   if (nd < 1 || nd > 4) throw new DataError(`${file}: IDX file with ${nd} dimensions is not supported`);
   const header = 4 + 4 * nd;
-  if (buf.length < header) throw new DataError(`${file} is truncated: the IDX header needs ${header} bytes, found ${buf.length}`);
+  if (buf.length < header)
+    throw new DataError(`${file} is truncated: the IDX header needs ${header} bytes, found ${buf.length}`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dims: number[] = [];
   for (let i = 0; i < nd; i++) dims.push(view.getUint32(4 + 4 * i, false));
@@ -346,7 +348,12 @@ function idxPrefixBytes(head: Uint8Array, items: number): number {
  * name). With `maxItems`, a gzip file is only decompressed as far as needed and
  * the result holds at most that many items.
  */
-export async function readIdxFile(file: string, skipCorrupt?: boolean, skips?: Skips, maxItems?: number): Promise<IdxData> {
+export async function readIdxFile(
+  file: string,
+  skipCorrupt?: boolean,
+  skips?: Skips,
+  maxItems?: number,
+): Promise<IdxData> {
   const sk = skips ?? { skipped: 0, warnings: [] };
   let buf = await readBytes(file);
   if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
@@ -380,7 +387,10 @@ function idxRole(name: string): { role: 'images' | 'labels'; split: SplitName } 
 }
 
 /** Finds the images and labels IDX files of a split in a directory (MNIST naming, plain or .gz). */
-export async function findIdxFiles(dir: string, split: SplitName): Promise<{ images: string; labels: string | null } | null> {
+export async function findIdxFiles(
+  dir: string,
+  split: SplitName,
+): Promise<{ images: string; labels: string | null } | null> {
   let images: string | null = null;
   let labels: string | null = null;
   for (const name of await listDir(dir)) {
@@ -414,7 +424,9 @@ export async function readIdxDataset(
   const skips: Skips = { skipped: 0, warnings: [] };
   const img = await readIdxFile(imagesFile, opts.skipCorrupt, skips, opts.limit);
   if (img.dims.length !== 3 && img.dims.length !== 4) {
-    throw new DataError(`${imagesFile}: expected an IDX image file of 3 or 4 dimensions, found ${img.dims.length} (${img.dims.join('x')})`);
+    throw new DataError(
+      `${imagesFile}: expected an IDX image file of 3 or 4 dimensions, found ${img.dims.length} (${img.dims.join('x')})`,
+    );
   }
   let n = img.dims[0]!;
   const h = img.dims[1]!;
@@ -423,7 +435,8 @@ export async function readIdxDataset(
   let lab: Uint8Array | null = null;
   if (labelsFile) {
     const l = await readIdxFile(labelsFile, opts.skipCorrupt, skips, opts.limit);
-    if (l.dims.length !== 1) throw new DataError(`${labelsFile}: expected a 1-dimensional IDX label file, found ${l.dims.join('x')}`);
+    if (l.dims.length !== 1)
+      throw new DataError(`${labelsFile}: expected a 1-dimensional IDX label file, found ${l.dims.join('x')}`);
     if (l.dims[0] !== n) {
       skipOrThrow(
         opts.skipCorrupt,
@@ -444,7 +457,8 @@ export async function readIdxDataset(
     const plane = h * w;
     for (let i = 0; i < n; i++) {
       const src = i * per;
-      for (let p = 0; p < plane; p++) for (let ch = 0; ch < c; ch++) images[src + ch * plane + p] = img.data[src + p * c + ch]!;
+      for (let p = 0; p < plane; p++)
+        for (let ch = 0; ch < c; ch++) images[src + ch * plane + p] = img.data[src + p * c + ch]!;
     }
   }
   let labels: Int32Array | null = null;
@@ -463,11 +477,17 @@ export async function readIdxDataset(
 }
 
 /** Reads the train or test split of an IDX directory (or the given images file and its labels file). */
-export async function readIdxPath(path: string, opts: ReadOptions & { name?: string; classes?: number } = {}): Promise<Dataset> {
+export async function readIdxPath(
+  path: string,
+  opts: ReadOptions & { name?: string; classes?: number } = {},
+): Promise<Dataset> {
   const split = opts.split ?? 'train';
   if (isDir(path)) {
     const f = await findIdxFiles(path, split);
-    if (!f) throw new DataError(`no IDX ${split} images file (e.g. ${split === 'train' ? 'train' : 't10k'}-images-idx3-ubyte[.gz]) in ${path}`);
+    if (!f)
+      throw new DataError(
+        `no IDX ${split} images file (e.g. ${split === 'train' ? 'train' : 't10k'}-images-idx3-ubyte[.gz]) in ${path}`,
+      );
     return readIdxDataset(f.images, f.labels, { ...opts, name: opts.name ?? `${basename(path)}/${split}` });
   }
   if (!isFile(path)) throw new DataError(`no such file or directory: ${path}`);
@@ -559,7 +579,10 @@ export async function readImageFolder(dir: string, opts: FolderOptions = {}): Pr
     }
     const { width, height } = out.info;
     if (out.info.channels !== channels) {
-      failures.set(i, { message: `image ${file} decoded to ${out.info.channels} channels, expected ${channels}`, skippable: true });
+      failures.set(i, {
+        message: `image ${file} decoded to ${out.info.channels} channels, expected ${channels}`,
+        skippable: true,
+      });
       return;
     }
     if (shapeH < 0) {
@@ -641,12 +664,20 @@ async function hasImagesWithin(dir: string, depth: number): Promise<boolean> {
 export async function detectFormat(path: string): Promise<DataFormat> {
   if (!existsSync(path)) throw new DataError(`no such file or directory: ${path}`);
   if (isDir(path)) {
-    if (cifarBaseDir(path, 'cifar10') !== path || isFile(join(path, 'data_batch_1.bin')) || isFile(join(path, 'test_batch.bin'))) return 'cifar10';
-    if (cifarBaseDir(path, 'cifar100') !== path || isFile(join(path, 'train.bin')) || isFile(join(path, 'test.bin'))) return 'cifar100';
+    if (
+      cifarBaseDir(path, 'cifar10') !== path ||
+      isFile(join(path, 'data_batch_1.bin')) ||
+      isFile(join(path, 'test_batch.bin'))
+    )
+      return 'cifar10';
+    if (cifarBaseDir(path, 'cifar100') !== path || isFile(join(path, 'train.bin')) || isFile(join(path, 'test.bin')))
+      return 'cifar100';
     const names = await listDir(path);
     if (names.some((n) => idxRole(n) !== null)) return 'idx';
     if (await hasImagesWithin(path, 3)) return 'folder';
-    throw new DataError(`cannot detect the dataset format of ${path}: expected CIFAR .bin batches, IDX files or PNG/JPEG images`);
+    throw new DataError(
+      `cannot detect the dataset format of ${path}: expected CIFAR .bin batches, IDX files or PNG/JPEG images`,
+    );
   }
   const name = basename(path).toLowerCase();
   if (name.endsWith('.bin')) {
@@ -655,7 +686,9 @@ export async function detectFormat(path: string): Promise<DataFormat> {
     const size = statSync(path).size;
     if (size > 0 && size % (CIFAR_PIXELS + 1) === 0) return 'cifar10';
     if (size > 0 && size % (CIFAR_PIXELS + 2) === 0) return 'cifar100';
-    throw new DataError(`cannot detect the format of ${path}: a .bin file whose size is not a whole number of CIFAR records`);
+    throw new DataError(
+      `cannot detect the format of ${path}: a .bin file whose size is not a whole number of CIFAR records`,
+    );
   }
   if (/idx\d/.test(name)) return 'idx';
   // Sniff the IDX magic, plain or inside gzip, for an IDX file with an unusual name.
@@ -664,7 +697,9 @@ export async function detectFormat(path: string): Promise<DataFormat> {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) head = await gunzipPrefix(bytes, () => 4);
   if (head && head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 0x08) return 'idx';
   if (isImageFile(name)) throw new DataError(`${path} is a single image; pass the folder that holds the images`);
-  throw new DataError(`cannot detect the dataset format of ${path}: expected a CIFAR .bin batch, an IDX file or an image folder`);
+  throw new DataError(
+    `cannot detect the dataset format of ${path}: expected a CIFAR .bin batch, an IDX file or an image folder`,
+  );
 }
 
 const NAMED = ['fashion-mnist', 'mnist', 'cifar10', 'cifar100', 'idx', 'folder'] as const;
@@ -679,7 +714,8 @@ const NAMED = ['fashion-mnist', 'mnist', 'cifar10', 'cifar100', 'idx', 'folder']
 export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise<Dataset> {
   if (typeof spec !== 'string' || spec.length === 0) throw new DataError('empty dataset spec');
   const split = opts.split ?? 'train';
-  if (split !== 'train' && split !== 'test') throw new DataError(`unknown split '${String(split)}' (expected train or test)`);
+  if (split !== 'train' && split !== 'test')
+    throw new DataError(`unknown split '${String(split)}' (expected train or test)`);
   const colon = spec.indexOf(':');
   let kind: string | null = null;
   let path = spec;
@@ -695,7 +731,8 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
     throw new DataError(`dataset '${kind}' needs a location: use ${kind}:<path>`);
   }
   if (!existsSync(path)) {
-    const hint = kind === null ? ` (or use a dataset name: fashion-mnist, cifar10:<dir>, cifar100:<dir>, mnist:<dir>)` : '';
+    const hint =
+      kind === null ? ` (or use a dataset name: fashion-mnist, cifar10:<dir>, cifar100:<dir>, mnist:<dir>)` : '';
     throw new DataError(`no such file or directory: ${path}${hint}`);
   }
   let ds: Dataset;

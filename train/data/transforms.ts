@@ -32,7 +32,15 @@ export function flipHorizontal(img: Float32Array, c: number, h: number, w: numbe
  * Zero-pads by `pad` pixels on every side, then crops h×w at offset (oy, ox) of
  * the padded image (0 ≤ oy, ox ≤ 2·pad): out[y][x] = in[y+oy-pad][x+ox-pad], or 0 outside.
  */
-export function padCrop(img: Float32Array, c: number, h: number, w: number, pad: number, oy: number, ox: number): Float32Array {
+export function padCrop(
+  img: Float32Array,
+  c: number,
+  h: number,
+  w: number,
+  pad: number,
+  oy: number,
+  ox: number,
+): Float32Array {
   const out = new Float32Array(img.length);
   for (let ch = 0; ch < c; ch++) {
     for (let y = 0; y < h; y++) {
@@ -48,7 +56,13 @@ export function padCrop(img: Float32Array, c: number, h: number, w: number, pad:
 }
 
 /** The rectangle cut out by DARTS's Cutout: rows [y1, y2) × cols [x1, x2), centre (cy, cx), clipped. */
-export function cutoutBox(h: number, w: number, cy: number, cx: number, length: number): [number, number, number, number] {
+export function cutoutBox(
+  h: number,
+  w: number,
+  cy: number,
+  cx: number,
+  length: number,
+): [number, number, number, number] {
   const half = Math.floor(length / 2);
   const y1 = Math.min(h, Math.max(0, cy - half));
   const y2 = Math.min(h, Math.max(0, cy + half));
@@ -58,7 +72,16 @@ export function cutoutBox(h: number, w: number, cy: number, cx: number, length: 
 }
 
 /** Cutout (DARTS): zeroes (in place, every channel) the square of side `length` centred at (cy, cx), clipped at the borders. */
-export function cutout(img: Float32Array, c: number, h: number, w: number, cy: number, cx: number, length: number, offset = 0): void {
+export function cutout(
+  img: Float32Array,
+  c: number,
+  h: number,
+  w: number,
+  cy: number,
+  cx: number,
+  length: number,
+  offset = 0,
+): void {
   const [y1, y2, x1, x2] = cutoutBox(h, w, cy, cx, length);
   for (let ch = 0; ch < c; ch++) {
     for (let y = y1; y < y2; y++) {
@@ -72,7 +95,15 @@ export function cutout(img: Float32Array, c: number, h: number, w: number, cy: n
  * Rotation by k·90° counter-clockwise (numpy's rot90(im, k, axes=(1, 2))), for
  * square images: k=1: out[y][x] = in[x][w-1-y]; k=2: in[h-1-y][w-1-x]; k=3: in[h-1-x][y].
  */
-export function rot90(img: Float32Array, c: number, h: number, w: number, k: number, out?: Float32Array, outOffset = 0): Float32Array {
+export function rot90(
+  img: Float32Array,
+  c: number,
+  h: number,
+  w: number,
+  k: number,
+  out?: Float32Array,
+  outOffset = 0,
+): Float32Array {
   if (h !== w) throw new Error(`rot90 needs a square image, got ${h}x${w}`);
   const o = out ?? new Float32Array(img.length);
   const n = h;
@@ -107,7 +138,13 @@ export interface Box {
  * fraction in `scale` and a log-uniform aspect ratio in `ratio`, then a centre
  * crop fallback.
  */
-export function randomResizedCropBox(rng: Rng, h: number, w: number, scale: [number, number], ratio: [number, number]): Box {
+export function randomResizedCropBox(
+  rng: Rng,
+  h: number,
+  w: number,
+  scale: [number, number],
+  ratio: [number, number],
+): Box {
   const area = h * w;
   const lr0 = Math.log(ratio[0]);
   const lr1 = Math.log(ratio[1]);
@@ -182,7 +219,7 @@ export function resizedCropBilinear(
 // Photometric ops (RGB in [0, 1], CHW, in place), as torchvision's functional ops.
 
 function clamp01(v: number): number {
-  return v < 0 ? 0 : v > 1 ? 1 : v;
+  return v < 0 ? 0 : Math.min(v, 1);
 }
 
 /** Luma of torchvision's rgb_to_grayscale. */
@@ -243,12 +280,35 @@ export function adjustHue(img: Float32Array, h: number, w: number, f: number): v
     const t = v * (1 - s * (1 - fr));
     let R: number, G: number, B: number;
     switch (k) {
-      case 0: R = v; G = t; B = pp; break;
-      case 1: R = q; G = v; B = pp; break;
-      case 2: R = pp; G = v; B = t; break;
-      case 3: R = pp; G = q; B = v; break;
-      case 4: R = t; G = pp; B = v; break;
-      default: R = v; G = pp; B = q;
+      case 0:
+        R = v;
+        G = t;
+        B = pp;
+        break;
+      case 1:
+        R = q;
+        G = v;
+        B = pp;
+        break;
+      case 2:
+        R = pp;
+        G = v;
+        B = t;
+        break;
+      case 3:
+        R = pp;
+        G = q;
+        B = v;
+        break;
+      case 4:
+        R = t;
+        G = pp;
+        B = v;
+        break;
+      default:
+        R = v;
+        G = pp;
+        B = q;
     }
     img[i] = clamp01(R);
     img[p + i] = clamp01(G);

@@ -141,7 +141,8 @@ export function randomExperiment(
   const n = objective.length;
   const drawsOf = opts.draws ?? ((m: number, nn: number) => Math.ceil(nn / m));
   return sizes.map((m) => {
-    if (!Number.isInteger(m) || m < 1 || m > n) throw new Error(`randomExperiment: experiment size ${m} not in 1..${n}`);
+    if (!Number.isInteger(m) || m < 1 || m > n)
+      throw new Error(`randomExperiment: experiment size ${m} not in 1..${n}`);
     const draws = drawsOf(m, n);
     if (!Number.isInteger(draws) || draws < 1) throw new Error(`randomExperiment: invalid draw count ${draws}`);
     const rng = Rng.derive(seed, m);
@@ -298,14 +299,20 @@ function table(header: string[], body: string[][]): string {
   const w = header.map((h, c) => Math.max(h.length, ...body.map((r) => (r[c] ?? '').length)));
   // the first column is left-aligned unless it is numeric; the others are right-aligned
   const leftFirst = !body.every((r) => /^-?[\d.]+$/.test(r[0] ?? ''));
-  const line = (r: string[]) => r.map((s, c) => (c === 0 && leftFirst ? s.padEnd(w[c]!) : s.padStart(w[c]!))).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((s, c) => (c === 0 && leftFirst ? s.padEnd(w[c]!) : s.padStart(w[c]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), w.map((k) => '-'.repeat(k)).join('  '), ...body.map(line)].join('\n');
 }
 
 /** A human-readable text report of a summary (correlation table and random-experiment table). */
 export function formatSummaryTable(s: StudySummary): string {
   const out: string[] = [];
-  out.push(`Sample-based study${s.space ? ` (${s.space})` : ''}: ${s.nArchs} architectures with a ${s.reference} accuracy`);
+  out.push(
+    `Sample-based study${s.space ? ` (${s.space})` : ''}: ${s.nArchs} architectures with a ${s.reference} accuracy`,
+  );
   out.push('');
   out.push(`Rank correlation of each objective's accuracy with the ${s.reference} accuracy`);
   out.push(
@@ -315,8 +322,13 @@ export function formatSummaryTable(s: StudySummary): string {
     ),
   );
   out.push('');
-  out.push(`Random experiment: ${s.reference} accuracy of the best-by-objective architecture, mean ± 2σ (seed ${s.seed})`);
-  const curves = [{ name: `${s.reference} (oracle)`, pts: s.referenceCurve }, ...s.objectives.map((o) => ({ name: o.objective, pts: o.randomExperiment }))];
+  out.push(
+    `Random experiment: ${s.reference} accuracy of the best-by-objective architecture, mean ± 2σ (seed ${s.seed})`,
+  );
+  const curves = [
+    { name: `${s.reference} (oracle)`, pts: s.referenceCurve },
+    ...s.objectives.map((o) => ({ name: o.objective, pts: o.randomExperiment })),
+  ];
   const ms = [...new Set(curves.flatMap((c) => c.pts.map((p) => p.m)))].sort((a, b) => a - b);
   out.push(
     table(
@@ -335,7 +347,7 @@ export function formatSummaryTable(s: StudySummary): string {
       }),
     ),
   );
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }
 
 // ---------------------------------------------------------------------------
@@ -346,7 +358,12 @@ const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b
 
 /** Escapes text for SVG/XML content and attribute values. */
 export function escapeXml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;');
 }
 
 interface Axis {
@@ -423,22 +440,34 @@ function axesSvg(f: Frame, xa: Axis, ya: Axis, title: string, xLabel: string, yL
   const s: string[] = [];
   s.push(`<rect x="0" y="0" width="${f.width}" height="${f.height}" fill="white"/>`);
   s.push(`<g stroke="#e5e5e5" stroke-width="1">`);
-  for (const t of xa.ticks) s.push(`<line x1="${n2(xa.map(t))}" y1="${f.top}" x2="${n2(xa.map(t))}" y2="${f.bottom}"/>`);
-  for (const t of ya.ticks) s.push(`<line x1="${f.left}" y1="${n2(ya.map(t))}" x2="${f.right}" y2="${n2(ya.map(t))}"/>`);
+  for (const t of xa.ticks)
+    s.push(`<line x1="${n2(xa.map(t))}" y1="${f.top}" x2="${n2(xa.map(t))}" y2="${f.bottom}"/>`);
+  for (const t of ya.ticks)
+    s.push(`<line x1="${f.left}" y1="${n2(ya.map(t))}" x2="${f.right}" y2="${n2(ya.map(t))}"/>`);
   s.push(`</g>`);
   s.push(`<g stroke="black" stroke-width="1" fill="none">`);
   s.push(`<line x1="${f.left}" y1="${f.bottom}" x2="${f.right}" y2="${f.bottom}"/>`);
   s.push(`<line x1="${f.left}" y1="${f.top}" x2="${f.left}" y2="${f.bottom}"/>`);
-  for (const t of xa.ticks) s.push(`<line x1="${n2(xa.map(t))}" y1="${f.bottom}" x2="${n2(xa.map(t))}" y2="${f.bottom + 5}"/>`);
-  for (const t of ya.ticks) s.push(`<line x1="${f.left - 5}" y1="${n2(ya.map(t))}" x2="${f.left}" y2="${n2(ya.map(t))}"/>`);
+  for (const t of xa.ticks)
+    s.push(`<line x1="${n2(xa.map(t))}" y1="${f.bottom}" x2="${n2(xa.map(t))}" y2="${f.bottom + 5}"/>`);
+  for (const t of ya.ticks)
+    s.push(`<line x1="${f.left - 5}" y1="${n2(ya.map(t))}" x2="${f.left}" y2="${n2(ya.map(t))}"/>`);
   s.push(`</g>`);
   s.push(`<g font-family="sans-serif" font-size="11" fill="black">`);
-  for (const t of xa.ticks) s.push(`<text x="${n2(xa.map(t))}" y="${f.bottom + 18}" text-anchor="middle">${escapeXml(xa.label(t))}</text>`);
-  for (const t of ya.ticks) s.push(`<text x="${f.left - 8}" y="${n2(ya.map(t) + 4)}" text-anchor="end">${escapeXml(ya.label(t))}</text>`);
-  s.push(`<text x="${n2((f.left + f.right) / 2)}" y="${f.height - 10}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`);
+  for (const t of xa.ticks)
+    s.push(`<text x="${n2(xa.map(t))}" y="${f.bottom + 18}" text-anchor="middle">${escapeXml(xa.label(t))}</text>`);
+  for (const t of ya.ticks)
+    s.push(`<text x="${f.left - 8}" y="${n2(ya.map(t) + 4)}" text-anchor="end">${escapeXml(ya.label(t))}</text>`);
+  s.push(
+    `<text x="${n2((f.left + f.right) / 2)}" y="${f.height - 10}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`,
+  );
   const cy = n2((f.top + f.bottom) / 2);
-  s.push(`<text x="14" y="${cy}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${cy})">${escapeXml(yLabel)}</text>`);
-  s.push(`<text x="${n2(f.width / 2)}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`);
+  s.push(
+    `<text x="14" y="${cy}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${cy})">${escapeXml(yLabel)}</text>`,
+  );
+  s.push(
+    `<text x="${n2(f.width / 2)}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
+  );
   s.push(`</g>`);
   return s;
 }
@@ -473,19 +502,25 @@ export function scatterPlotSvg(o: ScatterOptions): string {
   const ya = linearAxis(...range(o.y), f.bottom, f.top);
   const body = axesSvg(f, xa, ya, o.title, o.xLabel, o.yLabel);
   body.push(`<g fill="${o.color ?? PALETTE[0]}" fill-opacity="0.6" stroke="none">`);
-  for (let i = 0; i < o.x.length; i++) body.push(`<circle cx="${n2(xa.map(o.x[i]!))}" cy="${n2(ya.map(o.y[i]!))}" r="2.5"/>`);
+  for (let i = 0; i < o.x.length; i++)
+    body.push(`<circle cx="${n2(xa.map(o.x[i]!))}" cy="${n2(ya.map(o.y[i]!))}" r="2.5"/>`);
   body.push(`</g>`);
   return svgDoc(f, body);
 }
 
 /** Scatter plot of an objective's accuracy (x) against the reference accuracy (y), ρ in the title. */
-export function objectiveScatterSvg(rows: readonly ArchAccuracies[], objective: string, reference = 'cls', space = ''): string {
+export function objectiveScatterSvg(
+  rows: readonly ArchAccuracies[],
+  objective: string,
+  reference = 'cls',
+  space = '',
+): string {
   const p = pairs(rows, objective, reference);
   const rho = p.x.length >= 2 ? spearman(p.x, p.y) : NaN;
   return scatterPlotSvg({
     x: p.x,
     y: p.y,
-    title: `${space ? space + ': ' : ''}${objective} vs ${reference} (ρ = ${fmt(rho)}, n = ${p.x.length})`,
+    title: `${space ? `${space}: ` : ''}${objective} vs ${reference} (ρ = ${fmt(rho)}, n = ${p.x.length})`,
     xLabel: `${objective} accuracy`,
     yLabel: `${reference} accuracy`,
   });
@@ -514,35 +549,55 @@ export function randomExperimentSvg(series: readonly CurveSeries[], o: LineChart
   if (all.length === 0) throw new Error('randomExperimentSvg: no points');
   const ms = all.map((p) => p.m);
   const logX = o.logX ?? ms.every((m) => m > 0);
-  const xa = logX ? logAxis(Math.min(...ms), Math.max(...ms), f.left, f.right) : linearAxis(Math.min(...ms), Math.max(...ms), f.left, f.right);
+  const xa = logX
+    ? logAxis(Math.min(...ms), Math.max(...ms), f.left, f.right)
+    : linearAxis(Math.min(...ms), Math.max(...ms), f.left, f.right);
   const ya = linearAxis(Math.min(...all.map((p) => p.lo)), Math.max(...all.map((p) => p.hi)), f.bottom, f.top);
-  const body = axesSvg(f, xa, ya, o.title, o.xLabel ?? 'experiment size m (architectures per experiment)', o.yLabel ?? 'supervised accuracy of the selected architecture');
+  const body = axesSvg(
+    f,
+    xa,
+    ya,
+    o.title,
+    o.xLabel ?? 'experiment size m (architectures per experiment)',
+    o.yLabel ?? 'supervised accuracy of the selected architecture',
+  );
   const colors = series.map((s, k) => s.color ?? PALETTE[k % PALETTE.length]!);
   series.forEach((s, k) => {
     const pts = [...s.points].sort((a, b) => a.m - b.m);
     if (pts.length === 0) return;
     const upper = pts.map((p) => `${n2(xa.map(p.m))},${n2(ya.map(p.hi))}`);
     const lower = pts.map((p) => `${n2(xa.map(p.m))},${n2(ya.map(p.lo))}`).reverse();
-    body.push(`<polygon points="${[...upper, ...lower].join(' ')}" fill="${colors[k]}" fill-opacity="0.12" stroke="none"/>`);
+    body.push(
+      `<polygon points="${[...upper, ...lower].join(' ')}" fill="${colors[k]}" fill-opacity="0.12" stroke="none"/>`,
+    );
   });
   series.forEach((s, k) => {
     const pts = [...s.points].sort((a, b) => a.m - b.m);
     if (pts.length === 0) return;
-    body.push(`<polyline points="${pts.map((p) => `${n2(xa.map(p.m))},${n2(ya.map(p.mean))}`).join(' ')}" fill="none" stroke="${colors[k]}" stroke-width="2"/>`);
-    for (const p of pts) body.push(`<circle cx="${n2(xa.map(p.m))}" cy="${n2(ya.map(p.mean))}" r="3" fill="${colors[k]}"/>`);
+    body.push(
+      `<polyline points="${pts.map((p) => `${n2(xa.map(p.m))},${n2(ya.map(p.mean))}`).join(' ')}" fill="none" stroke="${colors[k]}" stroke-width="2"/>`,
+    );
+    for (const p of pts)
+      body.push(`<circle cx="${n2(xa.map(p.m))}" cy="${n2(ya.map(p.mean))}" r="3" fill="${colors[k]}"/>`);
   });
   // legend, bottom right (curves rise with m, so that corner is usually empty)
   const lw = 36 + 7 * Math.max(...series.map((s) => s.label.length));
   const lh = 8 + 16 * series.length;
   const lx = f.right - lw - 8;
   const ly0 = f.bottom - lh - 8;
-  body.push(`<rect x="${n2(lx)}" y="${n2(ly0)}" width="${n2(lw)}" height="${lh}" fill="white" fill-opacity="0.85" stroke="#999999"/>`);
+  body.push(
+    `<rect x="${n2(lx)}" y="${n2(ly0)}" width="${n2(lw)}" height="${lh}" fill="white" fill-opacity="0.85" stroke="#999999"/>`,
+  );
   series.forEach((s, k) => {
     const y = ly0 + 16 + 16 * k;
-    body.push(`<line x1="${n2(lx + 6)}" y1="${y - 4}" x2="${n2(lx + 26)}" y2="${y - 4}" stroke="${colors[k]}" stroke-width="2"/>`);
+    body.push(
+      `<line x1="${n2(lx + 6)}" y1="${y - 4}" x2="${n2(lx + 26)}" y2="${y - 4}" stroke="${colors[k]}" stroke-width="2"/>`,
+    );
     body.push(`<text x="${n2(lx + 32)}" y="${y}" font-family="sans-serif" font-size="11">${escapeXml(s.label)}</text>`);
   });
-  body.push(`<text x="${n2(f.left + 6)}" y="${f.top + 14}" font-family="sans-serif" font-size="10" fill="#555555">lines: mean; bands: mean ± 2σ</text>`);
+  body.push(
+    `<text x="${n2(f.left + 6)}" y="${f.top + 14}" font-family="sans-serif" font-size="10" fill="#555555">lines: mean; bands: mean ± 2σ</text>`,
+  );
   return svgDoc(f, body);
 }
 
@@ -559,14 +614,21 @@ export function writeStudyReport(dir: string, summary: StudySummary, rows: reado
     atomicWriteFile(p, data);
     written.push(p);
   };
-  put('summary.json', JSON.stringify(summary, null, 1) + '\n');
+  put('summary.json', `${JSON.stringify(summary, null, 1)}\n`);
   put('summary.txt', formatSummaryTable(summary));
   const series: CurveSeries[] = [
-    ...(summary.referenceCurve.length ? [{ label: `${summary.reference} (oracle)`, points: summary.referenceCurve, color: '#000000' }] : []),
-    ...summary.objectives.filter((o) => o.randomExperiment.length).map((o, k) => ({ label: o.objective, points: o.randomExperiment, color: PALETTE[k % PALETTE.length]! })),
+    ...(summary.referenceCurve.length
+      ? [{ label: `${summary.reference} (oracle)`, points: summary.referenceCurve, color: '#000000' }]
+      : []),
+    ...summary.objectives
+      .filter((o) => o.randomExperiment.length)
+      .map((o, k) => ({ label: o.objective, points: o.randomExperiment, color: PALETTE[k % PALETTE.length]! })),
   ];
   if (series.length) {
-    put('random_experiment.svg', randomExperimentSvg(series, { title: `Random experiment${summary.space ? ` (${summary.space})` : ''}` }));
+    put(
+      'random_experiment.svg',
+      randomExperimentSvg(series, { title: `Random experiment${summary.space ? ` (${summary.space})` : ''}` }),
+    );
   }
   for (const o of summary.objectives) {
     if (o.n < 1 || !/^[A-Za-z0-9_.-]+$/.test(o.objective)) continue;

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findRepoRoot } from '../data/index.js';
-import type { EP } from '../runtime.js';
+import type { EP } from '../runtime/session.js';
 import type { ChildReply, ChildRunMessage } from './child.js';
 import { StudyError } from './errors.js';
 import type { StudyConfig, TrialOutcome } from './runner.js';
@@ -30,7 +30,8 @@ export function resolveChildFile(): string {
     const root = findRepoRoot();
     file = join(root, 'dist', relative(root, dirname(here)), 'child.js');
   }
-  if (!existsSync(file)) throw new StudyError(`the trial process script ${file} is missing: run npm run build first (or use concurrency 1)`);
+  if (!existsSync(file))
+    throw new StudyError(`the trial process script ${file} is missing: run npm run build first (or use concurrency 1)`);
   return file;
 }
 
@@ -66,7 +67,8 @@ export class TrialProcessPool {
     readonly size: number,
     private readonly opts: TrialProcessPoolOptions = {},
   ) {
-    if (!Number.isInteger(size) || size < 1) throw new StudyError(`a trial process pool needs at least one process, got ${size}`);
+    if (!Number.isInteger(size) || size < 1)
+      throw new StudyError(`a trial process pool needs at least one process, got ${size}`);
     this.file = resolveChildFile();
     this.slots = Array.from({ length: size }, () => ({ child: null, ready: null, task: null }));
   }
@@ -81,7 +83,11 @@ export class TrialProcessPool {
   }
 
   private spawn(slot: Slot): void {
-    const child = fork(this.file, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [], serialization: 'advanced' });
+    const child = fork(this.file, [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: [],
+      serialization: 'advanced',
+    });
     slot.child = child;
     slot.ready = new Promise<void>((resolve, reject) => {
       const onMessage = (m: ChildReply): void => {
@@ -91,7 +97,9 @@ export class TrialProcessPool {
         }
       };
       child.on('message', onMessage);
-      child.once('exit', (code, signal) => reject(new StudyError(`the trial process exited before it was ready (${signal ?? `code ${code}`})`)));
+      child.once('exit', (code, signal) =>
+        reject(new StudyError(`the trial process exited before it was ready (${signal ?? `code ${code}`})`)),
+      );
     });
     slot.ready.catch(() => undefined);
     child.on('message', (m: ChildReply) => {
@@ -124,7 +132,13 @@ export class TrialProcessPool {
       const child = slot.child!;
       slot.ready!.then(
         () => {
-          const m: ChildRunMessage = { type: 'run', id, trial: task.trial, config: task.config, ctx: { ep: this.opts.ep, threads: this.opts.threads, workers: this.opts.workers } };
+          const m: ChildRunMessage = {
+            type: 'run',
+            id,
+            trial: task.trial,
+            config: task.config,
+            ctx: { ep: this.opts.ep, threads: this.opts.threads, workers: this.opts.workers },
+          };
           child.send(m);
         },
         (e: Error) => {

@@ -12,7 +12,7 @@
  *   child → parent  { type: 'ready' } once, then { type: 'done', id, outcome } | { type: 'error', id, message }
  */
 import { DataPool } from '../data/index.js';
-import type { EP } from '../runtime.js';
+import type { EP } from '../runtime/session.js';
 import { DataCache, runTrial, type StudyConfig, type TrialOutcome } from './runner.js';
 import type { Trial } from './store.js';
 
@@ -24,7 +24,10 @@ export interface ChildRunMessage {
   ctx: { ep?: EP; threads?: number; workers?: number };
 }
 
-export type ChildReply = { type: 'ready' } | { type: 'done'; id: number; outcome: TrialOutcome } | { type: 'error'; id: number; message: string };
+export type ChildReply =
+  | { type: 'ready' }
+  | { type: 'done'; id: number; outcome: TrialOutcome }
+  | { type: 'error'; id: number; message: string };
 
 function send(m: ChildReply): void {
   process.send?.(m);
@@ -41,7 +44,7 @@ let busy = Promise.resolve();
 
 process.on('disconnect', () => process.exit(0));
 process.on('message', (m: ChildRunMessage) => {
-  if (!m || m.type !== 'run') return;
+  if (m?.type !== 'run') return;
   busy = busy.then(async () => {
     try {
       pool ??= new DataPool({ workers: m.ctx.workers ?? 0 });

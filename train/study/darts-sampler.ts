@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { PRIMITIVES, STEPS, type Genotype, type OpName } from '../../graph/genotype.js';
 import { modelDataPath } from '../../graph/paths.js';
 import { Rng } from '../../graph/rng.js';
-import type { Nb101Spec } from './nasbench101.js';
+import type { Nb101Spec } from '../../graph/spaces/nasbench101.js';
 
 export type { Genotype, OpName } from '../../graph/genotype.js';
 
@@ -110,7 +110,11 @@ function cellKey(cell: [OpName, number][]): string {
  * Example: `N:sep_conv_3x3@0+sep_conv_3x3@1;…|NC:2,3,4,5|R:…|RC:2,3,4,5`.
  */
 export function genotypeKey(g: Genotype): string {
-  const sortNum = (a: number[]) => a.slice().sort((x, y) => x - y).join(',');
+  const sortNum = (a: number[]) =>
+    a
+      .slice()
+      .sort((x, y) => x - y)
+      .join(',');
   return `N:${cellKey(g.normal)}|NC:${sortNum(g.normal_concat)}|R:${cellKey(g.reduce)}|RC:${sortNum(g.reduce_concat)}`;
 }
 
@@ -154,7 +158,8 @@ export function validateGenotype(g: Genotype, opts: DartsSampleOptions = {}): st
     });
     if (opts.distinctInputs) {
       for (let i = 0; i < steps; i++) {
-        if (cell[2 * i]?.[1] === cell[2 * i + 1]?.[1]) errors.push(`${kind} node ${i}: both inputs are ${cell[2 * i]![1]}`);
+        if (cell[2 * i]?.[1] === cell[2 * i + 1]?.[1])
+          errors.push(`${kind} node ${i}: both inputs are ${cell[2 * i]![1]}`);
       }
     }
     const concat = g[`${kind}_concat`];

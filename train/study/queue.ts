@@ -22,7 +22,7 @@
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import type { EP } from '../runtime.js';
+import type { EP } from '../runtime/session.js';
 import { DataPool } from '../data/index.js';
 import type { Trial, TrialStore } from './store.js';
 import { TrialProcessPool } from './child-pool.js';
@@ -70,7 +70,8 @@ export function queueConnection(url: string): ConnectionOptions {
   } catch {
     throw new StudyError(`bad queue URL '${url}' (expected redis://host:port)`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new StudyError(`bad queue URL '${url}' (expected redis://host:port)`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new StudyError(`bad queue URL '${url}' (expected redis://host:port)`);
   checkRedisDriver();
   // Workers need maxRetriesPerRequest null (blocking commands); reconnect with a capped backoff.
   return { url, maxRetriesPerRequest: null, retryStrategy: (times: number) => Math.min(200 * times, 2000) };
@@ -129,7 +130,12 @@ export interface EnqueueOptions {
  * good, in which case it is replaced (a new run of the study retries it).
  * @returns the number of jobs added.
  */
-export async function enqueueTrials(queue: Queue, trials: readonly Trial[], config: StudyConfig, o: EnqueueOptions = {}): Promise<number> {
+export async function enqueueTrials(
+  queue: Queue,
+  trials: readonly Trial[],
+  config: StudyConfig,
+  o: EnqueueOptions = {},
+): Promise<number> {
   const key = studyKey(config);
   const attempts = Math.max(1, o.attempts ?? 3);
   const add: { name: string; data: TrialJobData; opts: Record<string, unknown> }[] = [];
@@ -138,7 +144,9 @@ export async function enqueueTrials(queue: Queue, trials: readonly Trial[], conf
     if (job) {
       const data = job.data as Partial<TrialJobData> | undefined;
       if (data?.studyKey !== key) {
-        throw new StudyError(`queue '${queue.name}' already holds a job ${trial.id} of a study with other settings: use another --queue-name, or wait for that study`);
+        throw new StudyError(
+          `queue '${queue.name}' already holds a job ${trial.id} of a study with other settings: use another --queue-name, or wait for that study`,
+        );
       }
       if ((await job.getState()) !== 'failed') continue;
       await job.remove();
@@ -146,7 +154,13 @@ export async function enqueueTrials(queue: Queue, trials: readonly Trial[], conf
     add.push({
       name: 'trial',
       data: { trial, config, studyKey: key },
-      opts: { jobId: trial.id, attempts, backoff: { type: 'fixed', delay: o.backoffMs ?? 1000 }, removeOnComplete: false, removeOnFail: false },
+      opts: {
+        jobId: trial.id,
+        attempts,
+        backoff: { type: 'fixed', delay: o.backoffMs ?? 1000 },
+        removeOnComplete: false,
+        removeOnFail: false,
+      },
     });
   }
   // one bulk call per 500 jobs keeps single Redis commands small
@@ -197,7 +211,11 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
     await ready(events, o.url);
     emit({ type: 'start', total, done, pending: pending.length });
     const added = await enqueueTrials(queue, pending, config, o);
-    if (pending.length) emit({ type: 'info', message: `queue '${name}' at ${o.url}: ${added} trials enqueued, ${pending.length - added} already there` });
+    if (pending.length)
+      emit({
+        type: 'info',
+        message: `queue '${name}' at ${o.url}: ${added} trials enqueued, ${pending.length - added} already there`,
+      });
     events.on('completed', ({ jobId }) => {
       if (waiting.has(jobId)) poke();
     });
@@ -207,7 +225,8 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
       poke();
     });
     events.on('stalled', ({ jobId }) => {
-      if (waiting.has(jobId)) emit({ type: 'info', message: `trial ${jobId} stalled (its worker stopped answering): back in the queue` });
+      if (waiting.has(jobId))
+        emit({ type: 'info', message: `trial ${jobId} stalled (its worker stopped answering): back in the queue` });
     });
     const sweep = async (): Promise<void> => {
       const jobs = (await queue.getJobs(['completed', 'failed'])) as Job<TrialJobData, TrialOutcome>[];
@@ -219,7 +238,12 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
         if (state === 'completed') {
           const rv = job.returnvalue;
           if (!rv || typeof rv !== 'object' || !rv.metrics) continue;
-          const info = { ...rv.info, attemptsStarted: job.attemptsStarted, attemptsMade: job.attemptsMade, stalled: job.stalledCounter };
+          const info = {
+            ...rv.info,
+            attemptsStarted: job.attemptsStarted,
+            attemptsMade: job.attemptsMade,
+            stalled: job.stalledCounter,
+          };
           if (store.recordResult(trial.id, rv.metrics, info)) recorded++;
           waiting.delete(trial.id);
           emit({ type: 'trial-done', trial, outcome: { metrics: rv.metrics, info }, ...progress.finish() });
@@ -243,7 +267,11 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
       if (Date.now() - lastActivity > idleHintMs) {
         lastActivity = Date.now();
         const workers = await queue.getWorkersCount();
-        if (workers === 0) emit({ type: 'info', message: `no worker is connected to queue '${name}': start some with  nas-onnx worker --queue ${o.url}${name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : ''}` });
+        if (workers === 0)
+          emit({
+            type: 'info',
+            message: `no worker is connected to queue '${name}': start some with  nas-onnx worker --queue ${o.url}${name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : ''}`,
+          });
       }
       await new Promise<void>((resolve) => {
         const finish = (): void => {
@@ -311,7 +339,8 @@ export async function startStudyWorker(o: StudyWorkerOptions): Promise<StudyWork
   const threads = o.threads ?? defaultThreads(concurrency);
   // Trials run in child processes: onnxruntime-node trains synchronously, and this
   // process must keep renewing the job locks (a silent worker loses its trial).
-  const procs = o.processes === false ? null : new TrialProcessPool(concurrency, { ep: o.ep, threads, workers: o.workers });
+  const procs =
+    o.processes === false ? null : new TrialProcessPool(concurrency, { ep: o.ep, threads, workers: o.workers });
   const pool = procs ? null : new DataPool({ workers: o.workers ?? 0 });
   const ctx: TrialContext = { ep: o.ep, threads, pool: pool ?? undefined, data: new DataCache() };
   const worker = new Worker<TrialJobData, TrialOutcome>(
@@ -321,7 +350,9 @@ export async function startStudyWorker(o: StudyWorkerOptions): Promise<StudyWork
       log(`start ${trial.id} (attempt ${job.attemptsStarted})`);
       const outcome = procs ? await procs.run(trial, config) : await runTrial(trial, config, ctx);
       outcome.info.worker = id;
-      log(`done ${trial.id} accuracy ${(100 * (outcome.metrics.accuracy ?? NaN)).toFixed(2)}% (${Number(outcome.info.seconds).toFixed(1)} s)`);
+      log(
+        `done ${trial.id} accuracy ${(100 * (outcome.metrics.accuracy ?? NaN)).toFixed(2)}% (${Number(outcome.info.seconds).toFixed(1)} s)`,
+      );
       return outcome;
     },
     {

@@ -26,16 +26,30 @@ import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { BN_MOMENTUM } from '../../graph/nets/layers.js';
 import type { Genotype } from '../../graph/genotype.js';
-import { ForwardRunner, StepRunner, newTrainState, padRows, stepCosineLr } from '../engine.js';
-import { initParams } from '../params.js';
-import { f32, i64, toF32, scalarOf, type EP } from '../runtime.js';
-import { fmtTime } from '../progress.js';
-import { DataLoader, DataPool, limitDataset, loadDataset, type Dataset, type PretextTask, type TaskOptions } from '../data/index.js';
+import { ForwardRunner, StepRunner, newTrainState, padRows, stepCosineLr } from '../runtime/engine.js';
+import { initParams } from '../runtime/params.js';
+import { f32, i64, toF32, scalarOf, type EP } from '../runtime/session.js';
+import { fmtTime } from '../runtime/progress.js';
+import {
+  DataLoader,
+  DataPool,
+  limitDataset,
+  loadDataset,
+  type Dataset,
+  type PretextTask,
+  type TaskOptions,
+} from '../data/index.js';
 import { jigsawGeometry } from '../data/transforms.js';
 import { dartsArchId, loadUnnasPool, sampleDartsGenotypes, validateGenotype } from './darts-sampler.js';
-import { checkSpec, nb101ArchId, sampleNasBench101, type Nb101Spec } from './nasbench101.js';
+import { checkSpec, nb101ArchId, sampleNasBench101, type Nb101Spec } from '../../graph/spaces/nasbench101.js';
 import { TrialStore, atomicWriteFile, crossTrials, type Trial, type TrialResult, type TrialSpec } from './store.js';
-import { aggregateAccuracies, buildStudySummary, formatSummaryTable, writeStudyReport, type StudySummary } from './analysis.js';
+import {
+  aggregateAccuracies,
+  buildStudySummary,
+  formatSummaryTable,
+  writeStudyReport,
+  type StudySummary,
+} from './analysis.js';
 import { buildTrialGraphs, STUDY_SPACES, type StudySpace, type TrialNetConfig } from './trial-net.js';
 import { StudyError } from './errors.js';
 import { TrialProcessPool } from './child-pool.js';
@@ -104,25 +118,40 @@ const CONFIG_KEYS = Object.keys(defaultStudyConfig()) as (keyof StudyConfig)[];
 
 /** Throws a StudyError naming the first bad field. Returns the config. */
 export function validateStudyConfig(c: StudyConfig): StudyConfig {
-  if (!STUDY_SPACES.includes(c.space)) throw new StudyError(`unknown space '${String(c.space)}' (expected ${STUDY_SPACES.join(' or ')})`);
+  if (!STUDY_SPACES.includes(c.space))
+    throw new StudyError(`unknown space '${String(c.space)}' (expected ${STUDY_SPACES.join(' or ')})`);
   if (typeof c.dataset !== 'string' || !c.dataset) throw new StudyError('no dataset given');
-  const posInt: (keyof StudyConfig)[] = ['epochs', 'batch', 'evalBatch', 'C', 'layers', 'width', 'stacks', 'cellsPerStack'];
+  const posInt: (keyof StudyConfig)[] = [
+    'epochs',
+    'batch',
+    'evalBatch',
+    'C',
+    'layers',
+    'width',
+    'stacks',
+    'cellsPerStack',
+  ];
   for (const k of posInt) {
     const v = c[k];
-    if (!Number.isInteger(v) || (v as number) < 1) throw new StudyError(`${k} must be a positive integer, got ${String(v)}`);
+    if (!Number.isInteger(v) || (v as number) < 1)
+      throw new StudyError(`${k} must be a positive integer, got ${String(v)}`);
   }
   for (const k of ['limit', 'testLimit'] as const) {
     const v = c[k];
-    if (v !== null && (!Number.isInteger(v) || v < 1)) throw new StudyError(`${k} must be a positive integer or null, got ${String(v)}`);
+    if (v !== null && (!Number.isInteger(v) || v < 1))
+      throw new StudyError(`${k} must be a positive integer or null, got ${String(v)}`);
   }
   for (const k of ['preciseBn', 'evalSeed'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 0) throw new StudyError(`${k} must be a non-negative integer, got ${String(c[k])}`);
+    if (!Number.isInteger(c[k]) || c[k] < 0)
+      throw new StudyError(`${k} must be a non-negative integer, got ${String(c[k])}`);
   }
   if (!(c.lr > 0)) throw new StudyError(`lr must be positive, got ${c.lr}`);
   for (const k of ['lrMin', 'momentum', 'weightDecay'] as const) {
-    if (!(Number.isFinite(c[k]) && c[k] >= 0)) throw new StudyError(`${k} must be a non-negative number, got ${String(c[k])}`);
+    if (!(Number.isFinite(c[k]) && c[k] >= 0))
+      throw new StudyError(`${k} must be a non-negative number, got ${String(c[k])}`);
   }
-  if (c.space === 'darts' && c.C % 2) throw new StudyError(`DARTS networks need an even C (FactorizedReduce), got ${c.C}`);
+  if (c.space === 'darts' && c.C % 2)
+    throw new StudyError(`DARTS networks need an even C (FactorizedReduce), got ${c.C}`);
   return c;
 }
 
@@ -165,13 +194,20 @@ export interface ArchSelection {
  * as its prefix.
  */
 export function selectArchitectures(space: StudySpace, sel: ArchSelection): StudyArch[] {
-  if (!Number.isInteger(sel.count) || sel.count < 1) throw new StudyError(`the number of architectures must be a positive integer, got ${sel.count}`);
+  if (!Number.isInteger(sel.count) || sel.count < 1)
+    throw new StudyError(`the number of architectures must be a positive integer, got ${sel.count}`);
   if (space === 'darts') {
     let gs: Genotype[];
     if (sel.source === 'pool') {
       const pool = loadUnnasPool().darts;
-      if (sel.count > pool.length) throw new StudyError(`the UnNAS DARTS pool has ${pool.length} architectures, asked for ${sel.count}`);
-      gs = pool.slice(0, sel.count).map((p) => ({ normal: p.normal, normal_concat: p.normal_concat, reduce: p.reduce, reduce_concat: p.reduce_concat }));
+      if (sel.count > pool.length)
+        throw new StudyError(`the UnNAS DARTS pool has ${pool.length} architectures, asked for ${sel.count}`);
+      gs = pool.slice(0, sel.count).map((p) => ({
+        normal: p.normal,
+        normal_concat: p.normal_concat,
+        reduce: p.reduce,
+        reduce_concat: p.reduce_concat,
+      }));
     } else {
       gs = sampleDartsGenotypes(sel.count, sel.seed ?? 0, { includeNone: true, distinctInputs: false });
     }
@@ -184,7 +220,8 @@ export function selectArchitectures(space: StudySpace, sel: ArchSelection): Stud
   let specs: Nb101Spec[];
   if (sel.source === 'pool') {
     const pool = loadUnnasPool().nas_bench_101;
-    if (sel.count > pool.length) throw new StudyError(`the UnNAS NAS-Bench-101 pool has ${pool.length} cells, asked for ${sel.count}`);
+    if (sel.count > pool.length)
+      throw new StudyError(`the UnNAS NAS-Bench-101 pool has ${pool.length} cells, asked for ${sel.count}`);
     specs = pool.slice(0, sel.count).map((p) => ({ matrix: p.matrix, ops: p.ops }));
   } else {
     specs = sampleNasBench101(sel.count, sel.seed ?? 0).map((s) => ({ matrix: s.matrix, ops: s.ops }));
@@ -238,17 +275,25 @@ export function openStudy(dir: string): TrialStore {
 export function openOrCreateStudy(dir: string, def: StudyDefinition): TrialStore {
   validateStudyConfig(def.config);
   for (const o of def.objectives) {
-    if (!(STUDY_OBJECTIVES as readonly string[]).includes(o)) throw new StudyError(`unknown objective '${o}' (expected ${STUDY_OBJECTIVES.join(', ')})`);
+    if (!(STUDY_OBJECTIVES as readonly string[]).includes(o))
+      throw new StudyError(`unknown objective '${o}' (expected ${STUDY_OBJECTIVES.join(', ')})`);
   }
   if (existsSync(join(dir, 'study.json'))) {
     const have = studyConfigOf(TrialStore.open(dir));
     const diff = configDiff(have, def.config);
     if (diff.length) {
       const d = diff.map((k) => `${k} ${JSON.stringify(have[k])} → ${JSON.stringify(def.config[k])}`).join(', ');
-      throw new StudyError(`the study in ${dir} was created with other settings (${d}); use another --out or the same settings`);
+      throw new StudyError(
+        `the study in ${dir} was created with other settings (${d}); use another --out or the same settings`,
+      );
     }
   }
-  const meta: StudyMeta = { kind: 'nas-onnx-study', config: def.config, studyKey: studyKey(def.config), archSource: def.archSource };
+  const meta: StudyMeta = {
+    kind: 'nas-onnx-study',
+    config: def.config,
+    studyKey: studyKey(def.config),
+    archSource: def.archSource,
+  };
   const trials: TrialSpec[] = crossTrials(def.archs, def.objectives, def.seeds);
   try {
     return TrialStore.openOrCreate(dir, trials, meta as unknown as Record<string, unknown>);
@@ -298,7 +343,12 @@ export interface TrialOutcome {
  * patch), because a FactorizedReduce needs even sides at both reductions; on
  * 32-pixel images that is UnNAS's own 12-pixel tile.
  */
-export function trialTaskOptions(cfg: StudyConfig, objective: string, ds: { h: number; w: number }, augment = true): TaskOptions {
+export function trialTaskOptions(
+  cfg: StudyConfig,
+  objective: string,
+  ds: { h: number; w: number },
+  augment = true,
+): TaskOptions {
   const o: TaskOptions = { name: objective as StudyObjective, augment };
   if (objective === 'jig' && cfg.space === 'darts') {
     const grid = Math.min(ds.h, ds.w) < 64 ? 2 : 3;
@@ -324,16 +374,27 @@ function labelsFeed(y: Int32Array, full: number[]): ort.Tensor {
  * info: seconds (wall), train/precise-BN/eval seconds, params (trainable),
  * nodes (inference graph), stepNodes, steps, host, pid, ep, threads.
  */
-export async function runTrial(trial: Pick<Trial, 'archId' | 'objective' | 'seed' | 'arch'>, config: StudyConfig, ctx: TrialContext = {}): Promise<TrialOutcome> {
+export async function runTrial(
+  trial: Pick<Trial, 'archId' | 'objective' | 'seed' | 'arch'>,
+  config: StudyConfig,
+  ctx: TrialContext = {},
+): Promise<TrialOutcome> {
   const t0 = performance.now();
   const cfg = validateStudyConfig({ ...defaultStudyConfig(config.space), ...config });
-  if (!(STUDY_OBJECTIVES as readonly string[]).includes(trial.objective)) throw new StudyError(`unknown objective '${trial.objective}'`);
+  if (!(STUDY_OBJECTIVES as readonly string[]).includes(trial.objective))
+    throw new StudyError(`unknown objective '${trial.objective}'`);
   const data = ctx.data ?? new DataCache();
   const trainSet = await data.get(cfg.dataset, 'train', cfg.limit);
   const testSet = await data.get(cfg.dataset, 'test', cfg.testLimit ?? cfg.limit);
   const pool = ctx.pool ?? new DataPool({ workers: 0 });
   const evalBatch = Math.min(cfg.evalBatch, testSet.n);
-  const train = new DataLoader(trainSet, { task: trialTaskOptions(cfg, trial.objective, trainSet), batchSize: cfg.batch, seed: trial.seed, dropLast: true, pool });
+  const train = new DataLoader(trainSet, {
+    task: trialTaskOptions(cfg, trial.objective, trainSet),
+    batchSize: cfg.batch,
+    seed: trial.seed,
+    dropLast: true,
+    pool,
+  });
   const test = new DataLoader(testSet, {
     task: trialTaskOptions(cfg, trial.objective, testSet, false),
     batchSize: evalBatch,
@@ -343,7 +404,8 @@ export async function runTrial(trial: Pick<Trial, 'archId' | 'objective' | 'seed
     mean: train.mean,
     std: train.std,
   });
-  if (train.batchesPerEpoch < 1) throw new StudyError(`batch ${cfg.batch} is larger than the ${trainSet.n} training images`);
+  if (train.batchesPerEpoch < 1)
+    throw new StudyError(`batch ${cfg.batch} is larger than the ${trainSet.n} training images`);
   const task: PretextTask = train.task;
   const gs = buildTrialGraphs(cfg, trial.arch, task, {
     batch: cfg.batch,
@@ -371,7 +433,10 @@ export async function runTrial(trial: Pick<Trial, 'archId' | 'objective' | 'seed
       for await (const b of train.epoch(epoch)) {
         const lr = stepCosineLr(cfg.lr, cfg.lrMin, epoch, b.index, train.batchesPerEpoch, cfg.epochs);
         const r = await stepRunner.run(st, { x: f32(b.x, b.xShape), labels: i64(b.y, b.yShape) }, lr);
-        if (!Number.isFinite(r.loss)) throw new StudyError(`${trial.archId} ${trial.objective}: the loss became ${r.loss} at epoch ${epoch + 1}, step ${b.index + 1}`);
+        if (!Number.isFinite(r.loss))
+          throw new StudyError(
+            `${trial.archId} ${trial.objective}: the loss became ${r.loss} at epoch ${epoch + 1}, step ${b.index + 1}`,
+          );
         lossSum += r.loss;
         correct += r.metrics.correct ?? 0;
         batches++;
@@ -407,13 +472,16 @@ export async function runTrial(trial: Pick<Trial, 'archId' | 'objective' | 'seed
           // fed running stats are 0, so `<name>@new` = momentum · (batch mean | unbiased batch variance)
           const v = toF32(out[`${n}@new`], `${n}@new`);
           const s = sums.get(n)!;
-          for (let i = 0; i < v.length; i++) s[i] += v[i]!;
+          for (let i = 0; i < v.length; i++) s[i] = s[i]! + v[i]!;
         }
         bnBatches++;
       }
       for (const n of stateNames) {
         const s = sums.get(n)!;
-        evalParams.set(n, Float32Array.from(s, (v) => v / (bnBatches * BN_MOMENTUM)));
+        evalParams.set(
+          n,
+          Float32Array.from(s, (v) => v / (bnBatches * BN_MOMENTUM)),
+        );
       }
       await bnRunner.release();
       bnRunner = null;
@@ -584,7 +652,10 @@ export async function runStudyLocal(store: TrialStore, opts: LocalRunOptions = {
   const threads = opts.threads ?? defaultThreads(concurrency);
   // onnxruntime-node runs sessions synchronously: trials side by side need processes of their own
   const useProcesses = opts.processes ?? concurrency > 1;
-  const procs = useProcesses && pending.length ? new TrialProcessPool(Math.min(concurrency, pending.length), { ep: opts.ep, threads, workers: opts.workers }) : null;
+  const procs =
+    useProcesses && pending.length
+      ? new TrialProcessPool(Math.min(concurrency, pending.length), { ep: opts.ep, threads, workers: opts.workers })
+      : null;
   const pool = procs ? null : new DataPool({ workers: opts.workers ?? 0 });
   const ctx: TrialContext = { ep: opts.ep, threads, pool: pool ?? undefined, data: new DataCache() };
   const exec = (t: Trial): Promise<TrialOutcome> => (procs ? procs.run(t, config) : runTrial(t, config, ctx));
@@ -648,18 +719,42 @@ export function writeStudyReportFor(store: TrialStore, dir = join(store.dir, 're
   const objectives = [...new Set(store.trials().map((t) => t.objective))].filter((o) => o !== 'cls').sort();
   const summary = buildStudySummary(rows, { space: config.space, reference: 'cls', objectives });
   const files = writeStudyReport(dir, summary, rows);
-  const header = ['trial', 'arch', 'objective', 'seed', 'accuracy', 'loss', 'train_accuracy', 'train_loss', 'seconds', 'params', 'nodes'];
+  const header = [
+    'trial',
+    'arch',
+    'objective',
+    'seed',
+    'accuracy',
+    'loss',
+    'train_accuracy',
+    'train_loss',
+    'seconds',
+    'params',
+    'nodes',
+  ];
   const lines = [header.join(',')];
   for (const r of results) {
     const i = r.info ?? {};
     lines.push(
-      [r.trialId, r.archId, r.objective, r.seed, r.metrics.accuracy, r.metrics.loss, r.metrics.train_accuracy, r.metrics.train_loss, i.seconds, i.params, i.nodes]
+      [
+        r.trialId,
+        r.archId,
+        r.objective,
+        r.seed,
+        r.metrics.accuracy,
+        r.metrics.loss,
+        r.metrics.train_accuracy,
+        r.metrics.train_loss,
+        i.seconds,
+        i.params,
+        i.nodes,
+      ]
         .map(csvCell)
         .join(','),
     );
   }
   const csv = join(dir, 'trials.csv');
-  atomicWriteFile(csv, lines.join('\n') + '\n');
+  atomicWriteFile(csv, `${lines.join('\n')}\n`);
   files.push(csv);
   const secs = results.map((r) => Number(r.info?.seconds ?? 0));
   const total = secs.reduce((a, b) => a + b, 0);

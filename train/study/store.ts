@@ -81,7 +81,8 @@ const RESULTS = 'results';
  * @throws if a part contains characters unsafe in file names (allowed: letters, digits, '_', '.', and '-' inside the arch id).
  */
 export function trialId(archId: string, objective: string, seed: number): string {
-  if (!SAFE_ID.test(archId) || archId.startsWith('.')) throw new Error(`trialId: unsafe arch id ${JSON.stringify(archId)}`);
+  if (!SAFE_ID.test(archId) || archId.startsWith('.'))
+    throw new Error(`trialId: unsafe arch id ${JSON.stringify(archId)}`);
   if (!/^[A-Za-z0-9_.]+$/.test(objective) || objective.startsWith('.')) {
     throw new Error(`trialId: unsafe objective ${JSON.stringify(objective)}`);
   }
@@ -96,7 +97,9 @@ export function crossTrials(
   seeds: number[],
 ): TrialSpec[] {
   const out: TrialSpec[] = [];
-  for (const a of archs) for (const objective of objectives) for (const seed of seeds) out.push({ archId: a.archId, arch: a.arch, objective, seed });
+  for (const a of archs)
+    for (const objective of objectives)
+      for (const seed of seeds) out.push({ archId: a.archId, arch: a.arch, objective, seed });
   return out;
 }
 
@@ -159,7 +162,12 @@ function readJson<T>(path: string): T {
 }
 
 function sameTrial(a: TrialSpec, b: TrialSpec): boolean {
-  return a.archId === b.archId && a.objective === b.objective && a.seed === b.seed && JSON.stringify(a.arch) === JSON.stringify(b.arch);
+  return (
+    a.archId === b.archId &&
+    a.objective === b.objective &&
+    a.seed === b.seed &&
+    JSON.stringify(a.arch) === JSON.stringify(b.arch)
+  );
 }
 
 /** A study directory: its manifest and its finished results. */
@@ -213,7 +221,7 @@ export class TrialStore {
       store.manifest.trials.push(t);
       added++;
     }
-    if (!existing || added > 0) atomicWriteFile(path, JSON.stringify(store.manifest, null, 1) + '\n');
+    if (!existing || added > 0) atomicWriteFile(path, `${JSON.stringify(store.manifest, null, 1)}\n`);
     return store;
   }
 
@@ -290,7 +298,7 @@ export class TrialStore {
       ...(info ? { info } : {}),
       finishedAt: new Date().toISOString(),
     };
-    const data = JSON.stringify(r, null, 1) + '\n';
+    const data = `${JSON.stringify(r, null, 1)}\n`;
     // An unreadable (corrupt) result counts as unfinished and may be replaced.
     const overwrite = opts.overwrite === true || (existsSync(this.resultPath(id)) && this.readResult(id) === undefined);
     return atomicWriteFile(this.resultPath(id), data, { overwrite });

@@ -16,7 +16,7 @@ import { nb101Trunk } from '../../graph/nets/nasbench101.js';
 import { taskHead, type Objective, type TaskHead } from '../../graph/nets/tasks.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../../graph/training.js';
 import type { PretextTask } from '../data/index.js';
-import type { Nb101Spec } from './nasbench101.js';
+import type { Nb101Spec } from '../../graph/spaces/nasbench101.js';
 
 /** The search spaces of the sample-based study. */
 export type StudySpace = 'darts' | 'nb101';
@@ -39,7 +39,11 @@ export function studyTrunk(L: Layers, x: Value, arch: unknown, net: TrialNetConf
   if (net.space === 'darts') {
     return evalTrunk(L, x, arch as Genotype, { C: net.C, layers: net.layers, net: 'cifar' }).features;
   }
-  return nb101Trunk(L, x, arch as Nb101Spec, { stemChannels: net.width, numStacks: net.stacks, cellsPerStack: net.cellsPerStack });
+  return nb101Trunk(L, x, arch as Nb101Spec, {
+    stemChannels: net.width,
+    numStacks: net.stacks,
+    cellsPerStack: net.cellsPerStack,
+  });
 }
 
 interface Forward {
@@ -48,14 +52,26 @@ interface Forward {
 }
 
 /** Trunk (+ head) on a batch of `images` source images of `task`. */
-function forward(net: TrialNetConfig, arch: unknown, task: PretextTask, images: number, training: boolean, withHead: boolean): Forward {
+function forward(
+  net: TrialNetConfig,
+  arch: unknown,
+  task: PretextTask,
+  images: number,
+  training: boolean,
+  withHead: boolean,
+): Forward {
   const g = new Graph(`study_${net.space}_${task.name}`);
   g.training = training;
   const L = new Layers(g, { trackRunningStats: true });
   const x = g.input('x', 'float32', task.xShape(images));
   const features = studyTrunk(L, x, arch, net);
   const head = withHead
-    ? taskHead(L, features, { name: task.name as Objective, numClasses: task.numClasses, groupSize: task.groupSize, inputShape: task.inputShape })
+    ? taskHead(L, features, {
+        name: task.name as Objective,
+        numClasses: task.numClasses,
+        groupSize: task.groupSize,
+        inputShape: task.inputShape,
+      })
     : null;
   return { g, head };
 }

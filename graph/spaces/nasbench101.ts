@@ -42,7 +42,7 @@
  * pool, linear classifier.
  */
 import { createHash } from 'node:crypto';
-import { Rng } from '../../graph/rng.js';
+import { Rng } from '../rng.js';
 
 /** Label of the first vertex. */
 export const NB101_INPUT = 'input';
@@ -188,7 +188,8 @@ export function checkSpec(spec: Nb101Spec): Nb101Check {
   if (pruned === null) return { valid: false, reason: 'input is not connected to output' };
   const nv = pruned.ops.length;
   const ne = numEdges(pruned.matrix);
-  if (nv > NB101_MAX_VERTICES) return { valid: false, reason: `too many vertices: ${nv} > ${NB101_MAX_VERTICES}`, pruned };
+  if (nv > NB101_MAX_VERTICES)
+    return { valid: false, reason: `too many vertices: ${nv} > ${NB101_MAX_VERTICES}`, pruned };
   if (ne > NB101_MAX_EDGES) return { valid: false, reason: `too many edges: ${ne} > ${NB101_MAX_EDGES}`, pruned };
   if (pruned.ops[0] !== NB101_INPUT) return { valid: false, reason: "first op must be 'input'", pruned };
   if (pruned.ops[nv - 1] !== NB101_OUTPUT) return { valid: false, reason: "last op must be 'output'", pruned };
@@ -236,12 +237,12 @@ export function hashModule(matrix: number[][], labeling: number[]): string {
       }
       ins.sort();
       outs.sort();
-      next.push(md5(ins.join('') + '|' + outs.join('') + '|' + hashes[v]!));
+      next.push(md5(`${ins.join('')}|${outs.join('')}|${hashes[v]!}`));
     }
     hashes = next;
   }
   const sorted = hashes.slice().sort();
-  return md5('[' + sorted.map((h) => `'${h}'`).join(', ') + ']');
+  return md5(`[${sorted.map((h) => `'${h}'`).join(', ')}]`);
 }
 
 /**
@@ -356,7 +357,8 @@ export function computeVertexChannels(inputChannels: number, outputChannels: num
 
   let outFanIn = 0; // in-degree of the output, ignoring the input vertex
   for (let v = 1; v < n; v++) outFanIn += matrix[v]![n - 1]!;
-  if (outFanIn === 0) throw new Error('computeVertexChannels: no interior vertex feeds the output (prune the spec first)');
+  if (outFanIn === 0)
+    throw new Error('computeVertexChannels: no interior vertex feeds the output (prune the spec first)');
   const interior = Math.floor(outputChannels / outFanIn);
   let correction = outputChannels % outFanIn;
 
@@ -486,7 +488,13 @@ export function nb101NetworkCellChannels(stemChannels = 128, numStacks = 3, cell
     const cin0 = c;
     if (s > 0) c *= 2;
     for (let k = 0; k < cellsPerStack; k++) {
-      slots.push({ stack: s, cell: k, downsampleBefore: s > 0 && k === 0, inChannels: k === 0 ? cin0 : c, outChannels: c });
+      slots.push({
+        stack: s,
+        cell: k,
+        downsampleBefore: s > 0 && k === 0,
+        inChannels: k === 0 ? cin0 : c,
+        outChannels: c,
+      });
     }
   }
   return slots;

@@ -50,14 +50,14 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import type * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
-import { EDGES, deriveCell } from '../graph/genotype.js';
-import { Graph, numel, type Param, type Value } from '../graph/ir.js';
-import { Rng } from '../graph/rng.js';
-import { serialize } from '../graph/onnx.js';
-import { flatten, globalAvgPool } from '../graph/ops/index.js';
-import { Layers } from '../graph/nets/layers.js';
-import { classifierHead } from '../graph/nets/heads.js';
-import { taskHead, type Objective, type TaskShape } from '../graph/nets/tasks.js';
+import { EDGES, deriveCell } from '../../../graph/genotype.js';
+import { Graph, numel, type Param, type Value } from '../../../graph/ir.js';
+import { Rng } from '../../../graph/rng.js';
+import { serialize } from '../../../graph/onnx.js';
+import { flatten, globalAvgPool } from '../../../graph/ops/index.js';
+import { Layers } from '../../../graph/nets/layers.js';
+import { classifierHead } from '../../../graph/nets/heads.js';
+import { taskHead, type Objective, type TaskShape } from '../../../graph/nets/tasks.js';
 import {
   NUM_OPS,
   SSWP_OPS,
@@ -69,21 +69,47 @@ import {
   type CellOps,
   type SswpArch,
   type SswpTrunk,
-} from '../graph/nets/sswp.js';
-import { assembleStep, type OptimizerSpec } from '../graph/training.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { ForwardRunner, StepRunner, cosineLr, newTrainState, stateFromTensors, stateTensors, type StepResult, type TrainState } from './engine.js';
-import { writeFileAtomic } from './fsutil.js';
-import { initParams, pickParams, type ParamValues } from './params.js';
-import { Progress } from './progress.js';
-import { bool, f32, toF32, type EP, type SessionOptions } from './runtime.js';
-import { appendJsonLine } from './log.js';
-import { TrainError } from './errors.js';
-import { cellsSvg } from './genotype-svg.js';
-import { adamUpdate, batchFeeds, type BilevelOptimizerOptions } from './search.js';
-import { alphaGradients, rescaleInvolved, runMask, sampleGates, type GateSample, type OpDropout, type SamplingMode } from './sswp-sampler.js';
-import { makeSchedule, phaseOf, type Phase, type PruneMode, type Schedule } from './sswp-schedule.js';
-import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch, type Dataset, type PretextTask } from './data/index.js';
+} from '../../../graph/nets/sswp.js';
+import { assembleStep, type OptimizerSpec } from '../../../graph/training.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../../runtime/checkpoint.js';
+import {
+  ForwardRunner,
+  StepRunner,
+  cosineLr,
+  newTrainState,
+  stateFromTensors,
+  stateTensors,
+  type StepResult,
+  type TrainState,
+} from '../../runtime/engine.js';
+import { writeFileAtomic } from '../../runtime/fsutil.js';
+import { initParams, pickParams, type ParamValues } from '../../runtime/params.js';
+import { Progress } from '../../runtime/progress.js';
+import { bool, f32, toF32, type EP, type SessionOptions } from '../../runtime/session.js';
+import { appendJsonLine } from '../../runtime/log.js';
+import { TrainError } from '../../runtime/errors.js';
+import { cellsSvg } from '../../report/genotype-svg.js';
+import { adamUpdate, batchFeeds, type BilevelOptimizerOptions } from '../darts.js';
+import {
+  alphaGradients,
+  rescaleInvolved,
+  runMask,
+  sampleGates,
+  type GateSample,
+  type OpDropout,
+  type SamplingMode,
+} from './sampler.js';
+import { makeSchedule, phaseOf, type Phase, type PruneMode, type Schedule } from './schedule.js';
+import {
+  DataLoader,
+  DataPool,
+  dartsSplit,
+  limitDataset,
+  loadDataset,
+  type Batch,
+  type Dataset,
+  type PretextTask,
+} from '../../data/index.js';
 
 /** Rng.derive label of the path samples. */
 export const SAMPLE_STREAM = 0x55a9;
@@ -135,11 +161,32 @@ export interface SswpOptions extends BilevelOptimizerOptions {
 export function sswpConfig(o: SswpOptions): Record<string, unknown> {
   const prune = o.prune ?? 'fpp';
   return {
-    method: 'sswp', objective: o.objective ?? 'simclr', data: o.data, epochs: o.epochs, batch: o.batch, C: o.C, layers: o.layers,
-    seed: o.seed ?? 0, limit: o.limit ?? null, prune, split: o.split ?? null, sampling: o.sampling ?? 'two-path',
-    opDropout: o.opDropout ?? 0.2, poolDropout: o.poolDropout ?? 0, affine: o.affine ?? true, lr: o.lr ?? 0.025, lrMin: o.lrMin ?? 0, momentum: o.momentum ?? 0.9,
-    weightDecay: o.weightDecay ?? 4e-5, clip: o.clip ?? 5, archLr: o.archLr ?? 1e-3, archBeta1: o.archBeta1 ?? 0, archBeta2: o.archBeta2 ?? 0.99,
-    archWeightDecay: o.archWeightDecay ?? 0, temperature: o.temperature ?? 0.5, projectionDim: o.projectionDim ?? 128,
+    method: 'sswp',
+    objective: o.objective ?? 'simclr',
+    data: o.data,
+    epochs: o.epochs,
+    batch: o.batch,
+    C: o.C,
+    layers: o.layers,
+    seed: o.seed ?? 0,
+    limit: o.limit ?? null,
+    prune,
+    split: o.split ?? null,
+    sampling: o.sampling ?? 'two-path',
+    opDropout: o.opDropout ?? 0.2,
+    poolDropout: o.poolDropout ?? 0,
+    affine: o.affine ?? true,
+    lr: o.lr ?? 0.025,
+    lrMin: o.lrMin ?? 0,
+    momentum: o.momentum ?? 0.9,
+    weightDecay: o.weightDecay ?? 4e-5,
+    clip: o.clip ?? 5,
+    archLr: o.archLr ?? 1e-3,
+    archBeta1: o.archBeta1 ?? 0,
+    archBeta2: o.archBeta2 ?? 0.99,
+    archWeightDecay: o.archWeightDecay ?? 0,
+    temperature: o.temperature ?? 0.5,
+    projectionDim: o.projectionDim ?? 128,
   };
 }
 
@@ -166,7 +213,10 @@ export interface SswpNetShape {
 }
 
 /** The SSWP network + task head in training form (BN batch statistics, no running statistics), on `rows` rows. */
-export function buildSswpForward(task: TaskShape, o: SswpNetShape & { rows: number; temperature?: number; projectionDim?: number; trackRunningStats?: boolean }): SswpForward {
+export function buildSswpForward(
+  task: TaskShape,
+  o: SswpNetShape & { rows: number; temperature?: number; projectionDim?: number; trackRunningStats?: boolean },
+): SswpForward {
   const g = new Graph(`sswp_${task.name}`);
   g.training = true;
   const L = new Layers(g, { trackRunningStats: !!o.trackRunningStats });
@@ -245,17 +295,41 @@ class Runners {
     session: { ep?: EP; optimization?: SessionOptions['optimization'] },
   ): Promise<Runners> {
     const fw = buildSswpForward(task, shape);
-    const wInfo = assembleStep(fw.g, { loss: fw.loss, metrics: fw.metrics, update: isWeight, optimizer: sgd, clipNorm: clip, stateOutputs: false });
+    const wInfo = assembleStep(fw.g, {
+      loss: fw.loss,
+      metrics: fw.metrics,
+      update: isWeight,
+      optimizer: sgd,
+      clipNorm: clip,
+      stateOutputs: false,
+    });
     const w = await StepRunner.create(fw.g, wInfo, sgd, { ...session, group: 'w' });
     let a: StepRunner | null = null;
     let aNodes = 0;
     if (fw.trunk.gates) {
       const fa = buildSswpForward(task, shape);
-      const aInfo = assembleStep(fa.g, { loss: fa.loss, metrics: fa.metrics, update: () => false, gradientsOnly: true, inputGrads: ['gates'], optimizer: sgd, stateOutputs: false });
+      const aInfo = assembleStep(fa.g, {
+        loss: fa.loss,
+        metrics: fa.metrics,
+        update: () => false,
+        gradientsOnly: true,
+        inputGrads: ['gates'],
+        optimizer: sgd,
+        stateOutputs: false,
+      });
       a = await StepRunner.create(fa.g, aInfo, null, { ...session, group: 'alpha_grad' });
       aNodes = fa.g.nodes.length;
     }
-    return new Runners([...shape.cells], w, a, fw.trunk.opParams, fw.hasLabels, fw.predictions, { w: fw.g.nodes.length, a: aNodes }, fw.trunk.run !== null);
+    return new Runners(
+      [...shape.cells],
+      w,
+      a,
+      fw.trunk.opParams,
+      fw.hasLabels,
+      fw.predictions,
+      { w: fw.g.nodes.length, a: aNodes },
+      fw.trunk.run !== null,
+    );
   }
 
   async release(): Promise<void> {
@@ -267,7 +341,12 @@ class Runners {
 // ---- BN statistics -----------------------------------------------------------------
 
 /** Rows `rows` of a dataset as a normalized NCHW batch (no augmentation). */
-export function plainBatch(ds: Dataset, rows: ArrayLike<number>, mean: readonly number[], std: readonly number[]): Float32Array {
+export function plainBatch(
+  ds: Dataset,
+  rows: ArrayLike<number>,
+  mean: readonly number[],
+  std: readonly number[],
+): Float32Array {
   const per = ds.c * ds.h * ds.w;
   const hw = ds.h * ds.w;
   const x = new Float32Array(rows.length * per);
@@ -303,24 +382,31 @@ export async function recomputeBnStats(
   const state = [...m.g.params.values()].filter((p) => p.role === 'state');
   const sums = new Map(state.map((p) => [p.name, new Float64Array(p.shape[0]!)]));
   const feedParams: ParamValues = new Map();
-  for (const p of m.g.params.values()) feedParams.set(p.name, p.role === 'state' ? new Float32Array(p.shape[0]!) : params.get(p.name)!);
+  for (const p of m.g.params.values())
+    feedParams.set(p.name, p.role === 'state' ? new Float32Array(p.shape[0]!) : params.get(p.name)!);
   const order = Rng.derive(o.seed, 0xb57a75).permutation(ds.n);
   const batches = Math.max(1, Math.min(o.batches, Math.floor(ds.n / rows)));
   try {
     for (let b = 0; b < batches; b++) {
       const idx = order.subarray(b * rows, (b + 1) * rows);
-      const out = await runner.run(feedParams, { x: f32(plainBatch(ds, idx, norm.mean, norm.std), [rows, ds.c, ds.h, ds.w]) });
+      const out = await runner.run(feedParams, {
+        x: f32(plainBatch(ds, idx, norm.mean, norm.std), [rows, ds.c, ds.h, ds.w]),
+      });
       for (const p of state) {
         const v = toF32(out[`${p.name}@new`]);
         const s = sums.get(p.name)!;
-        for (let i = 0; i < v.length; i++) s[i] += v[i]! / 0.1; // fed zeros: output = momentum · batch statistic
+        for (let i = 0; i < v.length; i++) s[i] = s[i]! + v[i]! / 0.1; // fed zeros: output = momentum · batch statistic
       }
     }
   } finally {
     await runner.release();
   }
   const res: ParamValues = new Map();
-  for (const [name, s] of sums) res.set(name, Float32Array.from(s, (v) => v / batches));
+  for (const [name, s] of sums)
+    res.set(
+      name,
+      Float32Array.from(s, (v) => v / batches),
+    );
   return res;
 }
 
@@ -353,7 +439,6 @@ interface EpochAcc {
 
 const alphaName = (i: number): string => `alpha_cell${i}`;
 
-
 export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
   const seed = o.seed ?? 0;
   const cfg = sswpConfig(o);
@@ -361,18 +446,41 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
   const mode = cfg.sampling as SamplingMode;
   const objective = cfg.objective as Objective;
   if (o.layers < 1) throw new TrainError('--layers must be at least 1');
-  for (const [k, v] of [['--op-dropout', cfg.opDropout], ['--pool-dropout', cfg.poolDropout]] as const) {
-    if (!((v as number) >= 0 && (v as number) <= 1)) throw new TrainError(`${k} must be a probability in [0, 1], got ${v}`);
+  for (const [k, v] of [
+    ['--op-dropout', cfg.opDropout],
+    ['--pool-dropout', cfg.poolDropout],
+  ] as const) {
+    if (!((v as number) >= 0 && (v as number) <= 1))
+      throw new TrainError(`${k} must be a probability in [0, 1], got ${v}`);
   }
   makeSchedule({ epochs: o.epochs, stepsPerEpoch: 1, layers: o.layers, prune, split: o.split }); // settings errors before any work
   mkdirSync(o.out, { recursive: true });
   const full = limitDataset(await loadDataset(o.data, { split: 'train' }), o.limit);
   const halves = dartsSplit(full, { seed });
   const pool = new DataPool({ workers: o.workers });
-  const wLoader = new DataLoader(halves.weights, { task: { name: objective }, batchSize: o.batch, seed, dropLast: true, pool });
-  const aLoader = new DataLoader(halves.arch, { task: { name: objective }, batchSize: o.batch, seed: seed + 1, dropLast: true, pool, mean: wLoader.mean, std: wLoader.std });
+  const wLoader = new DataLoader(halves.weights, {
+    task: { name: objective },
+    batchSize: o.batch,
+    seed,
+    dropLast: true,
+    pool,
+  });
+  const aLoader = new DataLoader(halves.arch, {
+    task: { name: objective },
+    batchSize: o.batch,
+    seed: seed + 1,
+    dropLast: true,
+    pool,
+    mean: wLoader.mean,
+    std: wLoader.std,
+  });
   const task: PretextTask = wLoader.task;
-  const taskShape: TaskShape = { name: objective, numClasses: task.numClasses, groupSize: task.groupSize, inputShape: task.inputShape };
+  const taskShape: TaskShape = {
+    name: objective,
+    numClasses: task.numClasses,
+    groupSize: task.groupSize,
+    inputShape: task.inputShape,
+  };
   const S = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
   if (S < 1) {
     await pool.close();
@@ -381,9 +489,23 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
   const sched: Schedule = makeSchedule({ epochs: o.epochs, stepsPerEpoch: S, layers: o.layers, prune, split: o.split });
   const rows = task.xShape(o.batch)[0]!;
   const sgd: OptimizerSpec = { kind: 'sgd', momentum: cfg.momentum as number, weightDecay: cfg.weightDecay as number };
-  const archOpt = { lr: cfg.archLr as number, beta1: cfg.archBeta1 as number, beta2: cfg.archBeta2 as number, eps: 1e-8, weightDecay: cfg.archWeightDecay as number };
+  const archOpt = {
+    lr: cfg.archLr as number,
+    beta1: cfg.archBeta1 as number,
+    beta2: cfg.archBeta2 as number,
+    eps: 1e-8,
+    weightDecay: cfg.archWeightDecay as number,
+  };
   const dropout: OpDropout = { skip: cfg.opDropout as number, pool: cfg.poolDropout as number };
-  const shapeOf = (cells: (CellOps | null)[]) => ({ C: o.C, layers: o.layers, cells, affine: cfg.affine as boolean, rows, temperature: cfg.temperature as number, projectionDim: cfg.projectionDim as number });
+  const shapeOf = (cells: (CellOps | null)[]) => ({
+    C: o.C,
+    layers: o.layers,
+    cells,
+    affine: cfg.affine as boolean,
+    rows,
+    temperature: cfg.temperature as number,
+    projectionDim: cfg.projectionDim as number,
+  });
   const logPath = join(o.out, 'log.jsonl');
 
   // ---- state
@@ -422,14 +544,35 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
   const currentCells = (): CellOps[] => pruned.map((c, i) => c ?? deriveCell(st.params.get(alphaName(i))!, SSWP_OPS));
   /** `acc`: the running epoch's sums when saving mid-epoch (so a resumed epoch logs its whole record). */
   const save = (step: number, acc?: EpochAcc): void => {
-    saveCheckpoint(o.out, { step, meta: { kind: 'sswp-search', config: cfg, steps: st.steps, pruned, history, epochAcc: acc ?? null }, tensors: stateTensors(st) });
+    saveCheckpoint(o.out, {
+      step,
+      meta: { kind: 'sswp-search', config: cfg, steps: st.steps, pruned, history, epochAcc: acc ?? null },
+      tensors: stateTensors(st),
+    });
   };
   const writeCells = (): void => {
-    const arch = sswpArch({ C: o.C, layers: o.layers, input: [full.c, full.h, full.w], cells: currentCells(), pruned: pruned.map((c) => c !== null) });
+    const arch = sswpArch({
+      C: o.C,
+      layers: o.layers,
+      input: [full.c, full.h, full.w],
+      cells: currentCells(),
+      pruned: pruned.map((c) => c !== null),
+    });
     writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(arch));
-    writeFileAtomic(join(o.out, 'cells.svg'), cellsSvg(arch.cells.map((c) => ({ ops: c.ops, concat: c.concat, title: `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}${c.pruned ? '' : ' (searching)'}` })), `SSWP-NAS ${objective}`));
+    writeFileAtomic(
+      join(o.out, 'cells.svg'),
+      cellsSvg(
+        arch.cells.map((c) => ({
+          ops: c.ops,
+          concat: c.concat,
+          title: `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}${c.pruned ? '' : ' (searching)'}`,
+        })),
+        `SSWP-NAS ${objective}`,
+      ),
+    );
   };
-  const pruneDue = (step: number): number[] => sched.order.filter((c) => pruned[c] === null && sched.pruneAt[c]! <= step);
+  const pruneDue = (step: number): number[] =>
+    sched.order.filter((c) => pruned[c] === null && sched.pruneAt[c]! <= step);
   const doPrune = (cells: number[], step: number): void => {
     for (const c of cells) {
       const ops = deriveCell(st.params.get(alphaName(c))!, SSWP_OPS);
@@ -452,7 +595,17 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
       const lr = cosineLr(cfg.lr as number, cfg.lrMin as number, epoch, o.epochs);
       const first = epoch === startEpoch ? startStep - epoch * S : 0;
       const bar = new Progress(`sswp ${objective} epoch ${epoch + 1}/${o.epochs}`, S, o.quiet);
-      const acc: EpochAcc = (first > 0 ? resumedAcc : null) ?? { loss: 0, correct: 0, n: 0, aLoss: 0, aCorrect: 0, aN: 0, dropped: 0, edges: 0, phases: {} };
+      const acc: EpochAcc = (first > 0 ? resumedAcc : null) ?? {
+        loss: 0,
+        correct: 0,
+        n: 0,
+        aLoss: 0,
+        aCorrect: 0,
+        aN: 0,
+        dropped: 0,
+        edges: 0,
+        phases: {},
+      };
       resumedAcc = null;
       const wIt = wLoader.epoch(epoch, { startBatch: first });
       for (let b = first; b < S; b++) {
@@ -461,7 +614,10 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
         if (due.length) doPrune(due, step);
         if (!runners || due.length) {
           await runners?.release();
-          runners = await Runners.create(taskShape, shapeOf(pruned), sgd, cfg.clip as number, { ep: o.ep, optimization: o.optimization ?? 'disabled' });
+          runners = await Runners.create(taskShape, shapeOf(pruned), sgd, cfg.clip as number, {
+            ep: o.ep,
+            optimization: o.optimization ?? 'disabled',
+          });
           firstNodes ??= runners.nodes;
         }
         const phase: Phase = phaseOf(sched, prune, step);
@@ -477,7 +633,10 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
         if (doArch) {
           const ta = Date.now();
           const as = sampleGates(Rng.derive(seed, SAMPLE_STREAM, step, 0), alphas(), gated, mode, null);
-          ar = await runners.a!.run(st, { ...batchFeeds((await aBatch!) as Batch, runners.hasLabels), ...runners.pathFeeds(as, 'involved') });
+          ar = await runners.a!.run(st, {
+            ...batchFeeds((await aBatch!) as Batch, runners.hasLabels),
+            ...runners.pathFeeds(as, 'involved'),
+          });
           const grads = alphaGradients(alphas(), ar.grads.get('gates')!, as);
           const t = (st.steps.alpha ?? 0) + 1;
           st.steps.alpha = t;
@@ -485,15 +644,29 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
             if (!gr) return;
             const a = st.params.get(alphaName(i))!;
             const before = a.slice();
-            adamUpdate(a, gr, st.opt.get(`${alphaName(i)}@exp_avg`)!, st.opt.get(`${alphaName(i)}@exp_avg_sq`)!, t, archOpt);
-            if (mode === 'two-path') as.edges[i]!.forEach((s, e) => rescaleInvolved(a, before, e * NUM_OPS, s.involved));
+            adamUpdate(
+              a,
+              gr,
+              st.opt.get(`${alphaName(i)}@exp_avg`)!,
+              st.opt.get(`${alphaName(i)}@exp_avg_sq`)!,
+              t,
+              archOpt,
+            );
+            if (mode === 'two-path')
+              as.edges[i]!.forEach((s, e) => rescaleInvolved(a, before, e * NUM_OPS, s.involved));
           });
           tm.a += (Date.now() - ta) / 1000;
           tm.an++;
         }
         // ---- w step
         const tw = Date.now();
-        const ws = sampleGates(Rng.derive(seed, SAMPLE_STREAM, step, 1), alphas(), gated, mode, phase === 'warmup' ? null : dropout);
+        const ws = sampleGates(
+          Rng.derive(seed, SAMPLE_STREAM, step, 1),
+          alphas(),
+          gated,
+          mode,
+          phase === 'warmup' ? null : dropout,
+        );
         // the inactive ops' weights and momentum, to put back after the step (the runner
         // replaces arrays, it does not write into them, so references suffice)
         const kept: [string, Float32Array, Float32Array | undefined][] = [];
@@ -501,11 +674,16 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
           edges?.forEach((s, e) => {
             for (let k = 0; k < NUM_OPS; k++) {
               if (k === s.active) continue;
-              for (const name of runners!.opParams.get(opKey(i, e, k)) ?? []) kept.push([name, st.params.get(name)!, st.opt.get(`${name}@momentum`)]);
+              for (const name of runners!.opParams.get(opKey(i, e, k)) ?? [])
+                kept.push([name, st.params.get(name)!, st.opt.get(`${name}@momentum`)]);
             }
           }),
         );
-        const r = await runners.w.run(st, { ...batchFeeds(wb, runners.hasLabels), ...(runners.a ? runners.pathFeeds(ws, 'active') : {}) }, lr);
+        const r = await runners.w.run(
+          st,
+          { ...batchFeeds(wb, runners.hasLabels), ...(runners.a ? runners.pathFeeds(ws, 'active') : {}) },
+          lr,
+        );
         // copied into the new arrays (which may be views of one flat buffer), so no old buffer stays referenced
         for (const [name, w, m] of kept) {
           st.params.get(name)!.set(w);
@@ -518,7 +696,8 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
         }
         tm.w += (Date.now() - tw) / 1000;
         tm.n++;
-        if (!Number.isFinite(r.loss) || (ar && !Number.isFinite(ar.loss))) throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
+        if (!Number.isFinite(r.loss) || (ar && !Number.isFinite(ar.loss)))
+          throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
         const dropped = ws.edges.reduce((s, es) => s + (es ? es.filter((x) => x.dropped).length : 0), 0);
         acc.loss += r.loss;
         acc.correct += r.metrics.correct ?? 0;
@@ -534,12 +713,24 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
         phaseSteps[phase] = (phaseSteps[phase] ?? 0) + 1;
         if (o.stepLog !== false) {
           appendJsonLine(logPath, {
-            type: 'step', step, epoch: epoch + 1, batch: b, phase, lr, loss: r.loss, acc: (r.metrics.correct ?? 0) / runners.predictions,
+            type: 'step',
+            step,
+            epoch: epoch + 1,
+            batch: b,
+            phase,
+            lr,
+            loss: r.loss,
+            acc: (r.metrics.correct ?? 0) / runners.predictions,
             ...(ar ? { arch_loss: ar.loss, arch_acc: (ar.metrics.correct ?? 0) / runners.predictions } : {}),
-            gated: nGated, dropped, arch_dropped: 0,
+            gated: nGated,
+            dropped,
+            arch_dropped: 0,
           });
         }
-        bar.update(b + 1, `${phase} loss ${(acc.loss / acc.n).toFixed(3)}${acc.aN ? ` α-loss ${(acc.aLoss / acc.aN).toFixed(3)}` : ''}`);
+        bar.update(
+          b + 1,
+          `${phase} loss ${(acc.loss / acc.n).toFixed(3)}${acc.aN ? ` α-loss ${(acc.aLoss / acc.aN).toFixed(3)}` : ''}`,
+        );
         const done = step + 1;
         const atEnd = b + 1 === S;
         if (!atEnd && o.checkpointEvery && done % o.checkpointEvery === 0) save(done, acc);
@@ -553,15 +744,27 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
       if (stopped) break;
       const pred = runners!.predictions;
       const rec = {
-        type: 'epoch', epoch: epoch + 1, lr, phases: acc.phases,
-        loss: acc.loss / acc.n, acc: acc.correct / (acc.n * pred),
-        arch_loss: acc.aN ? acc.aLoss / acc.aN : null, arch_acc: acc.aN ? acc.aCorrect / (acc.aN * pred) : null, arch_steps: acc.aN,
+        type: 'epoch',
+        epoch: epoch + 1,
+        lr,
+        phases: acc.phases,
+        loss: acc.loss / acc.n,
+        acc: acc.correct / (acc.n * pred),
+        arch_loss: acc.aN ? acc.aLoss / acc.aN : null,
+        arch_acc: acc.aN ? acc.aCorrect / (acc.aN * pred) : null,
+        arch_steps: acc.aN,
         dropped_fraction: acc.edges ? acc.dropped / acc.edges : 0,
         pruned: pruned.map((c, i) => (c ? i : -1)).filter((i) => i >= 0),
         seconds: (Date.now() - t0) / 1000,
         cells: currentCells(),
       };
-      history.push({ epoch: rec.epoch, loss: rec.loss, arch_loss: rec.arch_loss, phases: rec.phases, pruned: rec.pruned });
+      history.push({
+        epoch: rec.epoch,
+        loss: rec.loss,
+        arch_loss: rec.arch_loss,
+        phases: rec.phases,
+        pruned: rec.pruned,
+      });
       appendJsonLine(logPath, rec);
       writeCells();
       if (!o.quiet) {
@@ -580,10 +783,18 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
     await aLoader.close();
     await pool.close();
   }
-  const timingList = [...timing.entries()].map(([gated, t]) => ({ gated, wSeconds: t.w / Math.max(t.n, 1), aSeconds: t.an ? t.a / t.an : 0, steps: t.n })).sort((a, b) => b.gated - a.gated);
+  const timingList = [...timing.entries()]
+    .map(([gated, t]) => ({ gated, wSeconds: t.w / Math.max(t.n, 1), aSeconds: t.an ? t.a / t.an : 0, steps: t.n }))
+    .sort((a, b) => b.gated - a.gated);
   const base = { timing: timingList, nodes: firstNodes ?? { w: 0, a: 0 }, phases: phaseSteps };
   if (stopped) {
-    const arch = sswpArch({ C: o.C, layers: o.layers, input: [full.c, full.h, full.w], cells: currentCells(), pruned: pruned.map((c) => c !== null) });
+    const arch = sswpArch({
+      C: o.C,
+      layers: o.layers,
+      input: [full.c, full.h, full.w],
+      cells: currentCells(),
+      pruned: pruned.map((c) => c !== null),
+    });
     return { arch, modelPath: '', finalDir: '', stopped: true, steps: step + 1, ...base };
   }
   // ---- the end of the search: prune what is left, statistics, outputs
@@ -594,12 +805,38 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
   const cells = pruned as CellOps[];
   const norm = { mean: wLoader.mean, std: wLoader.std };
   const fin = await finalizeNetwork({
-    out: o.out, C: o.C, layers: o.layers, cells, params: st.params, ds: full, norm, objective,
-    rows, bnBatches: o.bnBatches ?? 20, seed, ep: o.ep, projectionDim: cfg.projectionDim as number, config: cfg,
+    out: o.out,
+    C: o.C,
+    layers: o.layers,
+    cells,
+    params: st.params,
+    ds: full,
+    norm,
+    objective,
+    rows,
+    bnBatches: o.bnBatches ?? 20,
+    seed,
+    ep: o.ep,
+    projectionDim: cfg.projectionDim as number,
+    config: cfg,
   });
-  writeFileAtomic(join(o.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
-  appendJsonLine(logPath, { type: 'final', steps: sched.total, model: 'model.onnx', final: 'final', phases: phaseSteps, timing: timingList });
-  return { arch: fin.arch, modelPath: fin.modelPath, finalDir: fin.finalDir, stopped: false, steps: sched.total, ...base };
+  writeFileAtomic(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  appendJsonLine(logPath, {
+    type: 'final',
+    steps: sched.total,
+    model: 'model.onnx',
+    final: 'final',
+    phases: phaseSteps,
+    timing: timingList,
+  });
+  return {
+    arch: fin.arch,
+    modelPath: fin.modelPath,
+    finalDir: fin.finalDir,
+    stopped: false,
+    steps: sched.total,
+    ...base,
+  };
 }
 
 /**
@@ -625,18 +862,38 @@ export async function finalizeNetwork(o: {
   const net = { C: o.C, layers: o.layers, cells: o.cells };
   const input = [o.ds.c, o.ds.h, o.ds.w];
   const withHead = o.objective === 'simclr';
-  const train = buildSswpNetwork({ ...net, batch: 2, input, training: true, projection: withHead, projectionDim: o.projectionDim });
+  const train = buildSswpNetwork({
+    ...net,
+    batch: 2,
+    input,
+    training: true,
+    projection: withHead,
+    projectionDim: o.projectionDim,
+  });
   const values: ParamValues = new Map(o.params);
   // searched with plain BN: the final network's γ = 1, β = 0 (the same function)
   for (const p of train.g.params.values()) {
     if (p.role !== 'weight' || values.has(p.name)) continue;
-    if (p.init.kind !== 'ones' && p.init.kind !== 'zeros') throw new TrainError(`the search left parameter '${p.name}' of the final network untrained`);
+    if (p.init.kind !== 'ones' && p.init.kind !== 'zeros')
+      throw new TrainError(`the search left parameter '${p.name}' of the final network untrained`);
     values.set(p.name, new Float32Array(numel(p.shape)).fill(p.init.kind === 'ones' ? 1 : 0));
   }
-  const stats = await recomputeBnStats(net, values, o.ds, o.norm, { rows: o.rows, batches: o.bnBatches, seed: o.seed, ep: o.ep });
+  const stats = await recomputeBnStats(net, values, o.ds, o.norm, {
+    rows: o.rows,
+    batches: o.bnBatches,
+    seed: o.seed,
+    ep: o.ep,
+  });
   for (const [k, v] of stats) values.set(k, v);
   const arch = sswpArch({ C: o.C, layers: o.layers, input, cells: o.cells });
-  const m = buildSswpNetwork({ ...net, batch: 1, input, training: false, projection: withHead, projectionDim: o.projectionDim });
+  const m = buildSswpNetwork({
+    ...net,
+    batch: 1,
+    input,
+    training: false,
+    projection: withHead,
+    projectionDim: o.projectionDim,
+  });
   m.g.output(m.features, 'features');
   if (withHead) m.g.output(m.projection!, 'projection');
   m.g.prune();
@@ -650,17 +907,30 @@ export async function finalizeNetwork(o: {
   writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(arch));
   // the checkpoint: the network's weights and statistics (projection head included) and α
   const tensors = new Map<string, Float32Array>();
-  for (const name of new Set([...train.g.params.keys(), ...modelValues.keys()])) if (values.has(name)) tensors.set(`param:${name}`, values.get(name)!);
+  for (const name of new Set([...train.g.params.keys(), ...modelValues.keys()]))
+    if (values.has(name)) tensors.set(`param:${name}`, values.get(name)!);
   for (const [k, v] of o.params) if (k.startsWith('alpha_cell')) tensors.set(`param:${k}`, v);
   const finalDir = join(o.out, 'final');
-  saveCheckpoint(finalDir, { step: 0, meta: { kind: 'sswp-network', arch, normalization: o.norm, config: o.config }, tensors }, 1);
+  saveCheckpoint(
+    finalDir,
+    { step: 0, meta: { kind: 'sswp-network', arch, normalization: o.norm, config: o.config }, tensors },
+    1,
+  );
   return { arch, modelPath, finalDir };
 }
 
 /** The searched network of a run directory: its cells.json and final checkpoint. */
-export function loadSswpNetwork(dir: string): { arch: SswpArch; params: ParamValues; normalization: { mean: number[]; std: number[] }; config: Record<string, unknown> } {
+export function loadSswpNetwork(dir: string): {
+  arch: SswpArch;
+  params: ParamValues;
+  normalization: { mean: number[]; std: number[] };
+  config: Record<string, unknown>;
+} {
   const ck = latestCheckpoint(join(dir, 'final'));
-  if (!ck) throw new TrainError(`${dir} holds no finished SSWP search (no ${join(dir, 'final')} checkpoint; finish the search first)`);
+  if (!ck)
+    throw new TrainError(
+      `${dir} holds no finished SSWP search (no ${join(dir, 'final')} checkpoint; finish the search first)`,
+    );
   const c = loadCheckpoint(ck);
   if (c.meta.kind !== 'sswp-network') throw new TrainError(`${ck} is not an SSWP network checkpoint`);
   const arch = parseSswpArch(c.meta.arch, ck);
@@ -675,5 +945,10 @@ export function loadSswpNetwork(dir: string): { arch: SswpArch; params: ParamVal
   if (cellsFile && JSON.stringify(cellsFile.cells.map((x) => x.ops)) !== JSON.stringify(arch.cells.map((x) => x.ops))) {
     throw new TrainError(`${join(dir, 'cells.json')} does not match the final checkpoint's cells`);
   }
-  return { arch, params, normalization: c.meta.normalization as { mean: number[]; std: number[] }, config: c.meta.config as Record<string, unknown> };
+  return {
+    arch,
+    params,
+    normalization: c.meta.normalization as { mean: number[]; std: number[] },
+    config: c.meta.config as Record<string, unknown>,
+  };
 }

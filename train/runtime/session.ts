@@ -79,7 +79,10 @@ export class Session {
     }
     if (o.disableCpuFallback) opts.extra = { session: { disable_cpu_ep_fallback: '1' } };
     try {
-      const s = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+      const s =
+        typeof model === 'string'
+          ? await ort.InferenceSession.create(model, opts)
+          : await ort.InferenceSession.create(model, opts);
       return new Session(s, ep);
     } catch (e) {
       const msg = String((e as Error).message ?? e).split('\n')[0];

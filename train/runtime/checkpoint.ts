@@ -52,16 +52,24 @@ export function saveCheckpoint(runDir: string, c: Checkpoint, keep = 2): string 
     offset += v.byteLength;
   }
   writeFileAtomic(join(tmp, 'tensors.bin'), parts);
-  writeFileAtomic(join(tmp, 'state.json'), JSON.stringify({ format: CHECKPOINT_FORMAT, step: c.step, meta: c.meta, tensors: index, bytes: offset }) + '\n');
+  writeFileAtomic(
+    join(tmp, 'state.json'),
+    `${JSON.stringify({ format: CHECKPOINT_FORMAT, step: c.step, meta: c.meta, tensors: index, bytes: offset })}\n`,
+  );
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   fsyncDir(root);
-  writeFileAtomic(join(root, 'LATEST'), name + '\n');
+  writeFileAtomic(join(root, 'LATEST'), `${name}\n`);
   // prune older complete checkpoints and stale temporaries of dead writers
-  const done = readdirSync(root).filter((f) => /^step-\d+$/.test(f)).sort();
-  for (const old of done.slice(0, Math.max(0, done.length - keep))) if (old !== name) rmSync(join(root, old), { recursive: true, force: true });
+  const done = readdirSync(root)
+    .filter((f) => /^step-\d+$/.test(f))
+    .sort();
+  for (const old of done.slice(0, Math.max(0, done.length - keep)))
+    if (old !== name) rmSync(join(root, old), { recursive: true, force: true });
   for (const f of readdirSync(root)) {
-    const deadTemp = (f.startsWith('.step-') && f !== `.${name}.tmp-${process.pid}`) || (f.startsWith('.LATEST.') && f.endsWith('.tmp'));
+    const deadTemp =
+      (f.startsWith('.step-') && f !== `.${name}.tmp-${process.pid}`) ||
+      (f.startsWith('.LATEST.') && f.endsWith('.tmp'));
     if (deadTemp) rmSync(join(root, f), { recursive: true, force: true });
   }
   return final;
@@ -90,9 +98,11 @@ export function loadCheckpoint(dir: string): Checkpoint {
   } catch (e) {
     throw new CheckpointError(`${cdir}/state.json is unreadable (${(e as Error).message})`);
   }
-  if (state.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${cdir}: unknown checkpoint format '${state.format}'`);
+  if (state.format !== CHECKPOINT_FORMAT)
+    throw new CheckpointError(`${cdir}: unknown checkpoint format '${state.format}'`);
   const buf = readFileSync(join(cdir, 'tensors.bin'));
-  if (buf.byteLength !== state.bytes) throw new CheckpointError(`${cdir}/tensors.bin has ${buf.byteLength} bytes, expected ${state.bytes}`);
+  if (buf.byteLength !== state.bytes)
+    throw new CheckpointError(`${cdir}/tensors.bin has ${buf.byteLength} bytes, expected ${state.bytes}`);
   const tensors = new Map<string, Float32Array>();
   for (const t of state.tensors) {
     // copy into an aligned buffer of its own

@@ -2,5 +2,5 @@
 import { appendFileSync } from 'node:fs';
 
 export function appendJsonLine(path: string, rec: unknown): void {
-  appendFileSync(path, JSON.stringify(rec) + '\n');
+  appendFileSync(path, `${JSON.stringify(rec)}\n`);
 }

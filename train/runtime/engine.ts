@@ -5,10 +5,10 @@
  * replace the old ones (no copies on the host side).
  */
 import type * as ort from 'onnxruntime-node';
-import { serialize } from '../graph/onnx.js';
-import type { Graph } from '../graph/ir.js';
-import type { FlatGroup, OptimizerSpec, StepGraphInfo } from '../graph/training.js';
-import { Session, f32, scalarF32, scalarOf, toF32, type EP, type SessionOptions } from './runtime.js';
+import { serialize } from '../../graph/onnx.js';
+import type { Graph } from '../../graph/ir.js';
+import type { FlatGroup, OptimizerSpec, StepGraphInfo } from '../../graph/training.js';
+import { Session, f32, scalarF32, scalarOf, toF32, type EP, type SessionOptions } from './session.js';
 import type { ParamValues } from './params.js';
 
 /** Everything a run trains: parameters (weights, α, BN state) and optimizer slots. */
@@ -70,7 +70,12 @@ export class StepRunner {
     // Training-step graphs are already lean (no fusable patterns to speak of), and ORT's
     // optimizers take minutes on graphs of tens of thousands of nodes (a 30k-node supernet
     // step: 'disabled' ~40 s, 'basic' ~200 s, 'all' ~9 min to create on this 2-core host).
-    const s = await Session.create(bytes, { ep: o.ep, threads: o.threads, optimization: o.optimization ?? 'disabled', cpuMemArena: o.cpuMemArena });
+    const s = await Session.create(bytes, {
+      ep: o.ep,
+      threads: o.threads,
+      optimization: o.optimization ?? 'disabled',
+      cpuMemArena: o.cpuMemArena,
+    });
     return new StepRunner(s, g, info, optimizer, o.group ?? 'default');
   }
 
@@ -93,7 +98,10 @@ export class StepRunner {
     }
     const flat = this.info.flat;
     if (flat) {
-      feeds[flat.name] = f32(packFlat(flat, (m) => st.params.get(m), 'parameter'), [flat.size]);
+      feeds[flat.name] = f32(
+        packFlat(flat, (m) => st.params.get(m), 'parameter'),
+        [flat.size],
+      );
       for (const slot of this.info.slots) {
         const buf = packFlat(flat, (m) => st.opt.get(`${m}@${slot}`) ?? new Float32Array(0), `${slot} state`, true);
         feeds[`${flat.name}@${slot}`] = f32(buf, [flat.size]);
@@ -123,7 +131,8 @@ export class StepRunner {
     if (flat) {
       // the members become views into the returned buffers: no copy now, and none when packing next step
       unpackFlat(flat, toF32(out[`${flat.name}@new`]), (m, v) => st.params.set(m, v));
-      for (const slot of this.info.slots) unpackFlat(flat, toF32(out[`${flat.name}@${slot}@new`]), (m, v) => st.opt.set(`${m}@${slot}`, v));
+      for (const slot of this.info.slots)
+        unpackFlat(flat, toF32(out[`${flat.name}@${slot}@new`]), (m, v) => st.opt.set(`${m}@${slot}`, v));
     }
     for (const name of this.info.updated) {
       st.params.set(name, toF32(out[`${name}@new`], `${name}@new`));
@@ -155,7 +164,10 @@ export class ForwardRunner {
   ) {}
 
   static async create(g: Graph, o: { ep?: EP; threads?: number } = {}): Promise<ForwardRunner> {
-    const s = await Session.create(serialize(g, { params: 'inputs', valueInfo: false }), { ep: o.ep, threads: o.threads });
+    const s = await Session.create(serialize(g, { params: 'inputs', valueInfo: false }), {
+      ep: o.ep,
+      threads: o.threads,
+    });
     return new ForwardRunner(s, g);
   }
 
@@ -180,7 +192,14 @@ export function cosineLr(lr: number, lrMin: number, t: number, total: number): n
 }
 
 /** Cosine annealing per step over `epochs` epochs of `perEpoch` steps: the lr of batch `index` of `epoch`. */
-export function stepCosineLr(lr: number, lrMin: number, epoch: number, index: number, perEpoch: number, epochs: number): number {
+export function stepCosineLr(
+  lr: number,
+  lrMin: number,
+  epoch: number,
+  index: number,
+  perEpoch: number,
+  epochs: number,
+): number {
   return cosineLr(lr, lrMin, epoch * perEpoch + index, epochs * perEpoch);
 }
 
@@ -202,7 +221,12 @@ export function padRows(x: Float32Array, rows: number, full: number): Float32Arr
  * members already are consecutive views of one (as after unpackFlat), else a
  * packed copy. `zeroMissing` fills absent or empty members with zeros.
  */
-export function packFlat(flat: FlatGroup, get: (name: string) => Float32Array | undefined, what: string, zeroMissing = false): Float32Array {
+export function packFlat(
+  flat: FlatGroup,
+  get: (name: string) => Float32Array | undefined,
+  what: string,
+  zeroMissing = false,
+): Float32Array {
   const first = get(flat.members[0]!.name);
   if (first && first.length === flat.members[0]!.length) {
     const buf = first.buffer;

@@ -25,23 +25,30 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { deriveGenotype, genotypeJson, PRIMITIVES, type Genotype, type OpName } from '../graph/genotype.js';
-import { Graph, numel, type Param } from '../graph/ir.js';
-import { lowerComposites } from '../graph/lower.js';
-import { Layers } from '../graph/nets/layers.js';
-import { searchTrunk } from '../graph/nets/darts.js';
-import { taskHead, type Objective, type TaskShape } from '../graph/nets/tasks.js';
-import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../graph/training.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
-import { StepRunner, cosineLr, newTrainState, stateFromTensors, stateTensors, type TrainState } from './engine.js';
-import { writeFileAtomic } from './fsutil.js';
-import { initParams } from './params.js';
-import { Progress } from './progress.js';
-import { f32, i64, type EP, type SessionOptions } from './runtime.js';
-import { appendJsonLine } from './log.js';
-import { TrainError } from './errors.js';
-import { genotypeSvg } from './genotype-svg.js';
-import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch } from './data/index.js';
+import { deriveGenotype, genotypeJson, PRIMITIVES, type Genotype, type OpName } from '../../graph/genotype.js';
+import { Graph, numel, type Param } from '../../graph/ir.js';
+import { lowerComposites } from '../../graph/lower.js';
+import { Layers } from '../../graph/nets/layers.js';
+import { searchTrunk } from '../../graph/nets/darts.js';
+import { taskHead, type Objective, type TaskShape } from '../../graph/nets/tasks.js';
+import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../../graph/training.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../runtime/checkpoint.js';
+import {
+  StepRunner,
+  cosineLr,
+  newTrainState,
+  stateFromTensors,
+  stateTensors,
+  type TrainState,
+} from '../runtime/engine.js';
+import { writeFileAtomic } from '../runtime/fsutil.js';
+import { initParams } from '../runtime/params.js';
+import { Progress } from '../runtime/progress.js';
+import { f32, i64, type EP, type SessionOptions } from '../runtime/session.js';
+import { appendJsonLine } from '../runtime/log.js';
+import { TrainError } from '../runtime/errors.js';
+import { genotypeSvg } from '../report/genotype-svg.js';
+import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch } from '../data/index.js';
 
 /** The optimizers of a bilevel search: SGD on the weights (cosine lr), Adam on α; defaults per method. */
 export interface BilevelOptimizerOptions {
@@ -109,22 +116,51 @@ export interface SearchResult {
 
 export function searchConfig(o: SearchOptions): Record<string, unknown> {
   return {
-    objective: o.objective, data: o.data, epochs: o.epochs, batch: o.batch, C: o.C, layers: o.layers, order: o.order,
-    seed: o.seed ?? 0, limit: o.limit ?? null, lr: o.lr ?? 0.025, lrMin: o.lrMin ?? 0.001, momentum: o.momentum ?? 0.9,
-    weightDecay: o.weightDecay ?? 3e-4, clip: o.clip ?? 5, archLr: o.archLr ?? 3e-4, archBeta1: o.archBeta1 ?? 0.5,
-    archBeta2: o.archBeta2 ?? 0.999, archWeightDecay: o.archWeightDecay ?? 1e-3, primitives: o.primitives ?? PRIMITIVES,
+    objective: o.objective,
+    data: o.data,
+    epochs: o.epochs,
+    batch: o.batch,
+    C: o.C,
+    layers: o.layers,
+    order: o.order,
+    seed: o.seed ?? 0,
+    limit: o.limit ?? null,
+    lr: o.lr ?? 0.025,
+    lrMin: o.lrMin ?? 0.001,
+    momentum: o.momentum ?? 0.9,
+    weightDecay: o.weightDecay ?? 3e-4,
+    clip: o.clip ?? 5,
+    archLr: o.archLr ?? 3e-4,
+    archBeta1: o.archBeta1 ?? 0.5,
+    archBeta2: o.archBeta2 ?? 0.999,
+    archWeightDecay: o.archWeightDecay ?? 1e-3,
+    primitives: o.primitives ?? PRIMITIVES,
   };
 }
 
 /** The supernet + task head in training form, on `rows` input rows. */
-export function buildSearchForward(task: TaskShape, o: { C: number; layers: number; batchRows: number; primitives?: readonly OpName[] }): { g: Graph; loss: StepSpec['loss']; metrics: Record<string, StepSpec['loss']>; hasLabels: boolean; predictions: number } {
+export function buildSearchForward(
+  task: TaskShape,
+  o: { C: number; layers: number; batchRows: number; primitives?: readonly OpName[] },
+): {
+  g: Graph;
+  loss: StepSpec['loss'];
+  metrics: Record<string, StepSpec['loss']>;
+  hasLabels: boolean;
+  predictions: number;
+} {
   const g = new Graph(`darts_search_${task.name}`);
   g.training = true;
   const L = new Layers(g, { trackRunningStats: false });
   const [c, h, w] = task.inputShape as [number, number, number];
   const x = g.input('x', 'float32', [o.batchRows, c, h, w]);
   const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives });
-  const head = taskHead(L, trunk.features, { name: task.name, numClasses: task.numClasses, groupSize: task.groupSize, inputShape: task.inputShape });
+  const head = taskHead(L, trunk.features, {
+    name: task.name,
+    numClasses: task.numClasses,
+    groupSize: task.groupSize,
+    inputShape: task.inputShape,
+  });
   return { g, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
 }
 
@@ -142,7 +178,14 @@ export interface HostAdam {
 }
 
 /** Host-side Adam (PyTorch semantics, L2 weight decay added to the gradient), in place. */
-export function adamUpdate(w: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, t: number, o: HostAdam): void {
+export function adamUpdate(
+  w: Float32Array,
+  grad: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  t: number,
+  o: HostAdam,
+): void {
   const c1 = 1 - o.beta1 ** t;
   const c2 = Math.sqrt(1 - o.beta2 ** t);
   for (let i = 0; i < w.length; i++) {
@@ -180,7 +223,8 @@ function softmaxRows(a: Float32Array, cols: number): Float32Array {
 
 /** Bytes one run of a step graph feeds (its inputs and parameters) and fetches (its outputs). */
 export function graphIoBytes(g: Graph): { fed: number; fetched: number } {
-  const size = (dtype: string): number => (dtype === 'int64' || dtype === 'float64' ? 8 : dtype === 'bool' || dtype === 'uint8' || dtype === 'int8' ? 1 : 4);
+  const size = (dtype: string): number =>
+    dtype === 'int64' || dtype === 'float64' ? 8 : dtype === 'bool' || dtype === 'uint8' || dtype === 'int8' ? 1 : 4;
   let fed = 0;
   for (const v of g.inputs) fed += size(v.dtype) * numel(v.shape);
   // parameters that are slices of a flat buffer input are fed through it (counted in g.inputs)
@@ -206,7 +250,11 @@ export interface SearchRunners {
   sgd: SgdSpec;
   nodes: { wStep: number; alphaGrad: number; allGrad?: number };
   /** Bytes fed and fetched by one run of each graph. */
-  io: { wStep: { fed: number; fetched: number }; alphaGrad: { fed: number; fetched: number }; allGrad?: { fed: number; fetched: number } };
+  io: {
+    wStep: { fed: number; fetched: number };
+    alphaGrad: { fed: number; fetched: number };
+    allGrad?: { fed: number; fetched: number };
+  };
   release(): Promise<void>;
 }
 
@@ -239,15 +287,44 @@ export interface SearchGraphs {
 }
 
 /** Build the step graphs of a search: exactly those runSearch runs. */
-export function buildSearchGraphs(task: TaskShape, o: Omit<SearchGraphOptions, 'ep' | 'threads' | 'optimization' | 'cpuMemArena'>): SearchGraphs {
+export function buildSearchGraphs(
+  task: TaskShape,
+  o: Omit<SearchGraphOptions, 'ep' | 'threads' | 'optimization' | 'cpuMemArena'>,
+): SearchGraphs {
   const sgd: SgdSpec = { kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay };
-  const build = () => buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
+  const build = () =>
+    buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
   const fw = build();
-  const wInfo = assembleStep(fw.g, { loss: fw.loss, metrics: fw.metrics, update: isWeight, optimizer: sgd, clipNorm: o.clip, stateOutputs: false });
+  const wInfo = assembleStep(fw.g, {
+    loss: fw.loss,
+    metrics: fw.metrics,
+    update: isWeight,
+    optimizer: sgd,
+    clipNorm: o.clip,
+    stateOutputs: false,
+  });
   const fa = build();
-  const aInfo = assembleStep(fa.g, { loss: fa.loss, metrics: fa.metrics, update: () => false, outputGrads: isArch, gradientsOnly: true, optimizer: sgd, stateOutputs: false });
+  const aInfo = assembleStep(fa.g, {
+    loss: fa.loss,
+    metrics: fa.metrics,
+    update: () => false,
+    outputGrads: isArch,
+    gradientsOnly: true,
+    optimizer: sgd,
+    stateOutputs: false,
+  });
   const f2 = o.order === 2 ? build() : null;
-  const info2 = f2 ? assembleStep(f2.g, { loss: f2.loss, metrics: f2.metrics, update: () => false, outputGrads: (p) => p.role !== 'state', gradientsOnly: true, optimizer: sgd, stateOutputs: false }) : null;
+  const info2 = f2
+    ? assembleStep(f2.g, {
+        loss: f2.loss,
+        metrics: f2.metrics,
+        update: () => false,
+        outputGrads: (p) => p.role !== 'state',
+        gradientsOnly: true,
+        optimizer: sgd,
+        stateOutputs: false,
+      })
+    : null;
   // expand composite ops now (serialization would do it): the node counts are those ORT runs
   for (const f of [fw, fa, f2]) if (f) lowerComposites(f.g);
   return {
@@ -270,7 +347,9 @@ export async function createSearchRunners(task: TaskShape, o: SearchGraphOptions
     started.push(w);
     const alpha = await StepRunner.create(gs.alpha.f.g, gs.alpha.info, null, { ...session, group: 'alpha_grad' });
     started.push(alpha);
-    const all = gs.all ? await StepRunner.create(gs.all.f.g, gs.all.info, null, { ...session, group: 'all_grad' }) : null;
+    const all = gs.all
+      ? await StepRunner.create(gs.all.f.g, gs.all.info, null, { ...session, group: 'all_grad' })
+      : null;
     const fw = gs.w.f;
     return {
       w,
@@ -325,14 +404,32 @@ export async function searchStep(
     valCorrect = a.metrics.correct ?? 0;
   } else {
     if (!r.all) throw new Error('second-order search step without the full-gradient graph');
-    const a = await secondOrderArchGrad(st, r.all, r.alpha, trainFeeds, valFeeds, r.weightNames, r.archNames, o.lr, r.sgd);
+    const a = await secondOrderArchGrad(
+      st,
+      r.all,
+      r.alpha,
+      trainFeeds,
+      valFeeds,
+      r.weightNames,
+      r.archNames,
+      o.lr,
+      r.sgd,
+    );
     archGrad = a.grads;
     valLoss = a.loss;
     valCorrect = a.correct;
   }
   const t = (st.steps.alpha ?? 0) + 1;
   st.steps.alpha = t;
-  for (const n of r.archNames) adamUpdate(st.params.get(n)!, archGrad.get(n)!, st.opt.get(`${n}@exp_avg`)!, st.opt.get(`${n}@exp_avg_sq`)!, t, o.arch);
+  for (const n of r.archNames)
+    adamUpdate(
+      st.params.get(n)!,
+      archGrad.get(n)!,
+      st.opt.get(`${n}@exp_avg`)!,
+      st.opt.get(`${n}@exp_avg_sq`)!,
+      t,
+      o.arch,
+    );
   const w = await r.w.run(st, trainFeeds, o.lr);
   return { trainLoss: w.loss, trainCorrect: w.metrics.correct ?? 0, valLoss, valCorrect };
 }
@@ -356,7 +453,10 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     const dir = latestCheckpoint(o.out);
     if (!dir) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
     resumeFrom = loadCheckpoint(dir);
-    if (resumeFrom.meta.kind !== 'search') throw new TrainError(`--resume: ${o.out} is not a DARTS search run (checkpoint kind '${String(resumeFrom.meta.kind)}')`);
+    if (resumeFrom.meta.kind !== 'search')
+      throw new TrainError(
+        `--resume: ${o.out} is not a DARTS search run (checkpoint kind '${String(resumeFrom.meta.kind)}')`,
+      );
     const diff = configDiff((resumeFrom.meta.config ?? {}) as Record<string, unknown>, cfg);
     if (diff) throw new TrainError(`--resume: ${o.out} was searched with other settings (${diff})`);
   }
@@ -369,12 +469,20 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     rmSync(logPath, { force: true });
     rmSync(join(o.out, 'checkpoints'), { recursive: true, force: true });
   }
-  writeFileAtomic(join(o.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+  writeFileAtomic(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const halves = dartsSplit(full, { seed });
   const pool = new DataPool({ workers: o.workers });
   const taskOpts = { name: o.objective };
   const wLoader = new DataLoader(halves.weights, { task: taskOpts, batchSize: o.batch, seed, dropLast: true, pool });
-  const aLoader = new DataLoader(halves.arch, { task: taskOpts, batchSize: o.batch, seed: seed + 1, dropLast: true, pool, mean: wLoader.mean, std: wLoader.std });
+  const aLoader = new DataLoader(halves.arch, {
+    task: taskOpts,
+    batchSize: o.batch,
+    seed: seed + 1,
+    dropLast: true,
+    pool,
+    mean: wLoader.mean,
+    std: wLoader.std,
+  });
   const task = wLoader.task;
   const steps = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
   if (steps < 1) {
@@ -384,16 +492,31 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   let runners: SearchRunners;
   try {
     runners = await createSearchRunners(task, {
-      C: o.C, layers: o.layers, batchRows: task.xShape(o.batch)[0]!, order: o.order, primitives: prims,
-      momentum: cfg.momentum as number, weightDecay: cfg.weightDecay as number, clip: cfg.clip as number,
-      ep: o.ep, threads: o.threads, optimization: o.optimization, cpuMemArena: o.cpuMemArena,
+      C: o.C,
+      layers: o.layers,
+      batchRows: task.xShape(o.batch)[0]!,
+      order: o.order,
+      primitives: prims,
+      momentum: cfg.momentum as number,
+      weightDecay: cfg.weightDecay as number,
+      clip: cfg.clip as number,
+      ep: o.ep,
+      threads: o.threads,
+      optimization: o.optimization,
+      cpuMemArena: o.cpuMemArena,
     });
   } catch (e) {
     await pool.close();
     throw e;
   }
   const { archNames } = runners;
-  const archOpt: HostAdam = { lr: cfg.archLr as number, beta1: cfg.archBeta1 as number, beta2: cfg.archBeta2 as number, eps: 1e-8, weightDecay: cfg.archWeightDecay as number };
+  const archOpt: HostAdam = {
+    lr: cfg.archLr as number,
+    beta1: cfg.archBeta1 as number,
+    beta2: cfg.archBeta2 as number,
+    eps: 1e-8,
+    weightDecay: cfg.archWeightDecay as number,
+  };
 
   let st: TrainState;
   let startEpoch = 0;
@@ -414,7 +537,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     if (startBatch > 0 && c.meta.sums) acc = { ...(c.meta.sums as EpochSums) };
     // the log holds exactly the checkpoint's epochs (a run killed after logging an epoch but
     // before its checkpoint would otherwise log that epoch twice)
-    writeFileAtomic(logPath, history.map((r) => JSON.stringify(r) + '\n').join(''));
+    writeFileAtomic(logPath, history.map((r) => `${JSON.stringify(r)}\n`).join(''));
   } else {
     st = newTrainState(initParams(runners.w.graph, seed));
     for (const n of archNames) {
@@ -423,9 +546,14 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     }
   }
   const save = (epoch: number, batch: number): void => {
-    saveCheckpoint(o.out, { step: totalSteps, meta: { kind: 'search', config: cfg, epoch, batch, steps: st.steps, sums: batch > 0 ? acc : null, history }, tensors: stateTensors(st) });
+    saveCheckpoint(o.out, {
+      step: totalSteps,
+      meta: { kind: 'search', config: cfg, epoch, batch, steps: st.steps, sums: batch > 0 ? acc : null, history },
+      tensors: stateTensors(st),
+    });
   };
-  const currentGenotype = (): Genotype => deriveGenotype(st.params.get(archNames[0]!)!, st.params.get(archNames[1]!)!, prims);
+  const currentGenotype = (): Genotype =>
+    deriveGenotype(st.params.get(archNames[0]!)!, st.params.get(archNames[1]!)!, prims);
 
   const lr0 = cfg.lr as number;
   const lrMin = cfg.lrMin as number;
@@ -445,8 +573,13 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
         const wb = (await wIt.next()).value as Batch;
         const ab = (await aIt.next()).value as Batch;
         const ts = Date.now();
-        const r = await searchStep(runners, st, batchFeeds(wb, runners.hasLabels), batchFeeds(ab, runners.hasLabels), { order: o.order, lr, arch: archOpt });
-        if (!Number.isFinite(r.trainLoss) || !Number.isFinite(r.valLoss)) throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
+        const r = await searchStep(runners, st, batchFeeds(wb, runners.hasLabels), batchFeeds(ab, runners.hasLabels), {
+          order: o.order,
+          lr,
+          arch: archOpt,
+        });
+        if (!Number.isFinite(r.trainLoss) || !Number.isFinite(r.valLoss))
+          throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
         stepTime += (Date.now() - ts) / 1000;
         timedSteps++;
         acc.tl += r.trainLoss;
@@ -471,10 +604,14 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
       const an = st.params.get(archNames[0]!)!;
       const ar = st.params.get(archNames[1]!)!;
       const rec: SearchEpochRecord = {
-        epoch: epoch + 1, lr,
-        train_loss: acc.tl / acc.n, train_acc: acc.tc / (acc.n * runners.predictions),
-        val_loss: acc.vl / acc.n, val_acc: acc.vc / (acc.n * runners.predictions),
-        seconds: (Date.now() - t0) / 1000, genotype: geno,
+        epoch: epoch + 1,
+        lr,
+        train_loss: acc.tl / acc.n,
+        train_acc: acc.tc / (acc.n * runners.predictions),
+        val_loss: acc.vl / acc.n,
+        val_acc: acc.vc / (acc.n * runners.predictions),
+        seconds: (Date.now() - t0) / 1000,
+        genotype: geno,
         alpha_normal: rows2d(softmaxRows(an, prims.length), prims.length),
         alpha_reduce: rows2d(softmaxRows(ar, prims.length), prims.length),
       };
@@ -482,7 +619,10 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
       appendJsonLine(logPath, rec);
       writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson({ name: `search_${o.objective}`, ...geno }));
       writeFileAtomic(join(o.out, 'genotype.svg'), genotypeSvg(geno, `${o.objective} search, epoch ${epoch + 1}`));
-      if (!o.quiet) process.stderr.write(`epoch ${epoch + 1}: ${o.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`);
+      if (!o.quiet)
+        process.stderr.write(
+          `epoch ${epoch + 1}: ${o.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`,
+        );
       save(epoch + 1, 0);
       if (o.stopAfterSteps !== undefined && totalSteps >= o.stopAfterSteps && epoch + 1 < o.epochs) stopped = true;
     }
@@ -538,13 +678,19 @@ export async function secondOrderArchGrad(
     const d = gTrain.get(n)!;
     const buf = st.opt.get(`${n}@momentum`);
     const out = new Float32Array(w.length);
-    for (let i = 0; i < w.length; i++) out[i] = w[i]! - xi * (d[i]! + (buf ? sgd.momentum * buf[i]! : 0) + sgd.weightDecay * w[i]!);
+    for (let i = 0; i < w.length; i++)
+      out[i] = w[i]! - xi * (d[i]! + (buf ? sgd.momentum * buf[i]! : 0) + sgd.weightDecay * w[i]!);
     wPrime.set(n, out);
   }
   const rv = await allRunner.run(withWeights(wPrime), valFeeds);
   let sq = 0;
   for (const n of weightNames) for (const v of rv.grads.get(n)!) sq += v * v;
-  if (!(sq > 0)) return { grads: new Map(archNames.map((n) => [n, rv.grads.get(n)!])), loss: rv.loss, correct: rv.metrics.correct ?? 0 }; // ∇w' L_val = 0: no implicit term
+  if (!(sq > 0))
+    return {
+      grads: new Map(archNames.map((n) => [n, rv.grads.get(n)!])),
+      loss: rv.loss,
+      correct: rv.metrics.correct ?? 0,
+    }; // ∇w' L_val = 0: no implicit term
   const eps = 0.01 / Math.sqrt(sq);
   const shifted = (sign: number): Map<string, Float32Array> => {
     const m = new Map<string, Float32Array>();

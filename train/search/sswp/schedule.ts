@@ -14,7 +14,7 @@
  *  - `none` (ablation, split [w, b], default [0.2, 0.8]): no progressive
  *    pruning; all cells are pruned at the end (pruneAt = N).
  */
-import { TrainError } from './errors.js';
+import { TrainError } from '../../runtime/errors.js';
 
 export type PruneMode = 'fpp' | 'bpp' | 'none';
 export const PRUNE_MODES: readonly PruneMode[] = ['fpp', 'bpp', 'none'];
@@ -51,16 +51,22 @@ export function defaultSplit(prune: PruneMode): number[] {
 /** Parse "0.2,0.4,0.4". */
 export function parseSplit(s: string): number[] {
   const xs = s.split(',').map((t) => Number(t.trim()));
-  if (!xs.length || xs.some((x) => !Number.isFinite(x))) throw new TrainError(`bad phase split '${s}' (expected fractions like 0.2,0.4,0.4)`);
+  if (!xs.length || xs.some((x) => !Number.isFinite(x)))
+    throw new TrainError(`bad phase split '${s}' (expected fractions like 0.2,0.4,0.4)`);
   return xs;
 }
 
 export function makeSchedule(o: ScheduleOptions): Schedule {
   const split = [...(o.split ?? defaultSplit(o.prune))];
   const want = o.prune === 'none' ? 2 : 3;
-  if (split.length !== want) throw new TrainError(`--prune ${o.prune} takes a split of ${want} phase fractions (${o.prune === 'none' ? 'warm-up, bilevel' : 'warm-up, bilevel, prune'}), got ${split.length}`);
-  if (split.some((x) => x < 0) || Math.abs(split.reduce((a, b) => a + b, 0) - 1) > 1e-6) throw new TrainError(`the phase split ${split.join(',')} must be non-negative fractions adding up to 1`);
-  if (!(o.epochs >= 1 && o.stepsPerEpoch >= 1 && o.layers >= 1)) throw new TrainError('the schedule needs at least one epoch, one step per epoch and one cell');
+  if (split.length !== want)
+    throw new TrainError(
+      `--prune ${o.prune} takes a split of ${want} phase fractions (${o.prune === 'none' ? 'warm-up, bilevel' : 'warm-up, bilevel, prune'}), got ${split.length}`,
+    );
+  if (split.some((x) => x < 0) || Math.abs(split.reduce((a, b) => a + b, 0) - 1) > 1e-6)
+    throw new TrainError(`the phase split ${split.join(',')} must be non-negative fractions adding up to 1`);
+  if (!(o.epochs >= 1 && o.stepsPerEpoch >= 1 && o.layers >= 1))
+    throw new TrainError('the schedule needs at least one epoch, one step per epoch and one cell');
   const S = o.stepsPerEpoch;
   const total = o.epochs * S;
   const warmupEnd = Math.round(split[0]! * total);

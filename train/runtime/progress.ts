@@ -27,7 +27,7 @@ export class Progress {
       process.stderr.write(`\r\x1b[2K${line}`);
       if (done >= this.total) process.stderr.write('\n');
     } else if (Math.floor(pct / 10) !== Math.floor(this.lastPct / 10) || done >= this.total) {
-      process.stderr.write(line + '\n');
+      process.stderr.write(`${line}\n`);
     }
     this.lastPct = pct;
   }

@@ -8,23 +8,32 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import type { Genotype } from '../graph/genotype.js';
-import { genotypeJson } from '../graph/genotype.js';
-import { buildEvalNet } from '../graph/nets/models.js';
-import { serialize } from '../graph/onnx.js';
-import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../graph/training.js';
-import { Rng } from '../graph/rng.js';
-import { add, mul } from '../graph/ops/index.js';
-import type { Graph } from '../graph/ir.js';
-import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { ForwardRunner, StepRunner, newTrainState, stepCosineLr, padRows, stateFromTensors, stateTensors, type TrainState } from './engine.js';
-import { writeFileAtomic } from './fsutil.js';
-import { initParams, pickParams, type ParamValues } from './params.js';
-import { Progress } from './progress.js';
-import { f32, i64, toF32, type EP } from './runtime.js';
-import { DataLoader, DataPool, limitDataset, loadDataset, type Dataset } from './data/index.js';
-import { appendJsonLine } from './log.js';
-import { TrainError } from './errors.js';
+import type { Genotype } from '../../graph/genotype.js';
+import { genotypeJson } from '../../graph/genotype.js';
+import { buildEvalNet } from '../../graph/nets/models.js';
+import { serialize } from '../../graph/onnx.js';
+import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../../graph/training.js';
+import { Rng } from '../../graph/rng.js';
+import { add, mul } from '../../graph/ops/index.js';
+import type { Graph } from '../../graph/ir.js';
+import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
+import {
+  ForwardRunner,
+  StepRunner,
+  newTrainState,
+  stepCosineLr,
+  padRows,
+  stateFromTensors,
+  stateTensors,
+  type TrainState,
+} from '../runtime/engine.js';
+import { writeFileAtomic } from '../runtime/fsutil.js';
+import { initParams, pickParams, type ParamValues } from '../runtime/params.js';
+import { Progress } from '../runtime/progress.js';
+import { f32, i64, toF32, type EP } from '../runtime/session.js';
+import { DataLoader, DataPool, limitDataset, loadDataset, type Dataset } from '../data/index.js';
+import { appendJsonLine } from '../runtime/log.js';
+import { TrainError } from '../runtime/errors.js';
 
 export interface TrainOptions {
   genotype: Genotype;
@@ -84,12 +93,26 @@ interface Graphs {
   dropInputs: string[];
 }
 
-function buildGraphs(o: Required<Pick<TrainOptions, 'C' | 'layers' | 'batch'>> & TrainOptions, ds: Dataset, classes: number, evalBatch: number): Graphs & { info: ReturnType<typeof assembleStep>; opt: OptimizerSpec } {
+function buildGraphs(
+  o: Required<Pick<TrainOptions, 'C' | 'layers' | 'batch'>> & TrainOptions,
+  ds: Dataset,
+  classes: number,
+  evalBatch: number,
+): Graphs & { info: ReturnType<typeof assembleStep>; opt: OptimizerSpec } {
   const net = o.net ?? 'cifar';
   const aux = (o.auxWeight ?? 0.4) > 0;
   const m = buildEvalNet({
-    genotype: o.genotype, net, C: o.C, layers: o.layers, classes, training: true,
-    auxiliary: aux, dropPath: (o.dropPath ?? 0.2) > 0, batch: o.batch, channels: ds.c, size: ds.h,
+    genotype: o.genotype,
+    net,
+    C: o.C,
+    layers: o.layers,
+    classes,
+    training: true,
+    auxiliary: aux,
+    dropPath: (o.dropPath ?? 0.2) > 0,
+    batch: o.batch,
+    channels: ds.c,
+    size: ds.h,
   });
   const g = m.g;
   const labels = g.input('labels', 'int64', [o.batch]);
@@ -103,14 +126,30 @@ function buildGraphs(o: Required<Pick<TrainOptions, 'C' | 'layers' | 'batch'>> &
     optimizer: opt,
     clipNorm: o.clip ?? 5,
   });
-  const e = buildEvalNet({ genotype: o.genotype, net, C: o.C, layers: o.layers, classes, training: false, batch: evalBatch, channels: ds.c, size: ds.h });
+  const e = buildEvalNet({
+    genotype: o.genotype,
+    net,
+    C: o.C,
+    layers: o.layers,
+    classes,
+    training: false,
+    batch: evalBatch,
+    channels: ds.c,
+    size: ds.h,
+  });
   e.g.output(e.logits, 'logits');
   e.g.prune();
   return { step: g, evalG: e.g, dropInputs: m.dropPathInputs, info, opt };
 }
 
 /** Accuracy and mean loss of the inference graph over a loader (host-side softmax CE). */
-export async function evaluate(runner: ForwardRunner, params: ParamValues, loader: DataLoader, evalBatch: number, shape: number[]): Promise<{ acc: number; loss: number }> {
+export async function evaluate(
+  runner: ForwardRunner,
+  params: ParamValues,
+  loader: DataLoader,
+  evalBatch: number,
+  shape: number[],
+): Promise<{ acc: number; loss: number }> {
   let correct = 0;
   let n = 0;
   let lossSum = 0;
@@ -156,13 +195,28 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   mkdirSync(o.out, { recursive: true });
   const trainSet = limitDataset(await loadDataset(o.dataset, { split: 'train' }), o.limit);
   const testSet = limitDataset(await loadDataset(o.dataset, { split: 'test' }), o.testLimit ?? o.limit);
-  if (!trainSet.labels) throw new TrainError(`${o.dataset} has no labels: training on labels needs a labelled data set`);
+  if (!trainSet.labels)
+    throw new TrainError(`${o.dataset} has no labels: training on labels needs a labelled data set`);
   const classes = trainSet.classes;
   const full = { ...o, C: o.C, layers: o.layers, batch: o.batch };
   const gs = buildGraphs(full, trainSet, classes, evalBatch);
   const pool = new DataPool({ workers: o.workers });
-  const train = new DataLoader(trainSet, { task: { name: 'cls', cutout: o.cutout ?? 16 }, batchSize: o.batch, seed, dropLast: true, pool });
-  const test = new DataLoader(testSet, { task: { name: 'cls', augment: false }, batchSize: evalBatch, seed, shuffle: false, pool, mean: train.mean, std: train.std });
+  const train = new DataLoader(trainSet, {
+    task: { name: 'cls', cutout: o.cutout ?? 16 },
+    batchSize: o.batch,
+    seed,
+    dropLast: true,
+    pool,
+  });
+  const test = new DataLoader(testSet, {
+    task: { name: 'cls', augment: false },
+    batchSize: evalBatch,
+    seed,
+    shuffle: false,
+    pool,
+    mean: train.mean,
+    std: train.std,
+  });
   const stepRunner = await StepRunner.create(gs.step, gs.info, gs.opt, { ep: o.ep });
   const evalRunner = await ForwardRunner.create(gs.evalG, { ep: o.ep });
 
@@ -181,14 +235,20 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
     history.push(...(c.meta.history as EpochRecord[]));
   } else {
     const init = initParams(gs.step, seed);
-    if (o.initFrom) for (const [k, v] of o.initFrom) if (init.has(k) && init.get(k)!.length === v.length) init.set(k, Float32Array.from(v));
+    if (o.initFrom)
+      for (const [k, v] of o.initFrom)
+        if (init.has(k) && init.get(k)!.length === v.length) init.set(k, Float32Array.from(v));
     st = newTrainState(init);
   }
   const lr0 = o.lr ?? 0.025;
   const lrMin = o.lrMin ?? 0;
   const shape = [trainSet.c, trainSet.h, trainSet.w];
   const save = (epoch: number, batch: number): void => {
-    saveCheckpoint(o.out, { step: epoch * train.batchesPerEpoch + batch, meta: { epoch, batch, steps: st.steps, history, seed, kind: 'train' }, tensors: stateTensors(st) });
+    saveCheckpoint(o.out, {
+      step: epoch * train.batchesPerEpoch + batch,
+      meta: { epoch, batch, steps: st.steps, history, seed, kind: 'train' },
+      tensors: stateTensors(st),
+    });
   };
   let lastSeconds = 0;
   try {
@@ -210,23 +270,35 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
           ...dropMasks(gs.dropInputs, o.batch, dp, Rng.derive(seed, 0xd909, epoch, b.index)),
         };
         const r = await stepRunner.run(st, feeds, lrAt(b.index));
-        if (!Number.isFinite(r.loss)) throw new TrainError(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
+        if (!Number.isFinite(r.loss))
+          throw new TrainError(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
         lossSum += r.loss * b.size;
         correct += r.metrics.correct!;
         seen += b.size;
         steps++;
         bar.update(b.index + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${((100 * correct) / seen).toFixed(1)}%`);
-        if (o.checkpointEvery && (b.index + 1) % o.checkpointEvery === 0 && b.index + 1 < train.batchesPerEpoch) save(epoch, b.index + 1);
+        if (o.checkpointEvery && (b.index + 1) % o.checkpointEvery === 0 && b.index + 1 < train.batchesPerEpoch)
+          save(epoch, b.index + 1);
       }
       const ev = await evaluate(evalRunner, pickParams(gs.evalG, st.params), test, evalBatch, shape);
       lastSeconds = (Date.now() - t0) / 1000;
       const rec: EpochRecord = {
-        epoch: epoch + 1, lr, drop_path: dp, train_loss: lossSum / Math.max(seen, 1), train_acc: correct / Math.max(seen, 1),
-        test_loss: ev.loss, test_acc: ev.acc, seconds: lastSeconds, steps,
+        epoch: epoch + 1,
+        lr,
+        drop_path: dp,
+        train_loss: lossSum / Math.max(seen, 1),
+        train_acc: correct / Math.max(seen, 1),
+        test_loss: ev.loss,
+        test_acc: ev.acc,
+        seconds: lastSeconds,
+        steps,
       };
       history.push(rec);
       appendJsonLine(join(o.out, 'log.jsonl'), rec);
-      if (!o.quiet) process.stderr.write(`epoch ${epoch + 1}: train acc ${(100 * rec.train_acc).toFixed(2)}%  test acc ${(100 * ev.acc).toFixed(2)}%  (${lastSeconds.toFixed(1)} s)\n`);
+      if (!o.quiet)
+        process.stderr.write(
+          `epoch ${epoch + 1}: train acc ${(100 * rec.train_acc).toFixed(2)}%  test acc ${(100 * ev.acc).toFixed(2)}%  (${lastSeconds.toFixed(1)} s)\n`,
+        );
       save(epoch + 1, 0);
     }
   } finally {
@@ -245,5 +317,3 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
     secondsPerEpoch: history.length ? history[history.length - 1]!.seconds : lastSeconds,
   };
 }
-
-

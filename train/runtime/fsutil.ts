@@ -71,7 +71,16 @@ export function fsyncDir(dir: string): void {
     fsyncSync(fd);
   } catch (e) {
     const code = errCode(e);
-    if (!(code === 'EINVAL' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EISDIR' || code === 'EBADF' || code === 'EPERM')) {
+    if (
+      !(
+        code === 'EINVAL' ||
+        code === 'ENOTSUP' ||
+        code === 'EOPNOTSUPP' ||
+        code === 'EISDIR' ||
+        code === 'EBADF' ||
+        code === 'EPERM'
+      )
+    ) {
       throw new FsError(`cannot sync directory '${dir}': ${fsReason(e)}`, code, { cause: e });
     }
   } finally {
@@ -173,7 +182,9 @@ export function checkWritableFile(path: string, what = 'output'): string {
   } catch (e) {
     // ENOENT on creating a file in an existing directory: a pseudo file system such as /proc
     const why = errCode(e) === 'ENOENT' ? 'files cannot be created there' : fsReason(e);
-    throw new FsError(`cannot write ${what} '${path}': directory '${dir}' is not writable (${why})`, errCode(e), { cause: e });
+    throw new FsError(`cannot write ${what} '${path}': directory '${dir}' is not writable (${why})`, errCode(e), {
+      cause: e,
+    });
   }
   try {
     unlinkSync(probe);

@@ -25,9 +25,9 @@
  * step so their log-sum-exp is unchanged (`rescaleInvolved`), which keeps the
  * probabilities of the ops not involved as they were (ProxylessNAS).
  */
-import type { Rng } from '../graph/rng.js';
-import { EDGES } from '../graph/genotype.js';
-import { NUM_OPS, PARAMETRIC_OPS, POOL_OPS, SKIP_OP } from '../graph/nets/sswp.js';
+import type { Rng } from '../../../graph/rng.js';
+import { EDGES } from '../../../graph/genotype.js';
+import { NUM_OPS, PARAMETRIC_OPS, POOL_OPS, SKIP_OP } from '../../../graph/nets/sswp.js';
 
 export type SamplingMode = 'two-path' | 'full';
 export const SAMPLING_MODES: readonly SamplingMode[] = ['two-path', 'full'];
@@ -90,7 +90,13 @@ const parametricOnly = (p: readonly number[]): number[] => p.map((v, k) => (PARA
  * Sample one edge from its α row (`alpha[off .. off+NUM_OPS)`). `dropout` is
  * null for α steps and during warm-up.
  */
-export function sampleEdge(rng: Rng, alpha: ArrayLike<number>, off: number, mode: SamplingMode, dropout: OpDropout | null): EdgeSample {
+export function sampleEdge(
+  rng: Rng,
+  alpha: ArrayLike<number>,
+  off: number,
+  mode: SamplingMode,
+  dropout: OpDropout | null,
+): EdgeSample {
   const p = softmaxAt(alpha, off, NUM_OPS);
   const want = mode === 'two-path' ? 2 : 1;
   let drawn = drawWithoutReplacement(rng, p, want);
@@ -136,7 +142,13 @@ export function runMask(sample: GateSample, what: 'active' | 'involved'): Uint8A
 }
 
 /** Sample every edge of the gated cells (`alphas[i]`: cell i's [14 × 7] α). */
-export function sampleGates(rng: Rng, alphas: readonly Float32Array[], gated: readonly boolean[], mode: SamplingMode, dropout: OpDropout | null): GateSample {
+export function sampleGates(
+  rng: Rng,
+  alphas: readonly Float32Array[],
+  gated: readonly boolean[],
+  mode: SamplingMode,
+  dropout: OpDropout | null,
+): GateSample {
   const cells = alphas.length;
   const gates = new Float32Array(cells * EDGES * NUM_OPS);
   const edges: (EdgeSample[] | null)[] = [];
@@ -160,7 +172,13 @@ export function sampleGates(rng: Rng, alphas: readonly Float32Array[], gated: re
  * The α gradient of one edge from its gate gradients: ∂L/∂α_i = Σ_j ∂L/∂g_j p_j(δ_ij − p_i)
  * over the involved ops (p = softmax of their α). Adds into `out` (same layout as `alpha`).
  */
-export function addAlphaGrad(out: Float32Array, alpha: ArrayLike<number>, gateGrad: ArrayLike<number>, off: number, involved: readonly number[]): void {
+export function addAlphaGrad(
+  out: Float32Array,
+  alpha: ArrayLike<number>,
+  gateGrad: ArrayLike<number>,
+  off: number,
+  involved: readonly number[],
+): void {
   const p = softmaxAt(
     involved.map((k) => alpha[off + k]!),
     0,
@@ -176,7 +194,11 @@ export function addAlphaGrad(out: Float32Array, alpha: ArrayLike<number>, gateGr
 }
 
 /** α gradients of every gated cell from the gates gradient [cells, 14, 7]. Null for cells not gated. */
-export function alphaGradients(alphas: readonly Float32Array[], gatesGrad: Float32Array, sample: GateSample): (Float32Array | null)[] {
+export function alphaGradients(
+  alphas: readonly Float32Array[],
+  gatesGrad: Float32Array,
+  sample: GateSample,
+): (Float32Array | null)[] {
   return alphas.map((a, i) => {
     const edges = sample.edges[i];
     if (!edges) return null;
@@ -192,7 +214,12 @@ export function alphaGradients(alphas: readonly Float32Array[], gatesGrad: Float
  * Σ exp over them is what it was before the update (`before`: the α row values
  * before the update).
  */
-export function rescaleInvolved(alpha: Float32Array, before: ArrayLike<number>, off: number, involved: readonly number[]): void {
+export function rescaleInvolved(
+  alpha: Float32Array,
+  before: ArrayLike<number>,
+  off: number,
+  involved: readonly number[],
+): void {
   const lse = (get: (k: number) => number): number => {
     const m = Math.max(...involved.map(get));
     return m + Math.log(involved.reduce((s, k) => s + Math.exp(get(k) - m), 0));
@@ -210,8 +237,8 @@ export function twoPathActiveProbs(alpha: ArrayLike<number>, off = 0, n = NUM_OP
       if (a === b) continue;
       const pPair = (p[a]! * p[b]!) / (1 - p[a]!); // a first, then b
       const q = softmaxAt([alpha[off + a]!, alpha[off + b]!], 0, 2);
-      out[a] += pPair * q[0]!;
-      out[b] += pPair * q[1]!;
+      out[a] = out[a]! + pPair * q[0]!;
+      out[b] = out[b]! + pPair * q[1]!;
     }
   }
   return out;

@@ -3,8 +3,8 @@
  * with the seeded RNG (in creation order, so a seed always gives the same
  * network), and small helpers over name → Float32Array maps.
  */
-import { numel, type Graph, type Init, type Param } from '../graph/ir.js';
-import { Rng } from '../graph/rng.js';
+import { numel, type Graph, type Init, type Param } from '../../graph/ir.js';
+import { Rng } from '../../graph/rng.js';
 
 export type ParamValues = Map<string, Float32Array>;
 
@@ -52,7 +52,8 @@ export function pickParams(g: Graph, src: ReadonlyMap<string, Float32Array>, rol
     if (roles && !roles.includes(p.role)) continue;
     const v = src.get(p.name);
     if (!v) throw new Error(`no value for parameter '${p.name}'`);
-    if (v.length !== numel(p.shape)) throw new Error(`parameter '${p.name}' has ${v.length} values, expected ${numel(p.shape)}`);
+    if (v.length !== numel(p.shape))
+      throw new Error(`parameter '${p.name}' has ${v.length} values, expected ${numel(p.shape)}`);
     out.set(p.name, v);
   }
   return out;

@@ -22,20 +22,20 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { Rng } from '../graph/rng.js';
-import { serialize } from '../graph/onnx.js';
-import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../graph/training.js';
-import type { CellOps } from '../graph/nets/sswp.js';
-import { ForwardRunner, StepRunner, newTrainState, stepCosineLr } from './engine.js';
-import { writeFileAtomic } from './fsutil.js';
-import { initParams, pickParams } from './params.js';
-import { Progress } from './progress.js';
-import { f32, i64, type EP, type SessionOptions } from './runtime.js';
-import { appendJsonLine } from './log.js';
-import { TrainError } from './errors.js';
+import { Rng } from '../../graph/rng.js';
+import { serialize } from '../../graph/onnx.js';
+import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../../graph/training.js';
+import type { CellOps } from '../../graph/nets/sswp.js';
+import { ForwardRunner, StepRunner, newTrainState, stepCosineLr } from '../runtime/engine.js';
+import { writeFileAtomic } from '../runtime/fsutil.js';
+import { initParams, pickParams } from '../runtime/params.js';
+import { Progress } from '../runtime/progress.js';
+import { f32, i64, type EP, type SessionOptions } from '../runtime/session.js';
+import { appendJsonLine } from '../runtime/log.js';
+import { TrainError } from '../runtime/errors.js';
 import { closeAll, evaluate } from './trainer.js';
-import { buildSswpNetwork, loadSswpNetwork } from './sswp.js';
-import { DataLoader, DataPool, limitDataset, loadDataset, subset, type Dataset, type Subset } from './data/index.js';
+import { buildSswpNetwork, loadSswpNetwork } from '../search/sswp/search.js';
+import { DataLoader, DataPool, limitDataset, loadDataset, subset, type Dataset, type Subset } from '../data/index.js';
 
 export const LABEL_STREAM = 0x1abe1;
 
@@ -115,7 +115,7 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const cfg = net.config;
   const dataSpec = o.dataset ?? (cfg.data as string | undefined);
   if (!dataSpec) throw new TrainError('give --dataset: the search run does not record its data');
-  const limit = o.limit ?? ((cfg.limit as number | null) ?? undefined);
+  const limit = o.limit ?? (cfg.limit as number | null) ?? undefined;
   const trainSet = limitDataset(await loadDataset(dataSpec, { split: 'train' }), limit);
   const testSet = limitDataset(await loadDataset(dataSpec, { split: 'test' }), o.testLimit);
   const input = [trainSet.c, trainSet.h, trainSet.w];
@@ -136,7 +136,13 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const labels = m.g.input('labels', 'int64', [batch]);
   const loss = crossEntropy(m.g, m.logits!, labels);
   const opt: OptimizerSpec = { kind: 'sgd', momentum: o.momentum ?? 0.9, weightDecay: o.weightDecay ?? 3e-4 };
-  const info = assembleStep(m.g, { loss, metrics: { correct: correctCount(m.g, m.logits!, labels) }, update: (p) => p.role === 'weight', optimizer: opt, clipNorm: o.clip ?? 5 });
+  const info = assembleStep(m.g, {
+    loss,
+    metrics: { correct: correctCount(m.g, m.logits!, labels) },
+    update: (p) => p.role === 'weight',
+    optimizer: opt,
+    clipNorm: o.clip ?? 5,
+  });
   const e = buildSswpNetwork({ ...shape, batch: evalBatch, input, training: false, classes });
   e.g.output(e.logits!, 'logits');
   e.g.prune();
@@ -146,8 +152,22 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
 
   const pool = new DataPool({ workers: o.workers });
   const norm = { mean: net.normalization.mean, std: net.normalization.std };
-  const train = new DataLoader(labelled, { task: { name: 'cls', cutout: o.cutout ?? 0 }, batchSize: batch, seed, dropLast: true, pool, ...norm });
-  const test = new DataLoader(testSet, { task: { name: 'cls', augment: false }, batchSize: evalBatch, seed, shuffle: false, pool, ...norm });
+  const train = new DataLoader(labelled, {
+    task: { name: 'cls', cutout: o.cutout ?? 0 },
+    batchSize: batch,
+    seed,
+    dropLast: true,
+    pool,
+    ...norm,
+  });
+  const test = new DataLoader(testSet, {
+    task: { name: 'cls', augment: false },
+    batchSize: evalBatch,
+    seed,
+    shuffle: false,
+    pool,
+    ...norm,
+  });
   const stepRunner = await StepRunner.create(m.g, info, opt, { ep: o.ep, optimization: o.optimization ?? 'disabled' });
   const evalRunner = await ForwardRunner.create(e.g, { ep: o.ep });
   const runs: FinetuneRun[] = [];
@@ -166,21 +186,30 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
           }
         }
         const trunk = [...m.g.params.keys()].filter((k) => !k.startsWith('classifier/'));
-        if (copied !== trunk.length) throw new TrainError(`${o.from}: the final checkpoint holds ${copied} of the network's ${trunk.length} trunk tensors`);
+        if (copied !== trunk.length)
+          throw new TrainError(
+            `${o.from}: the final checkpoint holds ${copied} of the network's ${trunk.length} trunk tensors`,
+          );
       }
       const st = newTrainState(values);
       let last = { loss: 0, acc: 0 };
       for (let epoch = 0; epoch < o.epochs; epoch++) {
-        const lrAt = (i: number): number => stepCosineLr(o.lr ?? 0.025, o.lrMin ?? 0, epoch, i, train.batchesPerEpoch, o.epochs);
+        const lrAt = (i: number): number =>
+          stepCosineLr(o.lr ?? 0.025, o.lrMin ?? 0, epoch, i, train.batchesPerEpoch, o.epochs);
         const lr = lrAt(0);
-        const bar = new Progress(`finetune ${init} F=${o.labelsFraction} epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
+        const bar = new Progress(
+          `finetune ${init} F=${o.labelsFraction} epoch ${epoch + 1}/${o.epochs}`,
+          train.batchesPerEpoch,
+          o.quiet,
+        );
         let lossSum = 0;
         let correct = 0;
         let seen = 0;
         for await (const b of train.epoch(epoch)) {
           const feeds: Record<string, ort.Tensor> = { x: f32(b.x, b.xShape), labels: i64(b.y, [b.size]) };
           const r = await stepRunner.run(st, feeds, lrAt(b.index));
-          if (!Number.isFinite(r.loss)) throw new TrainError(`${init}: loss became ${r.loss} at epoch ${epoch + 1}: lower --lr`);
+          if (!Number.isFinite(r.loss))
+            throw new TrainError(`${init}: loss became ${r.loss} at epoch ${epoch + 1}: lower --lr`);
           lossSum += r.loss * b.size;
           correct += r.metrics.correct!;
           seen += b.size;
@@ -195,14 +224,34 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
       appendJsonLine(join(runDir, 'log.jsonl'), { final: true, test_acc: ev.acc, test_loss: ev.loss, seconds });
       const modelPath = join(runDir, 'model.onnx');
       writeFileAtomic(modelPath, serialize(e.g, { params: 'initializers', values: evalParams }));
-      runs.push({ init, testAcc: ev.acc, testLoss: ev.loss, trainLoss: last.loss, trainAcc: last.acc, seconds, modelPath });
-      if (!o.quiet) process.stderr.write(`${init}: test accuracy ${(100 * ev.acc).toFixed(2)}% (train acc ${(100 * last.acc).toFixed(1)}%, ${seconds.toFixed(1)} s)\n`);
+      runs.push({
+        init,
+        testAcc: ev.acc,
+        testLoss: ev.loss,
+        trainLoss: last.loss,
+        trainAcc: last.acc,
+        seconds,
+        modelPath,
+      });
+      if (!o.quiet)
+        process.stderr.write(
+          `${init}: test accuracy ${(100 * ev.acc).toFixed(2)}% (train acc ${(100 * last.acc).toFixed(1)}%, ${seconds.toFixed(1)} s)\n`,
+        );
     }
   } finally {
     await closeAll(train, test, pool, stepRunner, evalRunner);
   }
-  const result: FinetuneResult = { fraction: o.labelsFraction, labelled: labelled.indices.length, trainImages: trainSet.n, testImages: testSet.n, runs, out };
-  writeFileAtomic(join(out, 'result.json'), JSON.stringify({ ...result, options: { ...o, inits: o.inits ?? ['concomitant', 'random'] } }, null, 2) + '\n');
+  const result: FinetuneResult = {
+    fraction: o.labelsFraction,
+    labelled: labelled.indices.length,
+    trainImages: trainSet.n,
+    testImages: testSet.n,
+    runs,
+    out,
+  };
+  writeFileAtomic(
+    join(out, 'result.json'),
+    `${JSON.stringify({ ...result, options: { ...o, inits: o.inits ?? ['concomitant', 'random'] } }, null, 2)}\n`,
+  );
   return result;
 }
-
