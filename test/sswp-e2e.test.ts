@@ -15,10 +15,10 @@ import { Rng } from '../graph/rng.js';
 import { run } from '../cli/main.js';
 import { parseSswpArch } from '../graph/nets/sswp.js';
 import { loadCheckpoint } from '../train/runtime/checkpoint.js';
-import { SAMPLE_STREAM, buildSswpForward, runSswpSearch, type SswpOptions } from '../train/search/sswp/search.js';
+import { SAMPLE_STREAM, runSswpSearch, type SswpOptions } from '../train/search/sswp/search.js';
 import { sampleGates } from '../train/search/sswp/sampler.js';
 import { initParams } from '../train/runtime/params.js';
-import { NUM_OPS, opKey } from '../graph/nets/sswp.js';
+import { NUM_OPS, buildSswpForward, opKey } from '../graph/nets/sswp.js';
 import { EDGES } from '../graph/genotype.js';
 
 let tmp: string;

@@ -61,11 +61,13 @@
  * are not tracked during search (training-form BN uses batch statistics); they
  * are recomputed for the discretized network at the end (train/sswp.ts).
  */
-import type { Graph, Value } from '../ir.js';
-import { add, cast, concat, gateRegion, mul, reshape, split, sum } from '../ops/index.js';
+import { Graph, type Value } from '../ir.js';
+import { add, cast, concat, flatten, gateRegion, globalAvgPool, mul, reshape, split, sum } from '../ops/index.js';
 import { EDGES, GenotypeError, PRIMITIVES, STEPS, type OpName } from '../genotype.js';
 import { dartsOp, preprocess, reductionCells } from './darts.js';
-import { LEVERS, type Layers } from './layers.js';
+import { classifierHead } from './heads.js';
+import { LEVERS, Layers } from './layers.js';
+import { taskHead, type TaskShape } from './tasks.js';
 
 /** The 7 candidate ops of SSWP-NAS (DARTS's without `none`), in gate/α column order. */
 export const SSWP_OPS: readonly OpName[] = PRIMITIVES.filter((p) => p !== 'none');
@@ -80,6 +82,9 @@ export const PARAMETRIC_OPS: readonly number[] = SSWP_OPS.map((_, k) => k).filte
 
 /** A discretized cell: two (op, input state) pairs per node, as in a genotype (states 0 = s0, 1 = s1, 2.. = nodes). */
 export type CellOps = [OpName, number][];
+
+/** A cell of the search network: null while it is searched (gated), else its discretized form. */
+export type CellSpec = CellOps | null;
 
 /** Edge index of (node, input state). */
 export function edgeOf(node: number, input: number): number {
@@ -116,7 +121,7 @@ export interface SswpTrunkOptions {
   layers: number;
   stemMultiplier?: number;
   /** Per cell: null = gated (searched) cell, else its discretized ops. */
-  cells: readonly (CellOps | null)[];
+  cells: readonly CellSpec[];
   /**
    * Affine BN in the preprocessing and the parametric ops (default true). The
    * stem's BN is always affine and the pools' never (as in DARTS search).
@@ -316,4 +321,77 @@ export function parseSswpArch(obj: unknown, src = 'cells.json'): SswpArch {
     throw new GenotypeError(`${src}: 'cells' must list ${o.layers} cells`);
   o.cells.forEach((c, i) => checkCellOps(c.ops, `${src}: cell ${i}`));
   return o as SswpArch;
+}
+
+// ---- whole networks: the search network with its task head, the discretized network ----
+
+export interface SswpForward {
+  g: Graph;
+  trunk: SswpTrunk;
+  loss: Value;
+  metrics: Record<string, Value>;
+  hasLabels: boolean;
+  predictions: number;
+}
+
+export interface SswpNetShape {
+  C: number;
+  layers: number;
+  /** null = gated cell. */
+  cells: readonly CellSpec[];
+  /** Affine BN outside the stem and pools (default true; graph/nets/sswp.ts). */
+  affine?: boolean;
+  /** If-gated ops that run only when sampled (default LEVERS.ifGates; graph/nets/sswp.ts). */
+  ifGates?: boolean;
+}
+
+/** The SSWP network + task head in training form (BN batch statistics, no running statistics), on `rows` rows. */
+export function buildSswpForward(
+  task: TaskShape,
+  o: SswpNetShape & { rows: number; temperature?: number; projectionDim?: number; trackRunningStats?: boolean },
+): SswpForward {
+  const g = new Graph(`sswp_${task.name}`);
+  g.training = true;
+  const L = new Layers(g, { trackRunningStats: !!o.trackRunningStats });
+  const x = g.input('x', 'float32', [o.rows, ...task.inputShape]);
+  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells, affine: o.affine, ifGates: o.ifGates });
+  const head = taskHead(L, trunk.features, task, { temperature: o.temperature, projectionDim: o.projectionDim });
+  return { g, trunk, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
+}
+
+/**
+ * The discretized network for images of `input` [C,H,W]: with `head:
+ * 'projection'` the SimCLR projection MLP (parameter names as in search), with
+ * `classes` a fresh linear classifier (`classifier/…`). Inference form unless
+ * `training`.
+ */
+export function buildSswpNetwork(o: {
+  C: number;
+  layers: number;
+  cells: readonly CellOps[];
+  batch: number;
+  input: readonly number[];
+  training: boolean;
+  classes?: number;
+  /** Without `classes`: build the SimCLR projection head (default true). */
+  projection?: boolean;
+  projectionDim?: number;
+}): { g: Graph; x: Value; features: Value; logits: Value | null; projection: Value | null } {
+  const g = new Graph('sswp_network');
+  g.training = o.training;
+  const L = new Layers(g, { trackRunningStats: true });
+  const x = g.input('x', 'float32', [o.batch, ...o.input]);
+  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells });
+  const pooled = flatten(g, globalAvgPool(g, trunk.features), 1);
+  let projection: Value | null = null;
+  let logits: Value | null = null;
+  if (o.classes) logits = classifierHead(L, trunk.features, o.classes);
+  else if (o.projection !== false) {
+    const f = pooled.shape[1]!;
+    projection = L.scope('projection', () => {
+      const h = L.relu(L.scope('0', () => L.linear(pooled, f)));
+      return L.scope('2', () => L.linear(h, o.projectionDim ?? 128));
+    });
+  }
+  return { g, x, features: pooled, logits, projection };
 }

@@ -25,7 +25,7 @@ import type * as ort from 'onnxruntime-node';
 import { Rng } from '../../graph/rng.js';
 import { serialize } from '../../graph/onnx.js';
 import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../../graph/training.js';
-import type { CellOps } from '../../graph/nets/sswp.js';
+import { buildSswpNetwork, type CellOps } from '../../graph/nets/sswp.js';
 import { ForwardRunner, StepRunner, newTrainState, stepCosineLr } from '../runtime/engine.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams, pickParams } from '../runtime/params.js';
@@ -34,7 +34,7 @@ import { f32, i64, type EP, type SessionOptions } from '../runtime/session.js';
 import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
 import { closeAll, evaluate } from './trainer.js';
-import { buildSswpNetwork, loadSswpNetwork } from '../search/sswp/search.js';
+import { loadSswpNetwork } from '../search/sswp/search.js';
 import { DataLoader, DataPool, limitDataset, loadDataset, subset, type Dataset, type Subset } from '../data/index.js';
 
 export const LABEL_STREAM = 0x1abe1;

@@ -7,21 +7,21 @@
  * host (they are not graph parameters: each step feeds the sampled 0/1 gates
  * instead, see the design note there). Per step, on the DARTS split of the
  * training images (one half trains w, the other α; as the reference release):
- *  - α step (bilevel and prune phases, gated cells only): gates sampled
+ *  - archStep (bilevel and prune phases, gated cells only): gates sampled
  *    without op dropout, gate gradients from the α-gradient graph on an
  *    architecture batch, α gradients by the ProxylessNAS estimator
- *    (train/sswp-sampler.ts), host Adam (lr 1e-3, betas (0, 0.99)), and in
- *    two-path mode the rescaling of the involved α;
- *  - w step (every step): gates sampled with op dropout after warm-up; the
+ *    (sampler.ts), host Adam (lr 1e-3, betas (0, 0.99)), and in two-path mode
+ *    the rescaling of the involved α;
+ *  - weightStep (every step): gates sampled with op dropout after warm-up; the
  *    in-graph SGD step (lr 0.025 cosine to 0 per epoch, momentum 0.9, wd
  *    4e-5, clipping 5); then the parameters and momentum of the ops that were
  *    not active are put back as they were (PyTorch skips parameters whose
  *    grad is None: no weight decay, no momentum for them).
- * Phases (train/sswp-schedule.ts): warm-up → bilevel → progressive pruning.
- * Pruning a cell discretizes it by DARTS's rule (per node the two incoming
- * edges with the strongest op, that op on each) and freezes its α; the step
- * graphs are then rebuilt with that cell discretized (its kept ops only, same
- * parameter names), so a step gets cheaper with every pruned cell.
+ * Phases (schedule.ts): warm-up → bilevel → progressive pruning. Pruning a
+ * cell discretizes it by DARTS's rule (per node the two incoming edges with
+ * the strongest op, that op on each) and freezes its α; the step graphs are
+ * then rebuilt with that cell discretized (its kept ops only, same parameter
+ * names), so a step gets cheaper with every pruned cell.
  *
  * All randomness is seeded: weights from `seed`, batches from the loaders'
  * streams, and the paths of step t from `Rng.derive(seed, SAMPLE_STREAM, t, k)`
@@ -30,11 +30,8 @@
  *
  * At the end: every cell is discretized; BN running statistics, not tracked
  * during search, are recomputed with forward passes of the discretized network
- * in training form over `bnBatches` batches of un-augmented training images
- * (feeding zero running statistics to the graph's momentum-0.1 update gives
- * 0.1 × each batch's statistics; their mean over the batches is PyTorch's
- * cumulative average, the unbiased variance for var); then the run directory
- * receives:
+ * in training form over `bnBatches` batches of un-augmented training images;
+ * then the run directory receives:
  *   cells.json      the per-cell architectures (format: graph/nets/sswp.ts)
  *   cells.svg       their diagrams
  *   model.onnx      the discretized network with its concomitant weights in
@@ -48,33 +45,29 @@
  *   checkpoints/    search checkpoints (exact resume with `resume`)
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import type * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { EDGES, deriveCell } from '../../../graph/genotype.js';
-import { Graph, numel, type Param, type Value } from '../../../graph/ir.js';
+import { numel } from '../../../graph/ir.js';
 import { Rng } from '../../../graph/rng.js';
 import { serialize } from '../../../graph/onnx.js';
-import { flatten, globalAvgPool } from '../../../graph/ops/index.js';
-import { Layers } from '../../../graph/nets/layers.js';
-import { classifierHead } from '../../../graph/nets/heads.js';
-import { taskHead, type Objective, type TaskShape } from '../../../graph/nets/tasks.js';
+import type { Objective, TaskShape } from '../../../graph/nets/tasks.js';
 import {
   NUM_OPS,
   SSWP_OPS,
+  buildSswpForward,
+  buildSswpNetwork,
   opKey,
   parseSswpArch,
   sswpArch,
   sswpArchJson,
-  sswpTrunk,
   type CellOps,
+  type CellSpec,
   type SswpArch,
-  type SswpTrunk,
 } from '../../../graph/nets/sswp.js';
-import { assembleStep, type OptimizerSpec } from '../../../graph/training.js';
+import type { OptimizerSpec } from '../../../graph/training.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../../runtime/checkpoint.js';
 import {
   ForwardRunner,
-  StepRunner,
   cosineLr,
   newTrainState,
   stateFromTensors,
@@ -85,15 +78,15 @@ import {
 import { writeFileAtomic } from '../../runtime/fsutil.js';
 import { initParams, pickParams, type ParamValues } from '../../runtime/params.js';
 import { Progress } from '../../runtime/progress.js';
-import { bool, f32, toF32, type EP, type SessionOptions } from '../../runtime/session.js';
+import { f32, toF32, type EP, type SessionOptions } from '../../runtime/session.js';
 import { appendJsonLine } from '../../runtime/log.js';
 import { TrainError } from '../../runtime/errors.js';
 import { cellsSvg } from '../../report/genotype-svg.js';
-import { adamUpdate, batchFeeds, type BilevelOptimizerOptions } from '../darts.js';
+import { adamUpdate, batchFeeds, type BilevelOptimizerOptions, type HostAdam } from '../darts.js';
+import { Runners, type RunnerShape } from './runners.js';
 import {
   alphaGradients,
   rescaleInvolved,
-  runMask,
   sampleGates,
   type GateSample,
   type OpDropout,
@@ -108,7 +101,6 @@ import {
   loadDataset,
   type Batch,
   type Dataset,
-  type PretextTask,
 } from '../../data/index.js';
 
 /** Rng.derive label of the path samples. */
@@ -158,8 +150,37 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   optimization?: SessionOptions['optimization'];
 }
 
-export function sswpConfig(o: SswpOptions): Record<string, unknown> {
-  const prune = o.prune ?? 'fpp';
+/** The settings that define a search (recorded in checkpoints and config.json; a resume must match them). */
+export interface SswpConfig {
+  method: 'sswp';
+  objective: Objective;
+  data: string;
+  epochs: number;
+  batch: number;
+  C: number;
+  layers: number;
+  seed: number;
+  limit: number | null;
+  prune: PruneMode;
+  split: number[] | null;
+  sampling: SamplingMode;
+  opDropout: number;
+  poolDropout: number;
+  affine: boolean;
+  lr: number;
+  lrMin: number;
+  momentum: number;
+  weightDecay: number;
+  clip: number;
+  archLr: number;
+  archBeta1: number;
+  archBeta2: number;
+  archWeightDecay: number;
+  temperature: number;
+  projectionDim: number;
+}
+
+export function sswpConfig(o: SswpOptions): SswpConfig {
   return {
     method: 'sswp',
     objective: o.objective ?? 'simclr',
@@ -170,7 +191,7 @@ export function sswpConfig(o: SswpOptions): Record<string, unknown> {
     layers: o.layers,
     seed: o.seed ?? 0,
     limit: o.limit ?? null,
-    prune,
+    prune: o.prune ?? 'fpp',
     split: o.split ?? null,
     sampling: o.sampling ?? 'two-path',
     opDropout: o.opDropout ?? 0.2,
@@ -188,154 +209,6 @@ export function sswpConfig(o: SswpOptions): Record<string, unknown> {
     temperature: o.temperature ?? 0.5,
     projectionDim: o.projectionDim ?? 128,
   };
-}
-
-// ---- graphs ------------------------------------------------------------------------
-
-export interface SswpForward {
-  g: Graph;
-  trunk: SswpTrunk;
-  loss: Value;
-  metrics: Record<string, Value>;
-  hasLabels: boolean;
-  predictions: number;
-}
-
-export interface SswpNetShape {
-  C: number;
-  layers: number;
-  /** null = gated cell. */
-  cells: readonly (CellOps | null)[];
-  /** Affine BN outside the stem and pools (default true; graph/nets/sswp.ts). */
-  affine?: boolean;
-  /** If-gated ops that run only when sampled (default LEVERS.ifGates; graph/nets/sswp.ts). */
-  ifGates?: boolean;
-}
-
-/** The SSWP network + task head in training form (BN batch statistics, no running statistics), on `rows` rows. */
-export function buildSswpForward(
-  task: TaskShape,
-  o: SswpNetShape & { rows: number; temperature?: number; projectionDim?: number; trackRunningStats?: boolean },
-): SswpForward {
-  const g = new Graph(`sswp_${task.name}`);
-  g.training = true;
-  const L = new Layers(g, { trackRunningStats: !!o.trackRunningStats });
-  const x = g.input('x', 'float32', [o.rows, ...task.inputShape]);
-  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells, affine: o.affine, ifGates: o.ifGates });
-  const head = taskHead(L, trunk.features, task, { temperature: o.temperature, projectionDim: o.projectionDim });
-  return { g, trunk, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
-}
-
-/**
- * The discretized network for images of `input` [C,H,W]: with `head:
- * 'projection'` the SimCLR projection MLP (parameter names as in search), with
- * `classes` a fresh linear classifier (`classifier/…`). Inference form unless
- * `training`.
- */
-export function buildSswpNetwork(o: {
-  C: number;
-  layers: number;
-  cells: readonly CellOps[];
-  batch: number;
-  input: readonly number[];
-  training: boolean;
-  classes?: number;
-  /** Without `classes`: build the SimCLR projection head (default true). */
-  projection?: boolean;
-  projectionDim?: number;
-}): { g: Graph; x: Value; features: Value; logits: Value | null; projection: Value | null } {
-  const g = new Graph('sswp_network');
-  g.training = o.training;
-  const L = new Layers(g, { trackRunningStats: true });
-  const x = g.input('x', 'float32', [o.batch, ...o.input]);
-  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells });
-  const pooled = flatten(g, globalAvgPool(g, trunk.features), 1);
-  let projection: Value | null = null;
-  let logits: Value | null = null;
-  if (o.classes) logits = classifierHead(L, trunk.features, o.classes);
-  else if (o.projection !== false) {
-    const f = pooled.shape[1]!;
-    projection = L.scope('projection', () => {
-      const h = L.relu(L.scope('0', () => L.linear(pooled, f)));
-      return L.scope('2', () => L.linear(h, o.projectionDim ?? 128));
-    });
-  }
-  return { g, x, features: pooled, logits, projection };
-}
-
-const isWeight = (p: Param): boolean => p.role === 'weight';
-
-/** The step graphs of one prune state. */
-class Runners {
-  private constructor(
-    readonly cells: (CellOps | null)[],
-    readonly w: StepRunner,
-    readonly a: StepRunner | null,
-    readonly opParams: Map<string, string[]>,
-    readonly hasLabels: boolean,
-    readonly predictions: number,
-    readonly nodes: { w: number; a: number },
-    /** The graphs take `run` (If-gated ops). */
-    readonly ifGates: boolean,
-  ) {}
-
-  /** The `gates` (and `run`) feeds of a sampled path: run the active ops (w step) or all involved ones (α step). */
-  pathFeeds(sample: GateSample, run: 'active' | 'involved'): Record<string, ort.Tensor> {
-    const shape = [this.cells.length, EDGES, NUM_OPS];
-    const feeds: Record<string, ort.Tensor> = { gates: f32(sample.gates, shape) };
-    if (this.ifGates) feeds.run = bool(runMask(sample, run), shape);
-    return feeds;
-  }
-
-  static async create(
-    task: TaskShape,
-    shape: SswpNetShape & { rows: number; temperature: number; projectionDim: number },
-    sgd: OptimizerSpec,
-    clip: number,
-    session: { ep?: EP; optimization?: SessionOptions['optimization'] },
-  ): Promise<Runners> {
-    const fw = buildSswpForward(task, shape);
-    const wInfo = assembleStep(fw.g, {
-      loss: fw.loss,
-      metrics: fw.metrics,
-      update: isWeight,
-      optimizer: sgd,
-      clipNorm: clip,
-      stateOutputs: false,
-    });
-    const w = await StepRunner.create(fw.g, wInfo, sgd, { ...session, group: 'w' });
-    let a: StepRunner | null = null;
-    let aNodes = 0;
-    if (fw.trunk.gates) {
-      const fa = buildSswpForward(task, shape);
-      const aInfo = assembleStep(fa.g, {
-        loss: fa.loss,
-        metrics: fa.metrics,
-        update: () => false,
-        gradientsOnly: true,
-        inputGrads: ['gates'],
-        optimizer: sgd,
-        stateOutputs: false,
-      });
-      a = await StepRunner.create(fa.g, aInfo, null, { ...session, group: 'alpha_grad' });
-      aNodes = fa.g.nodes.length;
-    }
-    return new Runners(
-      [...shape.cells],
-      w,
-      a,
-      fw.trunk.opParams,
-      fw.hasLabels,
-      fw.predictions,
-      { w: fw.g.nodes.length, a: aNodes },
-      fw.trunk.run !== null,
-    );
-  }
-
-  async release(): Promise<void> {
-    await this.w.release();
-    await this.a?.release();
-  }
 }
 
 // ---- BN statistics -----------------------------------------------------------------
@@ -425,6 +298,7 @@ export interface SswpResult {
   phases: Record<string, number>;
 }
 
+/** An epoch's running sums (kept in mid-epoch checkpoints, so a resumed epoch logs its whole record). */
 interface EpochAcc {
   loss: number;
   correct: number;
@@ -437,406 +311,537 @@ interface EpochAcc {
   phases: Record<string, number>;
 }
 
+const emptyAcc = (): EpochAcc => ({
+  loss: 0,
+  correct: 0,
+  n: 0,
+  aLoss: 0,
+  aCorrect: 0,
+  aN: 0,
+  dropped: 0,
+  edges: 0,
+  phases: {},
+});
+
 const alphaName = (i: number): string => `alpha_cell${i}`;
 
-export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
-  const seed = o.seed ?? 0;
-  const cfg = sswpConfig(o);
-  const prune = cfg.prune as PruneMode;
-  const mode = cfg.sampling as SamplingMode;
-  const objective = cfg.objective as Objective;
+/** A running search: settings, data, schedule and state. */
+interface Search {
+  o: SswpOptions;
+  cfg: SswpConfig;
+  full: Dataset;
+  pool: DataPool;
+  wLoader: DataLoader;
+  aLoader: DataLoader;
+  taskShape: TaskShape;
+  /** Steps per epoch. */
+  S: number;
+  sched: Schedule;
+  /** Rows of x per batch (SimCLR: 2 views per image). */
+  rows: number;
+  sgd: OptimizerSpec;
+  archOpt: HostAdam;
+  dropout: OpDropout;
+  logPath: string;
+  st: TrainState;
+  /** Per cell: null while it is searched, else its pruned form. */
+  pruned: CellSpec[];
+  startStep: number;
+  /** Steps done so far (including those of a resumed run). */
+  done: number;
+  /** The interrupted epoch's running sums (resume mid-epoch). */
+  resumedAcc: EpochAcc | null;
+  history: Record<string, unknown>[];
+  runners: Runners | null;
+  firstNodes: { w: number; a: number } | null;
+  /** Seconds and counts of w and α steps, by number of gated cells. */
+  timing: Map<number, { w: number; a: number; n: number; an: number }>;
+  phaseSteps: Record<string, number>;
+}
+
+function checkSettings(o: SswpOptions, cfg: SswpConfig): void {
   if (o.layers < 1) throw new TrainError('--layers must be at least 1');
   for (const [k, v] of [
     ['--op-dropout', cfg.opDropout],
     ['--pool-dropout', cfg.poolDropout],
   ] as const) {
-    if (!((v as number) >= 0 && (v as number) <= 1))
-      throw new TrainError(`${k} must be a probability in [0, 1], got ${v}`);
+    if (!(v >= 0 && v <= 1)) throw new TrainError(`${k} must be a probability in [0, 1], got ${v}`);
   }
-  makeSchedule({ epochs: o.epochs, stepsPerEpoch: 1, layers: o.layers, prune, split: o.split }); // settings errors before any work
-  mkdirSync(o.out, { recursive: true });
+  // settings errors before any work
+  makeSchedule({ epochs: o.epochs, stepsPerEpoch: 1, layers: o.layers, prune: cfg.prune, split: o.split });
+}
+
+type SearchData = Pick<Search, 'full' | 'pool' | 'wLoader' | 'aLoader' | 'taskShape' | 'S' | 'sched' | 'rows'>;
+
+/** The images, the DARTS split into a weight half and an architecture half, their loaders and the schedule. */
+async function openData(o: SswpOptions, cfg: SswpConfig): Promise<SearchData> {
   const full = limitDataset(await loadDataset(o.data, { split: 'train' }), o.limit);
-  const halves = dartsSplit(full, { seed });
+  const halves = dartsSplit(full, { seed: cfg.seed });
   const pool = new DataPool({ workers: o.workers });
-  const wLoader = new DataLoader(halves.weights, {
-    task: { name: objective },
-    batchSize: o.batch,
-    seed,
-    dropLast: true,
-    pool,
-  });
-  const aLoader = new DataLoader(halves.arch, {
-    task: { name: objective },
-    batchSize: o.batch,
-    seed: seed + 1,
-    dropLast: true,
-    pool,
-    mean: wLoader.mean,
-    std: wLoader.std,
-  });
-  const task: PretextTask = wLoader.task;
+  const task = { name: cfg.objective };
+  const common = { task, batchSize: o.batch, dropLast: true, pool };
+  const wLoader = new DataLoader(halves.weights, { ...common, seed: cfg.seed });
+  const aLoader = new DataLoader(halves.arch, { ...common, seed: cfg.seed + 1, mean: wLoader.mean, std: wLoader.std });
+  const t = wLoader.task;
   const taskShape: TaskShape = {
-    name: objective,
-    numClasses: task.numClasses,
-    groupSize: task.groupSize,
-    inputShape: task.inputShape,
+    name: cfg.objective,
+    numClasses: t.numClasses,
+    groupSize: t.groupSize,
+    inputShape: t.inputShape,
   };
   const S = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
   if (S < 1) {
     await pool.close();
     throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
   }
-  const sched: Schedule = makeSchedule({ epochs: o.epochs, stepsPerEpoch: S, layers: o.layers, prune, split: o.split });
-  const rows = task.xShape(o.batch)[0]!;
-  const sgd: OptimizerSpec = { kind: 'sgd', momentum: cfg.momentum as number, weightDecay: cfg.weightDecay as number };
-  const archOpt = {
-    lr: cfg.archLr as number,
-    beta1: cfg.archBeta1 as number,
-    beta2: cfg.archBeta2 as number,
-    eps: 1e-8,
-    weightDecay: cfg.archWeightDecay as number,
+  const sched = makeSchedule({
+    epochs: o.epochs,
+    stepsPerEpoch: S,
+    layers: o.layers,
+    prune: cfg.prune,
+    split: o.split,
+  });
+  return { full, pool, wLoader, aLoader, taskShape, S, sched, rows: t.xShape(o.batch)[0]! };
+}
+
+/** The network of a prune state, as the step graphs are built. */
+function netShape(s: Search, cells: CellSpec[]): RunnerShape {
+  return {
+    C: s.o.C,
+    layers: s.o.layers,
+    cells,
+    affine: s.cfg.affine,
+    rows: s.rows,
+    temperature: s.cfg.temperature,
+    projectionDim: s.cfg.projectionDim,
   };
-  const dropout: OpDropout = { skip: cfg.opDropout as number, pool: cfg.poolDropout as number };
-  const shapeOf = (cells: (CellOps | null)[]) => ({
+}
+
+/** A fresh start: every op's weights from the all-gated network (creation order: a seed gives one network), α = 0. */
+function freshState(s: Search): void {
+  const all = buildSswpForward(s.taskShape, netShape(s, s.pruned));
+  s.st = newTrainState(initParams(all.g, s.cfg.seed));
+  for (let i = 0; i < s.o.layers; i++) {
+    // α start at 0 (uniform over the ops), as in the reference release
+    for (const key of [alphaName(i), `${alphaName(i)}@exp_avg`, `${alphaName(i)}@exp_avg_sq`]) {
+      const target = key.includes('@') ? s.st.opt : s.st.params;
+      target.set(key, new Float32Array(EDGES * NUM_OPS));
+    }
+  }
+}
+
+/** The state of the latest checkpoint in the run directory (same settings required). */
+function resumeState(s: Search): void {
+  const dir = latestCheckpoint(s.o.out);
+  if (!dir) throw new TrainError(`--resume: no checkpoint in ${s.o.out}`);
+  const c = loadCheckpoint(dir);
+  if (JSON.stringify(c.meta.config) !== JSON.stringify(s.cfg))
+    throw new TrainError(`--resume: ${s.o.out} was searched with other settings (${JSON.stringify(c.meta.config)})`);
+  s.st = stateFromTensors(c.tensors);
+  s.st.steps = c.meta.steps as Record<string, number>;
+  s.pruned = c.meta.pruned as CellSpec[];
+  s.startStep = s.done = c.step;
+  s.history.push(...(c.meta.history as Record<string, unknown>[]));
+  s.resumedAcc = (c.meta.epochAcc as EpochAcc | null) ?? null;
+}
+
+async function openSearch(o: SswpOptions): Promise<Search> {
+  const cfg = sswpConfig(o);
+  checkSettings(o, cfg);
+  mkdirSync(o.out, { recursive: true });
+  const data = await openData(o, cfg);
+  const s: Search = {
+    o,
+    cfg,
+    ...data,
+    sgd: { kind: 'sgd', momentum: cfg.momentum, weightDecay: cfg.weightDecay },
+    archOpt: {
+      lr: cfg.archLr,
+      beta1: cfg.archBeta1,
+      beta2: cfg.archBeta2,
+      eps: 1e-8,
+      weightDecay: cfg.archWeightDecay,
+    },
+    dropout: { skip: cfg.opDropout, pool: cfg.poolDropout },
+    logPath: join(o.out, 'log.jsonl'),
+    st: newTrainState(new Map()),
+    pruned: new Array<CellSpec>(o.layers).fill(null),
+    startStep: 0,
+    done: 0,
+    resumedAcc: null,
+    history: [],
+    runners: null,
+    firstNodes: null,
+    timing: new Map(),
+    phaseSteps: {},
+  };
+  try {
+    if (o.resume) resumeState(s);
+    else freshState(s);
+  } catch (e) {
+    await s.pool.close();
+    throw e;
+  }
+  return s;
+}
+
+const alphasOf = (s: Search): Float32Array[] =>
+  Array.from({ length: s.o.layers }, (_, i) => s.st.params.get(alphaName(i))!);
+const gatedOf = (s: Search): boolean[] => s.pruned.map((c) => c === null);
+
+/** Every cell in its final form: pruned cells as pruned, searched ones by DARTS's rule on their current α. */
+function currentCells(s: Search): CellOps[] {
+  return s.pruned.map((c, i) => c ?? deriveCell(s.st.params.get(alphaName(i))!, SSWP_OPS));
+}
+
+/** `acc`: the running epoch's sums when saving mid-epoch. */
+function saveSearchCheckpoint(s: Search, step: number, acc?: EpochAcc): void {
+  saveCheckpoint(s.o.out, {
+    step,
+    meta: {
+      kind: 'sswp-search',
+      config: s.cfg,
+      steps: s.st.steps,
+      pruned: s.pruned,
+      history: s.history,
+      epochAcc: acc ?? null,
+    },
+    tensors: stateTensors(s.st),
+  });
+}
+
+/** cells.json and cells.svg of the current architecture. */
+function writeCells(s: Search): void {
+  const { o, full } = s;
+  const arch = sswpArch({
     C: o.C,
     layers: o.layers,
-    cells,
-    affine: cfg.affine as boolean,
-    rows,
-    temperature: cfg.temperature as number,
-    projectionDim: cfg.projectionDim as number,
+    input: [full.c, full.h, full.w],
+    cells: currentCells(s),
+    pruned: s.pruned.map((c) => c !== null),
   });
-  const logPath = join(o.out, 'log.jsonl');
+  writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(arch));
+  const diagrams = arch.cells.map((c) => ({
+    ops: c.ops,
+    concat: c.concat,
+    title: `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}${c.pruned ? '' : ' (searching)'}`,
+  }));
+  writeFileAtomic(join(o.out, 'cells.svg'), cellsSvg(diagrams, `SSWP-NAS ${s.cfg.objective}`));
+}
 
-  // ---- state
-  let st: TrainState;
-  let pruned: (CellOps | null)[] = new Array<CellOps | null>(o.layers).fill(null);
-  let startStep = 0;
-  /** The interrupted epoch's running sums (resume mid-epoch). */
-  let resumedAcc: EpochAcc | null = null;
-  const history: Record<string, unknown>[] = [];
-  if (o.resume) {
-    const dir = latestCheckpoint(o.out);
-    const c = dir ? loadCheckpoint(dir) : null;
-    if (!c || JSON.stringify(c.meta.config) !== JSON.stringify(cfg)) {
-      await pool.close();
-      if (!c) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
-      throw new TrainError(`--resume: ${o.out} was searched with other settings (${JSON.stringify(c.meta.config)})`);
-    }
-    st = stateFromTensors(c.tensors);
-    st.steps = c.meta.steps as Record<string, number>;
-    pruned = c.meta.pruned as (CellOps | null)[];
-    startStep = c.step;
-    history.push(...(c.meta.history as Record<string, unknown>[]));
-    resumedAcc = (c.meta.epochAcc as EpochAcc | null) ?? null;
-  } else {
-    // every op's weights, from the all-gated network (creation order: a seed gives one network)
-    const all = buildSswpForward(taskShape, shapeOf(pruned));
-    st = newTrainState(initParams(all.g, seed));
-    for (let i = 0; i < o.layers; i++) {
-      // α start at 0 (uniform over the ops), as in the reference release
-      st.params.set(alphaName(i), new Float32Array(EDGES * NUM_OPS));
-      st.opt.set(`${alphaName(i)}@exp_avg`, new Float32Array(EDGES * NUM_OPS));
-      st.opt.set(`${alphaName(i)}@exp_avg_sq`, new Float32Array(EDGES * NUM_OPS));
-    }
+/** Prune `cells` (in this order) before `step`: discretize each by its α, which is frozen from now on. */
+function pruneCells(s: Search, cells: number[], step: number): void {
+  for (const c of cells) {
+    const ops = deriveCell(s.st.params.get(alphaName(c))!, SSWP_OPS);
+    s.pruned[c] = ops;
+    appendJsonLine(s.logPath, { type: 'prune', step, epoch: Math.floor(step / s.S), cell: c, ops });
+    if (!s.o.quiet) process.stderr.write(`step ${step}: cell ${c} pruned to ${JSON.stringify(ops)}\n`);
   }
-  const alphas = (): Float32Array[] => Array.from({ length: o.layers }, (_, i) => st.params.get(alphaName(i))!);
-  const currentCells = (): CellOps[] => pruned.map((c, i) => c ?? deriveCell(st.params.get(alphaName(i))!, SSWP_OPS));
-  /** `acc`: the running epoch's sums when saving mid-epoch (so a resumed epoch logs its whole record). */
-  const save = (step: number, acc?: EpochAcc): void => {
-    saveCheckpoint(o.out, {
-      step,
-      meta: { kind: 'sswp-search', config: cfg, steps: st.steps, pruned, history, epochAcc: acc ?? null },
-      tensors: stateTensors(st),
-    });
-  };
-  const writeCells = (): void => {
-    const arch = sswpArch({
-      C: o.C,
-      layers: o.layers,
-      input: [full.c, full.h, full.w],
-      cells: currentCells(),
-      pruned: pruned.map((c) => c !== null),
-    });
-    writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(arch));
-    writeFileAtomic(
-      join(o.out, 'cells.svg'),
-      cellsSvg(
-        arch.cells.map((c) => ({
-          ops: c.ops,
-          concat: c.concat,
-          title: `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}${c.pruned ? '' : ' (searching)'}`,
-        })),
-        `SSWP-NAS ${objective}`,
-      ),
-    );
-  };
-  const pruneDue = (step: number): number[] =>
-    sched.order.filter((c) => pruned[c] === null && sched.pruneAt[c]! <= step);
-  const doPrune = (cells: number[], step: number): void => {
-    for (const c of cells) {
-      const ops = deriveCell(st.params.get(alphaName(c))!, SSWP_OPS);
-      pruned[c] = ops;
-      appendJsonLine(logPath, { type: 'prune', step, epoch: Math.floor(step / S), cell: c, ops });
-      if (!o.quiet) process.stderr.write(`step ${step}: cell ${c} pruned to ${JSON.stringify(ops)}\n`);
-    }
-  };
+}
 
-  let runners: Runners | null = null;
-  let firstNodes: { w: number; a: number } | null = null;
-  const timing = new Map<number, { w: number; a: number; n: number; an: number }>();
-  const phaseSteps: Record<string, number> = {};
-  let stopped = false;
-  let step = startStep;
+/** Prune the cells due before `step`, and (re)build the step graphs when the prune state changed. */
+async function prepareRunners(s: Search, step: number): Promise<Runners> {
+  const due = s.sched.order.filter((c) => s.pruned[c] === null && s.sched.pruneAt[c]! <= step);
+  if (due.length) pruneCells(s, due, step);
+  if (!s.runners || due.length) {
+    await s.runners?.release();
+    s.runners = null;
+    s.runners = await Runners.create(s.taskShape, netShape(s, s.pruned), s.sgd, s.cfg.clip, {
+      ep: s.o.ep,
+      optimization: s.o.optimization ?? 'disabled',
+    });
+    s.firstNodes ??= s.runners.nodes;
+  }
+  return s.runners;
+}
+
+/** The α step: gate gradients on an architecture batch (no op dropout), α gradients, host Adam, two-path rescaling. */
+async function archStep(s: Search, runners: Runners, step: number, batch: Batch): Promise<StepResult> {
+  const alphas = alphasOf(s);
+  const sample = sampleGates(Rng.derive(s.cfg.seed, SAMPLE_STREAM, step, 0), alphas, gatedOf(s), s.cfg.sampling, null);
+  const r = await runners.a!.run(s.st, {
+    ...batchFeeds(batch, runners.hasLabels),
+    ...runners.pathFeeds(sample, 'involved'),
+  });
+  const grads = alphaGradients(alphas, r.grads.get('gates')!, sample);
+  const t = (s.st.steps.alpha ?? 0) + 1;
+  s.st.steps.alpha = t;
+  grads.forEach((gr, i) => {
+    if (!gr) return;
+    const name = alphaName(i);
+    const a = s.st.params.get(name)!;
+    const before = a.slice();
+    adamUpdate(a, gr, s.st.opt.get(`${name}@exp_avg`)!, s.st.opt.get(`${name}@exp_avg_sq`)!, t, s.archOpt);
+    if (s.cfg.sampling === 'two-path')
+      sample.edges[i]!.forEach((e, k) => rescaleInvolved(a, before, k * NUM_OPS, e.involved));
+  });
+  return r;
+}
+
+type KeptWeights = [string, Float32Array, Float32Array | undefined][];
+
+/**
+ * The weights and momentum of the ops a sample leaves inactive (the runner
+ * replaces arrays, it does not write into them, so references suffice).
+ */
+function inactiveWeights(s: Search, runners: Runners, sample: GateSample): KeptWeights {
+  const kept: KeptWeights = [];
+  sample.edges.forEach((edges, i) =>
+    edges?.forEach((e, k) => {
+      for (let op = 0; op < NUM_OPS; op++) {
+        if (op === e.active) continue;
+        for (const name of runners.opParams.get(opKey(i, k, op)) ?? [])
+          kept.push([name, s.st.params.get(name)!, s.st.opt.get(`${name}@momentum`)]);
+      }
+    }),
+  );
+  return kept;
+}
+
+/** Put kept weights back, copied into the new arrays (which may be views of one flat buffer). */
+function putBack(st: TrainState, kept: KeptWeights): void {
+  for (const [name, w, m] of kept) {
+    st.params.get(name)!.set(w);
+    const key = `${name}@momentum`;
+    const now = st.opt.get(key);
+    if (now) {
+      if (m) now.set(m);
+      else now.fill(0); // no buffer yet ≡ a zero buffer (PyTorch starts it at the first gradient)
+    } else if (m) st.opt.set(key, m);
+  }
+}
+
+/** The w step on a sampled path (op dropout after warm-up); inactive ops are left as they were. */
+async function weightStep(
+  s: Search,
+  runners: Runners,
+  step: number,
+  phase: Phase,
+  batch: Batch,
+  lr: number,
+): Promise<{ r: StepResult; dropped: number }> {
+  const dropout = phase === 'warmup' ? null : s.dropout;
+  const sample = sampleGates(
+    Rng.derive(s.cfg.seed, SAMPLE_STREAM, step, 1),
+    alphasOf(s),
+    gatedOf(s),
+    s.cfg.sampling,
+    dropout,
+  );
+  const kept = inactiveWeights(s, runners, sample);
+  const paths = runners.a ? runners.pathFeeds(sample, 'active') : {};
+  const r = await runners.w.run(s.st, { ...batchFeeds(batch, runners.hasLabels), ...paths }, lr);
+  putBack(s.st, kept);
+  const dropped = sample.edges.reduce((n, es) => n + (es ? es.filter((x) => x.dropped).length : 0), 0);
+  return { r, dropped };
+}
+
+interface StepRecord {
+  step: number;
+  phase: Phase;
+  lr: number;
+  gated: number;
+  w: { r: StepResult; dropped: number };
+  ar: StepResult | null;
+}
+
+/** Add a step to the epoch's sums and to log.jsonl. */
+function logStep(s: Search, acc: EpochAcc, x: StepRecord, predictions: number): void {
+  const { r, dropped } = x.w;
+  acc.loss += r.loss;
+  acc.correct += r.metrics.correct ?? 0;
+  acc.n++;
+  acc.dropped += dropped;
+  acc.edges += x.gated * EDGES;
+  if (x.ar) {
+    acc.aLoss += x.ar.loss;
+    acc.aCorrect += x.ar.metrics.correct ?? 0;
+    acc.aN++;
+  }
+  acc.phases[x.phase] = (acc.phases[x.phase] ?? 0) + 1;
+  s.phaseSteps[x.phase] = (s.phaseSteps[x.phase] ?? 0) + 1;
+  if (s.o.stepLog === false) return;
+  appendJsonLine(s.logPath, {
+    type: 'step',
+    step: x.step,
+    epoch: Math.floor(x.step / s.S) + 1,
+    batch: x.step % s.S,
+    phase: x.phase,
+    lr: x.lr,
+    loss: r.loss,
+    acc: (r.metrics.correct ?? 0) / predictions,
+    ...(x.ar ? { arch_loss: x.ar.loss, arch_acc: (x.ar.metrics.correct ?? 0) / predictions } : {}),
+    gated: x.gated,
+    dropped,
+    arch_dropped: 0,
+  });
+}
+
+/** One search step: prune what is due, the α step (after warm-up, while cells are gated), the w step. */
+async function searchStep(s: Search, step: number, wBatch: Promise<Batch>, lr: number, acc: EpochAcc): Promise<void> {
+  const runners = await prepareRunners(s, step);
+  const phase = phaseOf(s.sched, s.cfg.prune, step);
+  const gated = gatedOf(s).filter(Boolean).length;
+  const doArch = phase !== 'warmup' && runners.a !== null;
+  const aBatch = doArch ? s.aLoader.batch(Math.floor(step / s.S), step % s.S) : null;
+  const wb = await wBatch;
+  const tm = s.timing.get(gated) ?? { w: 0, a: 0, n: 0, an: 0 };
+  s.timing.set(gated, tm);
+  let ar: StepResult | null = null;
+  if (aBatch) {
+    const t0 = Date.now();
+    ar = await archStep(s, runners, step, (await aBatch) as Batch);
+    tm.a += (Date.now() - t0) / 1000;
+    tm.an++;
+  }
+  const t0 = Date.now();
+  const w = await weightStep(s, runners, step, phase, wb, lr);
+  tm.w += (Date.now() - t0) / 1000;
+  tm.n++;
+  if (!Number.isFinite(w.r.loss) || (ar && !Number.isFinite(ar.loss)))
+    throw new TrainError(
+      `loss became non-finite at epoch ${Math.floor(step / s.S) + 1} step ${(step % s.S) + 1}: lower --lr`,
+    );
+  logStep(s, acc, { step, phase, lr, gated, w, ar }, runners.predictions);
+  s.done = step + 1;
+}
+
+/** The epoch record: log.jsonl, history, cells.json, the console line. */
+function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, seconds: number): void {
+  const pred = s.runners!.predictions;
+  const rec = {
+    type: 'epoch',
+    epoch: epoch + 1,
+    lr,
+    phases: acc.phases,
+    loss: acc.loss / acc.n,
+    acc: acc.correct / (acc.n * pred),
+    arch_loss: acc.aN ? acc.aLoss / acc.aN : null,
+    arch_acc: acc.aN ? acc.aCorrect / (acc.aN * pred) : null,
+    arch_steps: acc.aN,
+    dropped_fraction: acc.edges ? acc.dropped / acc.edges : 0,
+    pruned: s.pruned.map((c, i) => (c ? i : -1)).filter((i) => i >= 0),
+    seconds,
+    cells: currentCells(s),
+  };
+  s.history.push({
+    epoch: rec.epoch,
+    loss: rec.loss,
+    arch_loss: rec.arch_loss,
+    phases: rec.phases,
+    pruned: rec.pruned,
+  });
+  appendJsonLine(s.logPath, rec);
+  writeCells(s);
+  if (s.o.quiet) return;
+  process.stderr.write(
+    `epoch ${epoch + 1}: ${Object.keys(acc.phases).join('+')} loss ${rec.loss.toFixed(3)} acc ${(100 * rec.acc).toFixed(1)}%` +
+      (rec.arch_loss !== null ? ` | α-loss ${rec.arch_loss.toFixed(3)}` : '') +
+      ` | pruned ${rec.pruned.length}/${s.o.layers} | ${rec.seconds.toFixed(1)} s\n`,
+  );
+}
+
+/** One epoch (from the resumed step in the first); true when the run stops early (`stopAfterSteps`). */
+async function runEpoch(s: Search, epoch: number): Promise<boolean> {
+  const { o, S } = s;
+  const t0 = Date.now();
+  const lr = cosineLr(s.cfg.lr, s.cfg.lrMin, epoch, o.epochs);
+  const first = Math.max(0, s.startStep - epoch * S);
+  const bar = new Progress(`sswp ${s.cfg.objective} epoch ${epoch + 1}/${o.epochs}`, S, o.quiet);
+  const acc = (first > 0 ? s.resumedAcc : null) ?? emptyAcc();
+  s.resumedAcc = null;
+  const wIt = s.wLoader.epoch(epoch, { startBatch: first });
   try {
-    const startEpoch = Math.floor(startStep / S);
-    for (let epoch = startEpoch; epoch < o.epochs && !stopped; epoch++) {
-      const t0 = Date.now();
-      const lr = cosineLr(cfg.lr as number, cfg.lrMin as number, epoch, o.epochs);
-      const first = epoch === startEpoch ? startStep - epoch * S : 0;
-      const bar = new Progress(`sswp ${objective} epoch ${epoch + 1}/${o.epochs}`, S, o.quiet);
-      const acc: EpochAcc = (first > 0 ? resumedAcc : null) ?? {
-        loss: 0,
-        correct: 0,
-        n: 0,
-        aLoss: 0,
-        aCorrect: 0,
-        aN: 0,
-        dropped: 0,
-        edges: 0,
-        phases: {},
-      };
-      resumedAcc = null;
-      const wIt = wLoader.epoch(epoch, { startBatch: first });
-      for (let b = first; b < S; b++) {
-        step = epoch * S + b;
-        const due = pruneDue(step);
-        if (due.length) doPrune(due, step);
-        if (!runners || due.length) {
-          await runners?.release();
-          runners = await Runners.create(taskShape, shapeOf(pruned), sgd, cfg.clip as number, {
-            ep: o.ep,
-            optimization: o.optimization ?? 'disabled',
-          });
-          firstNodes ??= runners.nodes;
-        }
-        const phase: Phase = phaseOf(sched, prune, step);
-        const gated = pruned.map((c) => c === null);
-        const nGated = gated.filter(Boolean).length;
-        const doArch = phase !== 'warmup' && runners.a !== null;
-        const aBatch = doArch ? aLoader.batch(epoch, b) : null;
-        const wb = (await wIt.next()).value as Batch;
-        const tm = timing.get(nGated) ?? { w: 0, a: 0, n: 0, an: 0 };
-        timing.set(nGated, tm);
-        // ---- α step
-        let ar: StepResult | null = null;
-        if (doArch) {
-          const ta = Date.now();
-          const as = sampleGates(Rng.derive(seed, SAMPLE_STREAM, step, 0), alphas(), gated, mode, null);
-          ar = await runners.a!.run(st, {
-            ...batchFeeds((await aBatch!) as Batch, runners.hasLabels),
-            ...runners.pathFeeds(as, 'involved'),
-          });
-          const grads = alphaGradients(alphas(), ar.grads.get('gates')!, as);
-          const t = (st.steps.alpha ?? 0) + 1;
-          st.steps.alpha = t;
-          grads.forEach((gr, i) => {
-            if (!gr) return;
-            const a = st.params.get(alphaName(i))!;
-            const before = a.slice();
-            adamUpdate(
-              a,
-              gr,
-              st.opt.get(`${alphaName(i)}@exp_avg`)!,
-              st.opt.get(`${alphaName(i)}@exp_avg_sq`)!,
-              t,
-              archOpt,
-            );
-            if (mode === 'two-path')
-              as.edges[i]!.forEach((s, e) => rescaleInvolved(a, before, e * NUM_OPS, s.involved));
-          });
-          tm.a += (Date.now() - ta) / 1000;
-          tm.an++;
-        }
-        // ---- w step
-        const tw = Date.now();
-        const ws = sampleGates(
-          Rng.derive(seed, SAMPLE_STREAM, step, 1),
-          alphas(),
-          gated,
-          mode,
-          phase === 'warmup' ? null : dropout,
-        );
-        // the inactive ops' weights and momentum, to put back after the step (the runner
-        // replaces arrays, it does not write into them, so references suffice)
-        const kept: [string, Float32Array, Float32Array | undefined][] = [];
-        ws.edges.forEach((edges, i) =>
-          edges?.forEach((s, e) => {
-            for (let k = 0; k < NUM_OPS; k++) {
-              if (k === s.active) continue;
-              for (const name of runners!.opParams.get(opKey(i, e, k)) ?? [])
-                kept.push([name, st.params.get(name)!, st.opt.get(`${name}@momentum`)]);
-            }
-          }),
-        );
-        const r = await runners.w.run(
-          st,
-          { ...batchFeeds(wb, runners.hasLabels), ...(runners.a ? runners.pathFeeds(ws, 'active') : {}) },
-          lr,
-        );
-        // copied into the new arrays (which may be views of one flat buffer), so no old buffer stays referenced
-        for (const [name, w, m] of kept) {
-          st.params.get(name)!.set(w);
-          const key = `${name}@momentum`;
-          const now = st.opt.get(key);
-          if (now) {
-            if (m) now.set(m);
-            else now.fill(0); // no buffer yet ≡ a zero buffer (PyTorch starts it at the first gradient)
-          } else if (m) st.opt.set(key, m);
-        }
-        tm.w += (Date.now() - tw) / 1000;
-        tm.n++;
-        if (!Number.isFinite(r.loss) || (ar && !Number.isFinite(ar.loss)))
-          throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
-        const dropped = ws.edges.reduce((s, es) => s + (es ? es.filter((x) => x.dropped).length : 0), 0);
-        acc.loss += r.loss;
-        acc.correct += r.metrics.correct ?? 0;
-        acc.n++;
-        acc.dropped += dropped;
-        acc.edges += nGated * EDGES;
-        if (ar) {
-          acc.aLoss += ar.loss;
-          acc.aCorrect += ar.metrics.correct ?? 0;
-          acc.aN++;
-        }
-        acc.phases[phase] = (acc.phases[phase] ?? 0) + 1;
-        phaseSteps[phase] = (phaseSteps[phase] ?? 0) + 1;
-        if (o.stepLog !== false) {
-          appendJsonLine(logPath, {
-            type: 'step',
-            step,
-            epoch: epoch + 1,
-            batch: b,
-            phase,
-            lr,
-            loss: r.loss,
-            acc: (r.metrics.correct ?? 0) / runners.predictions,
-            ...(ar ? { arch_loss: ar.loss, arch_acc: (ar.metrics.correct ?? 0) / runners.predictions } : {}),
-            gated: nGated,
-            dropped,
-            arch_dropped: 0,
-          });
-        }
-        bar.update(
-          b + 1,
-          `${phase} loss ${(acc.loss / acc.n).toFixed(3)}${acc.aN ? ` α-loss ${(acc.aLoss / acc.aN).toFixed(3)}` : ''}`,
-        );
-        const done = step + 1;
-        const atEnd = b + 1 === S;
-        if (!atEnd && o.checkpointEvery && done % o.checkpointEvery === 0) save(done, acc);
-        if (o.stopAfterSteps !== undefined && done >= o.stopAfterSteps && !atEnd) {
-          save(done, acc);
-          stopped = true;
-          break;
-        }
+    for (let b = first; b < S; b++) {
+      const next = wIt.next().then((x) => x.value as Batch);
+      await searchStep(s, epoch * S + b, next, lr, acc);
+      const aLoss = acc.aN ? ` α-loss ${(acc.aLoss / acc.aN).toFixed(3)}` : '';
+      bar.update(
+        b + 1,
+        `${phaseOf(s.sched, s.cfg.prune, epoch * S + b)} loss ${(acc.loss / acc.n).toFixed(3)}${aLoss}`,
+      );
+      if (b + 1 === S) break;
+      if (o.checkpointEvery && s.done % o.checkpointEvery === 0) saveSearchCheckpoint(s, s.done, acc);
+      if (o.stopAfterSteps !== undefined && s.done >= o.stopAfterSteps) {
+        saveSearchCheckpoint(s, s.done, acc);
+        return true;
       }
-      await wIt.return(undefined);
-      if (stopped) break;
-      const pred = runners!.predictions;
-      const rec = {
-        type: 'epoch',
-        epoch: epoch + 1,
-        lr,
-        phases: acc.phases,
-        loss: acc.loss / acc.n,
-        acc: acc.correct / (acc.n * pred),
-        arch_loss: acc.aN ? acc.aLoss / acc.aN : null,
-        arch_acc: acc.aN ? acc.aCorrect / (acc.aN * pred) : null,
-        arch_steps: acc.aN,
-        dropped_fraction: acc.edges ? acc.dropped / acc.edges : 0,
-        pruned: pruned.map((c, i) => (c ? i : -1)).filter((i) => i >= 0),
-        seconds: (Date.now() - t0) / 1000,
-        cells: currentCells(),
-      };
-      history.push({
-        epoch: rec.epoch,
-        loss: rec.loss,
-        arch_loss: rec.arch_loss,
-        phases: rec.phases,
-        pruned: rec.pruned,
-      });
-      appendJsonLine(logPath, rec);
-      writeCells();
-      if (!o.quiet) {
-        process.stderr.write(
-          `epoch ${epoch + 1}: ${Object.keys(acc.phases).join('+')} loss ${rec.loss.toFixed(3)} acc ${(100 * rec.acc).toFixed(1)}%` +
-            (rec.arch_loss !== null ? ` | α-loss ${rec.arch_loss.toFixed(3)}` : '') +
-            ` | pruned ${rec.pruned.length}/${o.layers} | ${rec.seconds.toFixed(1)} s\n`,
-        );
-      }
-      save((epoch + 1) * S);
-      if (o.stopAfterSteps !== undefined && (epoch + 1) * S >= o.stopAfterSteps && epoch + 1 < o.epochs) stopped = true;
     }
   } finally {
-    await runners?.release();
-    await wLoader.close();
-    await aLoader.close();
-    await pool.close();
+    await wIt.return(undefined);
   }
-  const timingList = [...timing.entries()]
+  logEpoch(s, epoch, acc, lr, (Date.now() - t0) / 1000);
+  saveSearchCheckpoint(s, (epoch + 1) * S);
+  return o.stopAfterSteps !== undefined && (epoch + 1) * S >= o.stopAfterSteps && epoch + 1 < o.epochs;
+}
+
+function timingList(s: Search): SswpResult['timing'] {
+  return [...s.timing.entries()]
     .map(([gated, t]) => ({ gated, wSeconds: t.w / Math.max(t.n, 1), aSeconds: t.an ? t.a / t.an : 0, steps: t.n }))
     .sort((a, b) => b.gated - a.gated);
-  const base = { timing: timingList, nodes: firstNodes ?? { w: 0, a: 0 }, phases: phaseSteps };
-  if (stopped) {
-    const arch = sswpArch({
-      C: o.C,
-      layers: o.layers,
-      input: [full.c, full.h, full.w],
-      cells: currentCells(),
-      pruned: pruned.map((c) => c !== null),
-    });
-    return { arch, modelPath: '', finalDir: '', stopped: true, steps: step + 1, ...base };
-  }
-  // ---- the end of the search: prune what is left, statistics, outputs
-  const rest = pruned.map((c, i) => (c ? -1 : i)).filter((i) => i >= 0);
-  const restOrdered = sched.order.filter((c) => rest.includes(c));
-  if (restOrdered.length) doPrune(restOrdered, sched.total);
-  writeCells();
-  const cells = pruned as CellOps[];
-  const norm = { mean: wLoader.mean, std: wLoader.std };
+}
+
+/** The end of the search: prune what is left, recompute BN statistics, write the outputs. */
+async function finishSearch(s: Search): Promise<SswpResult> {
+  const { o, cfg } = s;
+  const rest = s.sched.order.filter((c) => s.pruned[c] === null);
+  if (rest.length) pruneCells(s, rest, s.sched.total);
+  writeCells(s);
   const fin = await finalizeNetwork({
     out: o.out,
     C: o.C,
     layers: o.layers,
-    cells,
-    params: st.params,
-    ds: full,
-    norm,
-    objective,
-    rows,
+    cells: s.pruned as CellOps[],
+    params: s.st.params,
+    ds: s.full,
+    norm: { mean: s.wLoader.mean, std: s.wLoader.std },
+    objective: cfg.objective,
+    rows: s.rows,
     bnBatches: o.bnBatches ?? 20,
-    seed,
+    seed: cfg.seed,
     ep: o.ep,
-    projectionDim: cfg.projectionDim as number,
-    config: cfg,
+    projectionDim: cfg.projectionDim,
+    config: { ...cfg },
   });
   writeFileAtomic(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-  appendJsonLine(logPath, {
+  const timing = timingList(s);
+  appendJsonLine(s.logPath, {
     type: 'final',
-    steps: sched.total,
+    steps: s.sched.total,
     model: 'model.onnx',
     final: 'final',
-    phases: phaseSteps,
-    timing: timingList,
+    phases: s.phaseSteps,
+    timing,
   });
-  return {
-    arch: fin.arch,
-    modelPath: fin.modelPath,
-    finalDir: fin.finalDir,
-    stopped: false,
-    steps: sched.total,
-    ...base,
-  };
+  const nodes = s.firstNodes ?? { w: 0, a: 0 };
+  return { ...fin, stopped: false, steps: s.sched.total, timing, nodes, phases: s.phaseSteps };
+}
+
+function stoppedResult(s: Search): SswpResult {
+  const arch = sswpArch({
+    C: s.o.C,
+    layers: s.o.layers,
+    input: [s.full.c, s.full.h, s.full.w],
+    cells: currentCells(s),
+    pruned: s.pruned.map((c) => c !== null),
+  });
+  const base = { timing: timingList(s), nodes: s.firstNodes ?? { w: 0, a: 0 }, phases: s.phaseSteps };
+  return { arch, modelPath: '', finalDir: '', stopped: true, steps: s.done, ...base };
+}
+
+export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
+  const s = await openSearch(o);
+  let stopped = false;
+  try {
+    for (let epoch = Math.floor(s.startStep / s.S); epoch < o.epochs && !stopped; epoch++)
+      stopped = await runEpoch(s, epoch);
+  } finally {
+    await s.runners?.release();
+    await s.wLoader.close();
+    await s.aLoader.close();
+    await s.pool.close();
+  }
+  return stopped ? stoppedResult(s) : finishSearch(s);
 }
 
 /**
