@@ -23,7 +23,8 @@ import { newTrainState } from '../train/runtime/engine.js';
 import { initParams } from '../train/runtime/params.js';
 import { f32, i64, type EP, type SessionOptions } from '../train/runtime/session.js';
 import { resolveTask, type TaskName } from '../train/data/index.js';
-import { buildSearchGraphs, createSearchRunners, searchStep, type SearchRunners } from '../train/search/darts.js';
+import { buildSearchGraphs } from '../graph/nets/search.js';
+import { createSearchRunners, searchStep, type SearchRunners } from '../train/search/darts.js';
 import { args, MiB, peakRssMiB } from './util.js';
 
 const a = args({

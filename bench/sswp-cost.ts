@@ -37,7 +37,7 @@ import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../graph/t
 import { initParams } from '../train/runtime/params.js';
 import { bool, f32 } from '../train/runtime/session.js';
 import { StepRunner, newTrainState } from '../train/runtime/engine.js';
-import { buildSearchForward } from '../train/search/darts.js';
+import { buildSearchForward } from '../graph/nets/search.js';
 import { runMask, sampleGates } from '../train/search/sswp/sampler.js';
 import { Rng } from '../graph/rng.js';
 import { args, median, peakRssMiB } from './util.js';

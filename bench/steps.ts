@@ -19,7 +19,7 @@ import { packFlat } from '../train/runtime/engine.js';
 import { add, mul } from '../graph/ops/index.js';
 import { initParams } from '../train/runtime/params.js';
 import { Session, f32, i64, scalarF32, type EP } from '../train/runtime/session.js';
-import { buildSearchForward } from '../train/search/darts.js';
+import { buildSearchForward } from '../graph/nets/search.js';
 import type { Graph } from '../graph/ir.js';
 import { MiB, args, median, peakRssMiB, tensorBytes } from './util.js';
 

@@ -17,7 +17,8 @@ import { resolveTask } from '../train/data/index.js';
 import { newTrainState, StepRunner, type TrainState } from '../train/runtime/engine.js';
 import { initParams } from '../train/runtime/params.js';
 import { Session, f32, i64, scalarOf } from '../train/runtime/session.js';
-import { buildSearchForward, secondOrderArchGrad, type SgdSpec } from '../train/search/darts.js';
+import { buildSearchForward, type SgdSpec } from '../graph/nets/search.js';
+import { secondOrderArchGrad } from '../train/search/darts.js';
 
 const C = 4;
 const LAYERS = 3;

@@ -5,10 +5,7 @@
  * weight half (darts.md). First order: ∇α L_val(w, α). Second order: the
  * unrolled step with the finite-difference Hessian-vector product.
  *
- * Graphs (all share parameter names):
- *   wStep    forward + backward + clipped SGD update of the weights (in-graph)
- *   alphaGrad forward + ∇α only
- *   allGrad  forward + ∇w and ∇α (second order only)
+ * The step graphs (wStep, alphaGrad, allGrad) come from graph/nets/search.ts;
  * α (2 × 14 × 8 floats) is updated on the host with Adam.
  *
  * Runs write a run directory: config.json, log.jsonl (one record per epoch),
@@ -26,12 +23,16 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { deriveGenotype, genotypeJson, PRIMITIVES, type Genotype, type OpName } from '../../graph/genotype.js';
-import { Graph, numel, type Param } from '../../graph/ir.js';
-import { lowerComposites } from '../../graph/lower.js';
-import { Layers } from '../../graph/nets/layers.js';
-import { searchTrunk } from '../../graph/nets/darts.js';
-import { taskHead, type Objective, type TaskShape } from '../../graph/nets/tasks.js';
-import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../../graph/training.js';
+import {
+  buildSearchGraphs,
+  isArch,
+  isWeight,
+  type SearchGraphIo,
+  type SearchGraphNodes,
+  type SearchGraphOptions,
+  type SgdSpec,
+} from '../../graph/nets/search.js';
+import type { Objective, TaskShape } from '../../graph/nets/tasks.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../runtime/checkpoint.js';
 import {
   StepRunner,
@@ -109,7 +110,7 @@ export interface SearchResult {
   genotype: Genotype;
   history: SearchEpochRecord[];
   alphas: { normal: Float32Array; reduce: Float32Array };
-  nodes: { wStep: number; alphaGrad: number; allGrad?: number };
+  nodes: SearchGraphNodes;
   stepSeconds: number;
   stopped: boolean;
 }
@@ -137,37 +138,6 @@ export function searchConfig(o: SearchOptions): Record<string, unknown> {
     primitives: o.primitives ?? PRIMITIVES,
   };
 }
-
-/** The supernet + task head in training form, on `rows` input rows. */
-export function buildSearchForward(
-  task: TaskShape,
-  o: { C: number; layers: number; batchRows: number; primitives?: readonly OpName[] },
-): {
-  g: Graph;
-  loss: StepSpec['loss'];
-  metrics: Record<string, StepSpec['loss']>;
-  hasLabels: boolean;
-  predictions: number;
-} {
-  const g = new Graph(`darts_search_${task.name}`);
-  g.training = true;
-  const L = new Layers(g, { trackRunningStats: false });
-  const [c, h, w] = task.inputShape as [number, number, number];
-  const x = g.input('x', 'float32', [o.batchRows, c, h, w]);
-  const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives });
-  const head = taskHead(L, trunk.features, {
-    name: task.name,
-    numClasses: task.numClasses,
-    groupSize: task.groupSize,
-    inputShape: task.inputShape,
-  });
-  return { g, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
-}
-
-const isArch = (p: Param): boolean => p.role === 'arch';
-const isWeight = (p: Param): boolean => p.role === 'weight';
-
-export type SgdSpec = Extract<OptimizerSpec, { kind: 'sgd' }>;
 
 export interface HostAdam {
   lr: number;
@@ -221,19 +191,6 @@ function softmaxRows(a: Float32Array, cols: number): Float32Array {
   return out;
 }
 
-/** Bytes one run of a step graph feeds (its inputs and parameters) and fetches (its outputs). */
-export function graphIoBytes(g: Graph): { fed: number; fetched: number } {
-  const size = (dtype: string): number =>
-    dtype === 'int64' || dtype === 'float64' ? 8 : dtype === 'bool' || dtype === 'uint8' || dtype === 'int8' ? 1 : 4;
-  let fed = 0;
-  for (const v of g.inputs) fed += size(v.dtype) * numel(v.shape);
-  // parameters that are slices of a flat buffer input are fed through it (counted in g.inputs)
-  for (const p of g.params.values()) if (!g.flatMember.has(p.name)) fed += 4 * numel(p.shape);
-  let fetched = 0;
-  for (const v of g.outputs) fetched += size(v.dtype) * numel(v.shape);
-  return { fed, fetched };
-}
-
 /** The step graphs of a search and their ORT sessions. */
 export interface SearchRunners {
   /** forward + backward + clipped SGD update of the weights */
@@ -248,97 +205,22 @@ export interface SearchRunners {
   /** Predictions a batch's `correct` metric counts over. */
   predictions: number;
   sgd: SgdSpec;
-  nodes: { wStep: number; alphaGrad: number; allGrad?: number };
+  nodes: SearchGraphNodes;
   /** Bytes fed and fetched by one run of each graph. */
-  io: {
-    wStep: { fed: number; fetched: number };
-    alphaGrad: { fed: number; fetched: number };
-    allGrad?: { fed: number; fetched: number };
-  };
+  io: SearchGraphIo;
   release(): Promise<void>;
 }
 
-export interface SearchGraphOptions {
-  C: number;
-  layers: number;
-  /** Rows of x per batch (task.xShape(batch)[0]). */
-  batchRows: number;
-  order: 1 | 2;
-  primitives?: readonly OpName[];
-  momentum: number;
-  weightDecay: number;
-  clip: number;
+/** The search's step graphs and how their ORT sessions run. */
+export interface SearchRunnerOptions extends SearchGraphOptions {
   ep?: EP;
   threads?: number;
   optimization?: SessionOptions['optimization'];
   cpuMemArena?: boolean;
 }
 
-type Forward = ReturnType<typeof buildSearchForward>;
-
-/** The step graphs of a search, built (no sessions yet). */
-export interface SearchGraphs {
-  w: { f: Forward; info: StepGraphInfo };
-  alpha: { f: Forward; info: StepGraphInfo };
-  all: { f: Forward; info: StepGraphInfo } | null;
-  sgd: SgdSpec;
-  nodes: SearchRunners['nodes'];
-  io: SearchRunners['io'];
-}
-
-/** Build the step graphs of a search: exactly those runSearch runs. */
-export function buildSearchGraphs(
-  task: TaskShape,
-  o: Omit<SearchGraphOptions, 'ep' | 'threads' | 'optimization' | 'cpuMemArena'>,
-): SearchGraphs {
-  const sgd: SgdSpec = { kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay };
-  const build = () =>
-    buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
-  const fw = build();
-  const wInfo = assembleStep(fw.g, {
-    loss: fw.loss,
-    metrics: fw.metrics,
-    update: isWeight,
-    optimizer: sgd,
-    clipNorm: o.clip,
-    stateOutputs: false,
-  });
-  const fa = build();
-  const aInfo = assembleStep(fa.g, {
-    loss: fa.loss,
-    metrics: fa.metrics,
-    update: () => false,
-    outputGrads: isArch,
-    gradientsOnly: true,
-    optimizer: sgd,
-    stateOutputs: false,
-  });
-  const f2 = o.order === 2 ? build() : null;
-  const info2 = f2
-    ? assembleStep(f2.g, {
-        loss: f2.loss,
-        metrics: f2.metrics,
-        update: () => false,
-        outputGrads: (p) => p.role !== 'state',
-        gradientsOnly: true,
-        optimizer: sgd,
-        stateOutputs: false,
-      })
-    : null;
-  // expand composite ops now (serialization would do it): the node counts are those ORT runs
-  for (const f of [fw, fa, f2]) if (f) lowerComposites(f.g);
-  return {
-    w: { f: fw, info: wInfo },
-    alpha: { f: fa, info: aInfo },
-    all: f2 && info2 ? { f: f2, info: info2 } : null,
-    sgd,
-    nodes: { wStep: fw.g.nodes.length, alphaGrad: fa.g.nodes.length, ...(f2 ? { allGrad: f2.g.nodes.length } : {}) },
-    io: { wStep: graphIoBytes(fw.g), alphaGrad: graphIoBytes(fa.g), ...(f2 ? { allGrad: graphIoBytes(f2.g) } : {}) },
-  };
-}
-
 /** Build the step graphs of a search (exactly those runSearch runs) and start their sessions. */
-export async function createSearchRunners(task: TaskShape, o: SearchGraphOptions): Promise<SearchRunners> {
+export async function createSearchRunners(task: TaskShape, o: SearchRunnerOptions): Promise<SearchRunners> {
   const gs = buildSearchGraphs(task, o);
   const session = { ep: o.ep, threads: o.threads, optimization: o.optimization, cpuMemArena: o.cpuMemArena ?? false };
   const started: StepRunner[] = [];

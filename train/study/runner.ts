@@ -50,11 +50,11 @@ import {
   writeStudyReport,
   type StudySummary,
 } from './analysis.js';
-import { buildTrialGraphs, STUDY_SPACES, type StudySpace, type TrialNetConfig } from './trial-net.js';
+import { buildTrialGraphs, STUDY_SPACES, type StudySpace, type TrialNetConfig } from '../../graph/nets/trial.js';
 import { StudyError } from './errors.js';
 import { TrialProcessPool } from './child-pool.js';
 
-export { STUDY_SPACES, type StudySpace } from './trial-net.js';
+export { STUDY_SPACES, type StudySpace } from '../../graph/nets/trial.js';
 
 export { StudyError } from './errors.js';
 

@@ -8,19 +8,25 @@
  *          precise recomputation of BN statistics before evaluation)
  *   eval   inference form (BN running statistics), outputs `loss` and `correct`
  */
-import { Graph, type Value } from '../../graph/ir.js';
-import type { Genotype } from '../../graph/genotype.js';
-import { Layers } from '../../graph/nets/layers.js';
-import { evalTrunk } from '../../graph/nets/darts.js';
-import { nb101Trunk } from '../../graph/nets/nasbench101.js';
-import { taskHead, type Objective, type TaskHead } from '../../graph/nets/tasks.js';
-import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../../graph/training.js';
-import type { PretextTask } from '../data/index.js';
-import type { Nb101Spec } from '../../graph/spaces/nasbench101.js';
+import type { Genotype } from '../genotype.js';
+import { Graph, type Value } from '../ir.js';
+import type { Nb101Spec } from '../spaces/nasbench101.js';
+import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../training.js';
+import { evalTrunk } from './darts.js';
+import { Layers } from './layers.js';
+import { nb101Trunk } from './nasbench101.js';
+import { taskHead, type Objective, type TaskHead, type TaskShape } from './tasks.js';
 
 /** The search spaces of the sample-based study. */
 export type StudySpace = 'darts' | 'nb101';
 export const STUDY_SPACES: readonly StudySpace[] = ['darts', 'nb101'];
+
+/** What a trial's graphs need to know of its pretext task (structurally a subset of train/data's PretextTask). */
+export interface TrialTask extends Omit<TaskShape, 'name'> {
+  name: string;
+  /** Shape of x for a batch of n source images. */
+  xShape(n: number): number[];
+}
 
 /** Network width/depth of a study's trials. */
 export interface TrialNetConfig {
@@ -55,7 +61,7 @@ interface Forward {
 function forward(
   net: TrialNetConfig,
   arch: unknown,
-  task: PretextTask,
+  task: TrialTask,
   images: number,
   training: boolean,
   withHead: boolean,
@@ -96,7 +102,7 @@ export interface TrialGraphs {
 export function buildTrialGraphs(
   net: TrialNetConfig,
   arch: unknown,
-  task: PretextTask,
+  task: TrialTask,
   o: { batch: number; evalBatch: number; optimizer: OptimizerSpec },
 ): TrialGraphs {
   const s = forward(net, arch, task, o.batch, true, true);

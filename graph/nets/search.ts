@@ -1,0 +1,146 @@
+/**
+ * The step graphs of a DARTS search (all share parameter names):
+ *   wStep     forward + backward + clipped SGD update of the weights (in-graph)
+ *   alphaGrad forward + ∇α only
+ *   allGrad   forward + ∇w and ∇α (second order only)
+ * The forward is the search supernet (graph/nets/darts.ts searchTrunk) with the
+ * head of the pretext objective (graph/nets/tasks.ts).
+ */
+import type { OpName } from '../genotype.js';
+import { Graph, numel, type Param } from '../ir.js';
+import { lowerComposites } from '../lower.js';
+import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../training.js';
+import { searchTrunk } from './darts.js';
+import { Layers } from './layers.js';
+import { taskHead, type TaskShape } from './tasks.js';
+
+export const isArch = (p: Param): boolean => p.role === 'arch';
+export const isWeight = (p: Param): boolean => p.role === 'weight';
+
+export type SgdSpec = Extract<OptimizerSpec, { kind: 'sgd' }>;
+
+/** The supernet + task head in training form. */
+export interface SearchForward {
+  g: Graph;
+  loss: StepSpec['loss'];
+  metrics: Record<string, StepSpec['loss']>;
+  hasLabels: boolean;
+  predictions: number;
+}
+
+/** The supernet + task head in training form, on `rows` input rows. */
+export function buildSearchForward(
+  task: TaskShape,
+  o: { C: number; layers: number; batchRows: number; primitives?: readonly OpName[] },
+): SearchForward {
+  const g = new Graph(`darts_search_${task.name}`);
+  g.training = true;
+  const L = new Layers(g, { trackRunningStats: false });
+  const [c, h, w] = task.inputShape as [number, number, number];
+  const x = g.input('x', 'float32', [o.batchRows, c, h, w]);
+  const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives });
+  const head = taskHead(L, trunk.features, {
+    name: task.name,
+    numClasses: task.numClasses,
+    groupSize: task.groupSize,
+    inputShape: task.inputShape,
+  });
+  return { g, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
+}
+
+/** Bytes one run of a step graph feeds (its inputs and parameters) and fetches (its outputs). */
+export function graphIoBytes(g: Graph): { fed: number; fetched: number } {
+  const size = (dtype: string): number =>
+    dtype === 'int64' || dtype === 'float64' ? 8 : dtype === 'bool' || dtype === 'uint8' || dtype === 'int8' ? 1 : 4;
+  let fed = 0;
+  for (const v of g.inputs) fed += size(v.dtype) * numel(v.shape);
+  // parameters that are slices of a flat buffer input are fed through it (counted in g.inputs)
+  for (const p of g.params.values()) if (!g.flatMember.has(p.name)) fed += 4 * numel(p.shape);
+  let fetched = 0;
+  for (const v of g.outputs) fetched += size(v.dtype) * numel(v.shape);
+  return { fed, fetched };
+}
+
+/** Node counts of the step graphs of a search. */
+export interface SearchGraphNodes {
+  wStep: number;
+  alphaGrad: number;
+  allGrad?: number;
+}
+
+/** Bytes fed and fetched by one run of each step graph of a search. */
+export interface SearchGraphIo {
+  wStep: { fed: number; fetched: number };
+  alphaGrad: { fed: number; fetched: number };
+  allGrad?: { fed: number; fetched: number };
+}
+
+export interface SearchGraphOptions {
+  C: number;
+  layers: number;
+  /** Rows of x per batch (task.xShape(batch)[0]). */
+  batchRows: number;
+  order: 1 | 2;
+  primitives?: readonly OpName[];
+  momentum: number;
+  weightDecay: number;
+  clip: number;
+}
+
+/** The step graphs of a search, built (no sessions yet). */
+export interface SearchGraphs {
+  w: { f: SearchForward; info: StepGraphInfo };
+  alpha: { f: SearchForward; info: StepGraphInfo };
+  all: { f: SearchForward; info: StepGraphInfo } | null;
+  sgd: SgdSpec;
+  nodes: SearchGraphNodes;
+  io: SearchGraphIo;
+}
+
+/** Build the step graphs of a search: exactly those train/search/darts.ts runSearch runs. */
+export function buildSearchGraphs(task: TaskShape, o: SearchGraphOptions): SearchGraphs {
+  const sgd: SgdSpec = { kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay };
+  const build = () =>
+    buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
+  const fw = build();
+  const wInfo = assembleStep(fw.g, {
+    loss: fw.loss,
+    metrics: fw.metrics,
+    update: isWeight,
+    optimizer: sgd,
+    clipNorm: o.clip,
+    stateOutputs: false,
+  });
+  const fa = build();
+  const aInfo = assembleStep(fa.g, {
+    loss: fa.loss,
+    metrics: fa.metrics,
+    update: () => false,
+    outputGrads: isArch,
+    gradientsOnly: true,
+    optimizer: sgd,
+    stateOutputs: false,
+  });
+  const f2 = o.order === 2 ? build() : null;
+  const info2 = f2
+    ? assembleStep(f2.g, {
+        loss: f2.loss,
+        metrics: f2.metrics,
+        update: () => false,
+        outputGrads: (p) => p.role !== 'state',
+        gradientsOnly: true,
+        optimizer: sgd,
+        stateOutputs: false,
+      })
+    : null;
+  // expand composite ops now (serialization would do it): the node counts are those ORT runs
+  for (const f of [fw, fa, f2]) if (f) lowerComposites(f.g);
+  return {
+    w: { f: fw, info: wInfo },
+    alpha: { f: fa, info: aInfo },
+    all: f2 && info2 ? { f: f2, info: info2 } : null,
+    sgd,
+    nodes: { wStep: fw.g.nodes.length, alphaGrad: fa.g.nodes.length, ...(f2 ? { allGrad: f2.g.nodes.length } : {}) },
+    io: { wStep: graphIoBytes(fw.g), alphaGrad: graphIoBytes(fa.g), ...(f2 ? { allGrad: graphIoBytes(f2.g) } : {}) },
+  };
+}
