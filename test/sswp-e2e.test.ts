@@ -18,7 +18,7 @@ import { loadCheckpoint } from '../train/runtime/checkpoint.js';
 import { SAMPLE_STREAM, runSswpSearch, type SswpOptions } from '../train/search/sswp/search.js';
 import { sampleGates } from '../train/search/sswp/sampler.js';
 import { initParams } from '../train/runtime/params.js';
-import { NUM_OPS, buildSswpForward, opKey } from '../graph/nets/sswp.js';
+import { NUM_OPS, buildSswpForward, edgeOf, opKey } from '../graph/nets/sswp.js';
 import { EDGES } from '../graph/genotype.js';
 
 let tmp: string;
@@ -155,9 +155,14 @@ describe('SSWP-NAS end to end', () => {
       { fpp: 3 },
     ]);
 
-    // per-cell architectures, identical to what was pruned
+    // the paper's rule: every pruned cell kept one op on each of its 14 edges; the final cells
+    // (DARTS's rule: two edges per node) use the kept ops
+    expect(prunes.every((p) => p.rule === 'op-per-edge' && (p.ops as string[]).length === EDGES)).toBe(true);
     const arch = parseSswpArch(JSON.parse(readFileSync(join(out, 'cells.json'), 'utf8')));
-    expect(arch.cells.map((c) => c.ops)).toEqual(prunes.map((p) => p.ops));
+    arch.cells.forEach((c, i) =>
+      c.ops.forEach(([op, j], k) => expect(op).toBe((prunes[i]!.ops as string[])[edgeOf(Math.floor(k / 2), j)])),
+    );
+    expect(log.find((x) => x.type === 'final')!.cells).toEqual(arch.cells.map((c) => c.ops));
     expect(arch.cells.map((c) => c.reduction)).toEqual([false, true, true]);
     expect(existsSync(join(out, 'cells.svg'))).toBe(true);
 

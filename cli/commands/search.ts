@@ -7,7 +7,8 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runSearch } from '../../train/search/darts.js';
-import { runSswpSearch } from '../../train/search/sswp/search.js';
+import { SSWP_DEFAULTS, runSswpSearch } from '../../train/search/sswp/search.js';
+import { PRUNE_RULES } from '../../train/search/sswp/prune.js';
 import { parseSplit, PRUNE_MODES } from '../../train/search/sswp/schedule.js';
 import { SAMPLING_MODES } from '../../train/search/sswp/sampler.js';
 import { CliError } from '../errors.js';
@@ -65,7 +66,16 @@ export function register(program: Command): void {
         'sswp: progressive pruning from the input side (fpp), the output side (bpp), or none (all at the end)',
       )
         .choices([...PRUNE_MODES])
-        .default('fpp'),
+        .default(SSWP_DEFAULTS.prune),
+    )
+    .addOption(
+      new Option(
+        '--prune-rule <rule>',
+        "sswp: what a pruned cell keeps: op-per-edge (the paper's: the best op on each of the 14 edges; the final cell by " +
+          "DARTS's rule at the end) or two-per-node (DARTS's final cell at once)",
+      )
+        .choices([...PRUNE_RULES])
+        .default(SSWP_DEFAULTS.pruneRule),
     )
     .addOption(
       new Option(
@@ -73,20 +83,34 @@ export function register(program: Command): void {
         'sswp: phase fractions warm-up,bilevel,prune (default 0.2,0.4,0.4; with --prune none: w,b, default 0.2,0.8)',
       ),
     )
-    .addOption(new Option('--sampling <mode>', 'sswp: path sampling').choices([...SAMPLING_MODES]).default('two-path'))
     .addOption(
-      new Option('--op-dropout <p>', 'sswp: skip_connect dropout in weight steps after warm-up')
+      new Option('--sampling <mode>', 'sswp: path sampling')
+        .choices([...SAMPLING_MODES])
+        .default(SSWP_DEFAULTS.sampling),
+    )
+    .addOption(
+      new Option(
+        '--op-dropout <p>',
+        "sswp: skip_connect dropout in weight steps after warm-up, never in α steps (the release and the paper's " +
+          'Table 3c; its §3.2 names all parameter-free ops: add --pool-dropout)',
+      )
         .argParser(parseProbability)
-        .default(0.2),
+        .default(SSWP_DEFAULTS.opDropout),
     )
     .addOption(
       new Option('--pool-dropout <p>', 'sswp: pooling dropout in weight steps after warm-up')
         .argParser(parseProbability)
-        .default(0),
+        .default(SSWP_DEFAULTS.poolDropout),
     )
     .option('--no-bn-affine', 'sswp: search with plain (non-affine) BN in the ops; the final network gets γ = 1, β = 0')
-    .addOption(new Option('--temperature <t>', 'sswp: SimCLR temperature').argParser(parsePositiveFloat).default(0.5))
-    .addOption(intOption('--bn-batches <n>', 'sswp: batches of images for the final BN statistics', 20))
+    .addOption(
+      new Option('--temperature <t>', 'sswp: SimCLR temperature (the paper gives none; its release uses 0.07)')
+        .argParser(parsePositiveFloat)
+        .default(SSWP_DEFAULTS.temperature),
+    )
+    .addOption(
+      intOption('--bn-batches <n>', 'sswp: batches of images for the final BN statistics', SSWP_DEFAULTS.bnBatches),
+    )
     .addOption(intOption('--limit <n>', 'use only the first N images'))
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too'))
@@ -129,6 +153,7 @@ export function register(program: Command): void {
         const r = await runSswpSearch({
           ...common,
           prune: o.prune,
+          pruneRule: o.pruneRule,
           split: o.fppSplit === undefined ? undefined : parseSplit(o.fppSplit),
           sampling: o.sampling,
           opDropout: o.opDropout,

@@ -83,8 +83,24 @@ export const PARAMETRIC_OPS: readonly number[] = SSWP_OPS.map((_, k) => k).filte
 /** A discretized cell: two (op, input state) pairs per node, as in a genotype (states 0 = s0, 1 = s1, 2.. = nodes). */
 export type CellOps = [OpName, number][];
 
-/** A cell of the search network: null while it is searched (gated), else its discretized form. */
-export type CellSpec = CellOps | null;
+/**
+ * A cell pruned by the SSWP-NAS paper's rule (§3.4): every one of the 14 edges
+ * keeps one op (edge order), and each node sums all its incoming edges as in
+ * the search network.
+ */
+export type EdgeOps = OpName[];
+
+/**
+ * A cell of the SSWP network: null while it is searched (gated), an EdgeOps
+ * once pruned by the paper's rule, a CellOps once discretized to its final
+ * DARTS form (two inputs per node).
+ */
+export type CellSpec = CellOps | EdgeOps | null;
+
+/** True for a cell pruned to one op per edge (all 14 edges). */
+export function isEdgeOps(c: CellSpec): c is EdgeOps {
+  return Array.isArray(c) && typeof c[0] === 'string';
+}
 
 /** Edge index of (node, input state). */
 export function edgeOf(node: number, input: number): number {
@@ -114,6 +130,14 @@ export function checkCellOps(ops: CellOps, what = 'cell'): void {
   }
 }
 
+/** Check a one-op-per-edge cell (14 SSWP ops). */
+export function checkEdgeOps(ops: EdgeOps, what = 'cell'): void {
+  if (ops.length !== EDGES) throw new GenotypeError(`${what}: a cell pruned per edge lists ${EDGES} ops`);
+  for (const op of ops)
+    if (!SSWP_OPS.includes(op))
+      throw new GenotypeError(`${what}: unknown op '${String(op)}' (SSWP ops: ${SSWP_OPS.join(', ')})`);
+}
+
 export interface SswpTrunkOptions {
   /** Initial channels (CIFAR: 36). */
   C: number;
@@ -129,6 +153,10 @@ export interface SswpTrunkOptions {
   affine?: boolean;
   /** Gated ops as If regions that run only when sampled (default LEVERS.ifGates); false: every op runs, times its gate. */
   ifGates?: boolean;
+  /** Tap the auxiliary-head input (output of cell ⌊2L/3⌋). */
+  auxiliary?: boolean;
+  /** Drop path on the ops of discretized cells in training graphs: one [N,1,1,1] mask input per droppable op. */
+  dropPath?: boolean;
 }
 
 /** The [1,1] elements of a [1, 14, 7] per-cell slice, [edge][op]. */
@@ -146,91 +174,169 @@ export interface SswpTrunk {
   /** Parameter names of each op of the gated cells: key `${cell}/${edge}/${op}` (op = column index). */
   opParams: Map<string, string[]>;
   reductions: number[];
+  /** The auxiliary-head input, when tapped. */
+  aux: Value | null;
+  /** Names of the drop-path mask inputs. */
+  dropPathInputs: string[];
 }
 
 export const opKey = (cell: number, edge: number, op: number): string => `${cell}/${edge}/${op}`;
 
-/**
- * The SSWP network trunk: CIFAR stem (3×3 conv + affine BN), `layers` cells,
- * each gated or discretized. Channel bookkeeping as in DARTS.
- */
-export function sswpTrunk(L: Layers, x: Value, o: SswpTrunkOptions): SswpTrunk {
-  const g = L.g;
-  if (o.cells.length !== o.layers) throw new GenotypeError(`${o.cells.length} cell specs for ${o.layers} cells`);
-  o.cells.forEach((c, i) => c && checkCellOps(c, `cell ${i}`));
-  const reds = reductionCells(o.layers);
-  const affine = o.affine ?? true;
-  let cCurr = (o.stemMultiplier ?? 3) * o.C;
-  const stem = L.scope('stem', () => {
-    const y = L.scope('0', () => L.conv(x, cCurr, 3, { pad: 1 }));
-    return L.scope('1', () => L.bn(y, true));
-  });
+/** The `gates` and `run` inputs and their per-cell [1, 14, 7] slices (empty without gated cells). */
+interface GateInputs {
+  gates: Value | null;
+  run: Value | null;
+  perCell: Value[];
+  runCell: Value[];
+}
+
+function gateInputs(g: Graph, o: SswpTrunkOptions): GateInputs {
   const anyGated = o.cells.some((c) => c === null);
   const gates = anyGated ? g.input('gates', 'float32', [o.layers, EDGES, NUM_OPS]) : null;
-  // one [1,1] scalar per (edge, op) of each gated cell
   const perCell = gates ? split(g, gates, new Array<number>(o.layers).fill(1), 0) : [];
   const ifGates = anyGated && (o.ifGates ?? LEVERS.ifGates);
   const run = ifGates ? g.input('run', 'bool', [o.layers, EDGES, NUM_OPS]) : null;
   const runCell = run ? split(g, run, new Array<number>(o.layers).fill(1), 0) : [];
-  const opParams = new Map<string, string[]>();
-  let s0 = stem;
-  let s1 = stem;
-  cCurr = o.C;
-  let reductionPrev = false;
-  for (let i = 0; i < o.layers; i++) {
-    const reduction = reds.includes(i);
-    if (reduction) cCurr *= 2;
-    const c = cCurr;
-    const spec = o.cells[i]!;
-    const out = L.scope(`cells/${i}`, () => {
-      const [p0, p1] = preprocess(L, s0, s1, c, reductionPrev, affine);
-      const states = [p0, p1];
-      if (spec === null) {
-        const gate = perOp(g, perCell[i]!);
-        // If-gated ops: run when sampled (`run`), backward when active (gate ≠ 0)
-        const runC = runCell[i] ? perOp(g, runCell[i]!) : null;
-        const gradC = runC ? perOp(g, cast(g, perCell[i]!, 'bool')) : null;
-        let edge = 0;
-        for (let n = 0; n < STEPS; n++) {
-          const terms: Value[] = [];
-          for (let j = 0; j < n + 2; j++) {
-            const stride = reduction && j < 2 ? 2 : 1;
-            const e = edge++;
-            L.scope(`edge${e}`, () => {
-              if (runC && (L.opts.shareRelu ?? LEVERS.shareRelu)) L.relu(states[j]!); // the ReLU the conv ops share stays outside their regions
-              SSWP_OPS.forEach((name, k) => {
-                opParams.set(opKey(i, e, k), []);
-                const start = g.nodes.length;
-                let y = dartsOp(L, name, states[j]!, c, stride, affine, true)!;
-                if (runC) y = gateRegion(g, start, y, [runC[e]![k]!, gradC![e]![k]!]);
-                terms.push(mul(g, y, gate[e]![k]!));
-              });
-            });
-          }
-          states.push(L.scope(`node${n}`, () => sum(g, terms)));
-        }
-      } else {
-        for (let n = 0; n < STEPS; n++) {
-          const terms = [spec[2 * n]!, spec[2 * n + 1]!].map(([name, j]) => {
-            const stride = reduction && j < 2 ? 2 : 1;
-            return L.scope(`edge${edgeOf(n, j)}`, () => dartsOp(L, name, states[j]!, c, stride, affine, true)!);
-          });
-          states.push(L.scope(`node${n}`, () => add(g, terms[0]!, terms[1]!)));
-        }
-      }
-      return concat(g, states.slice(2), 1);
-    });
-    [s0, s1] = [s1, out];
-    reductionPrev = reduction;
+  return { gates, run, perCell, runCell };
+}
+
+/** What the nodes of one cell are built from. */
+interface CellContext {
+  L: Layers;
+  cell: number;
+  c: number;
+  reduction: boolean;
+  affine: boolean;
+  /** The two preprocessed inputs, then each node as it is built. */
+  states: Value[];
+  /** Drop path on an op's output (training graphs with drop path), else null. */
+  dropPath: ((y: Value) => Value) | null;
+}
+
+const strideOf = (ctx: CellContext, input: number): number => (ctx.reduction && input < 2 ? 2 : 1);
+
+/** A gated cell: node n = Σ over its edges and the ops of gate · op(state); If-gated ops run only when sampled. */
+function gatedNodes(ctx: CellContext, gi: GateInputs, opParams: Map<string, string[]>): void {
+  const { L, cell } = ctx;
+  const g = L.g;
+  const gate = perOp(g, gi.perCell[cell]!);
+  // If-gated ops: run when sampled (`run`), backward when active (gate ≠ 0)
+  const runC = gi.runCell[cell] ? perOp(g, gi.runCell[cell]!) : null;
+  const gradC = runC ? perOp(g, cast(g, gi.perCell[cell]!, 'bool')) : null;
+  for (let n = 0; n < STEPS; n++) {
+    const terms: Value[] = [];
+    for (let j = 0; j < n + 2; j++) {
+      const e = edgeOf(n, j);
+      const x = ctx.states[j]!;
+      L.scope(`edge${e}`, () => {
+        if (runC && (L.opts.shareRelu ?? LEVERS.shareRelu)) L.relu(x); // the ReLU the conv ops share stays outside their regions
+        SSWP_OPS.forEach((name, k) => {
+          opParams.set(opKey(cell, e, k), []);
+          const start = g.nodes.length;
+          let y = dartsOp(L, name, x, ctx.c, strideOf(ctx, j), ctx.affine, true)!;
+          if (runC) y = gateRegion(g, start, y, [runC[e]![k]!, gradC![e]![k]!]);
+          terms.push(mul(g, y, gate[e]![k]!));
+        });
+      });
+    }
+    ctx.states.push(L.scope(`node${n}`, () => sum(g, terms)));
   }
-  // parameters of each gated op, by their scope cells/<i>/edge<e>/<op>/…
+}
+
+/** The op `name` on edge (node n, input j) of a discretized cell, with drop path unless it is an identity. */
+function edgeOp(ctx: CellContext, n: number, j: number, name: OpName): Value {
+  const stride = strideOf(ctx, j);
+  const y = ctx.L.scope(
+    `edge${edgeOf(n, j)}`,
+    () => dartsOp(ctx.L, name, ctx.states[j]!, ctx.c, stride, ctx.affine, true)!,
+  );
+  return ctx.dropPath && !(name === 'skip_connect' && stride === 1) ? ctx.dropPath(y) : y;
+}
+
+/** A cell in its final form: node n = op_a(state_a) + op_b(state_b). */
+function pairNodes(ctx: CellContext, spec: CellOps): void {
+  for (let n = 0; n < STEPS; n++) {
+    const terms = [spec[2 * n]!, spec[2 * n + 1]!].map(([name, j]) => edgeOp(ctx, n, j, name));
+    ctx.states.push(ctx.L.scope(`node${n}`, () => add(ctx.L.g, terms[0]!, terms[1]!)));
+  }
+}
+
+/** A cell pruned per edge: node n = Σ_j op_e(n,j)(state_j), all incoming edges. */
+function edgeNodes(ctx: CellContext, spec: EdgeOps): void {
+  for (let n = 0; n < STEPS; n++) {
+    const terms = Array.from({ length: n + 2 }, (_, j) => edgeOp(ctx, n, j, spec[edgeOf(n, j)]!));
+    ctx.states.push(ctx.L.scope(`node${n}`, () => sum(ctx.L.g, terms)));
+  }
+}
+
+/** Record, for each op of the gated cells, its parameter names (scope cells/<i>/edge<e>/<op>/…). */
+function collectOpParams(g: Graph, opParams: Map<string, string[]>): void {
   const col = new Map(SSWP_OPS.map((n, k) => [n as string, k]));
   for (const name of g.params.keys()) {
     const m = /^cells\/(\d+)\/edge(\d+)\/([a-z0-9_]+)\//.exec(name);
     const list = m ? opParams.get(opKey(Number(m[1]), Number(m[2]), col.get(m[3]!) ?? -1)) : undefined;
     if (list) list.push(name);
   }
-  return { features: s1, gates, run, opParams, reductions: reds };
+}
+
+/** Per-sample drop path: each call adds a [N,1,1,1] mask input (fed already scaled by 1/keep). */
+function dropPathMasks(g: Graph, names: string[]): (y: Value) => Value {
+  return (y) => {
+    const m = g.input(g.fresh('drop_path_mask'), 'float32', [y.shape[0]!, 1, 1, 1]);
+    names.push(m.name);
+    return mul(g, y, m);
+  };
+}
+
+function checkCells(o: SswpTrunkOptions): void {
+  if (o.cells.length !== o.layers) throw new GenotypeError(`${o.cells.length} cell specs for ${o.layers} cells`);
+  o.cells.forEach((c, i) => {
+    if (isEdgeOps(c)) checkEdgeOps(c, `cell ${i}`);
+    else if (c) checkCellOps(c, `cell ${i}`);
+  });
+}
+
+/**
+ * The SSWP network trunk: CIFAR stem (3×3 conv + affine BN), `layers` cells,
+ * each gated, pruned per edge or discretized. Channel bookkeeping as in DARTS.
+ */
+export function sswpTrunk(L: Layers, x: Value, o: SswpTrunkOptions): SswpTrunk {
+  const g = L.g;
+  checkCells(o);
+  const reds = reductionCells(o.layers);
+  const affine = o.affine ?? true;
+  const cStem = (o.stemMultiplier ?? 3) * o.C;
+  const stem = L.scope('stem', () => {
+    const y = L.scope('0', () => L.conv(x, cStem, 3, { pad: 1 }));
+    return L.scope('1', () => L.bn(y, true));
+  });
+  const gi = gateInputs(g, o);
+  const opParams = new Map<string, string[]>();
+  const dropPathInputs: string[] = [];
+  const dropPath = o.dropPath && g.training ? dropPathMasks(g, dropPathInputs) : null;
+  const auxAt = Math.floor((2 * o.layers) / 3);
+  let aux: Value | null = null;
+  let [s0, s1] = [stem, stem];
+  let c = o.C;
+  let reductionPrev = false;
+  for (let i = 0; i < o.layers; i++) {
+    const reduction = reds.includes(i);
+    if (reduction) c *= 2;
+    const ctx: CellContext = { L, cell: i, c, reduction, affine, states: [], dropPath };
+    const spec = o.cells[i]!;
+    const out = L.scope(`cells/${i}`, () => {
+      ctx.states.push(...preprocess(L, s0, s1, ctx.c, reductionPrev, affine));
+      if (spec === null) gatedNodes(ctx, gi, opParams);
+      else if (isEdgeOps(spec)) edgeNodes(ctx, spec);
+      else pairNodes(ctx, spec);
+      return concat(g, ctx.states.slice(2), 1);
+    });
+    [s0, s1] = [s1, out];
+    reductionPrev = reduction;
+    if (o.auxiliary && i === auxAt) aux = out;
+  }
+  collectOpParams(g, opParams);
+  return { features: s1, gates: gi.gates, run: gi.run, opParams, reductions: reds, aux, dropPathInputs };
 }
 
 // ---- the per-cell architecture file (cells.json) ---------------------------------

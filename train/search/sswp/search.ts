@@ -18,17 +18,18 @@
  *    not active are put back as they were (PyTorch skips parameters whose
  *    grad is None: no weight decay, no momentum for them).
  * Phases (schedule.ts): warm-up → bilevel → progressive pruning. Pruning a
- * cell discretizes it by DARTS's rule (per node the two incoming edges with
- * the strongest op, that op on each) and freezes its α; the step graphs are
- * then rebuilt with that cell discretized (its kept ops only, same parameter
- * names), so a step gets cheaper with every pruned cell.
+ * cell (prune.ts) freezes its α and keeps, by default, the best op on each of
+ * its 14 edges (the paper's rule; or, with `two-per-node`, DARTS's final cell
+ * at once); the step graphs are then rebuilt with that cell in its pruned
+ * form (its kept ops only, same parameter names), so a step gets cheaper with
+ * every pruned cell.
  *
  * All randomness is seeded: weights from `seed`, batches from the loaders'
  * streams, and the paths of step t from `Rng.derive(seed, SAMPLE_STREAM, t, k)`
  * (k = 0 for the α step, 1 for the w step), so a run resumed from a checkpoint
  * draws exactly what the uninterrupted run draws.
  *
- * At the end: every cell is discretized; BN running statistics, not tracked
+ * At the end: every cell gets its final form by DARTS's rule; BN running statistics, not tracked
  * during search, are recomputed with forward passes of the discretized network
  * in training form over `bnBatches` batches of un-augmented training images;
  * then the run directory receives:
@@ -46,14 +47,13 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EDGES, deriveCell } from '../../../graph/genotype.js';
+import { EDGES } from '../../../graph/genotype.js';
 import { numel } from '../../../graph/ir.js';
 import { Rng } from '../../../graph/rng.js';
 import { serialize } from '../../../graph/onnx.js';
 import type { Objective, TaskShape } from '../../../graph/nets/tasks.js';
 import {
   NUM_OPS,
-  SSWP_OPS,
   buildSswpForward,
   buildSswpNetwork,
   opKey,
@@ -92,6 +92,7 @@ import {
   type OpDropout,
   type SamplingMode,
 } from './sampler.js';
+import { finalCell, pruneCell, type PruneRule } from './prune.js';
 import { makeSchedule, phaseOf, type Phase, type PruneMode, type Schedule } from './schedule.js';
 import {
   DataLoader,
@@ -121,6 +122,8 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   workers?: number;
   limit?: number;
   prune?: PruneMode;
+  /** What pruning a cell keeps (default 'op-per-edge', the paper's; prune.ts). */
+  pruneRule?: PruneRule;
   /** Phase fractions (fpp/bpp: 3, none: 2). */
   split?: number[];
   sampling?: SamplingMode;
@@ -130,7 +133,7 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   poolDropout?: number;
   /** Affine BN in the searched ops (default true); false: plain BN, the final network gets γ = 1, β = 0. */
   affine?: boolean;
-  /** SimCLR temperature (0.5) and projection size (128). */
+  /** SimCLR temperature (0.07) and projection size (128). */
   temperature?: number;
   projectionDim?: number;
   /** Batches of un-augmented images for the final BN statistics (20). */
@@ -162,6 +165,7 @@ export interface SswpConfig {
   seed: number;
   limit: number | null;
   prune: PruneMode;
+  pruneRule: PruneRule;
   split: number[] | null;
   sampling: SamplingMode;
   opDropout: number;
@@ -180,10 +184,40 @@ export interface SswpConfig {
   projectionDim: number;
 }
 
+/**
+ * Defaults: the paper's (Table 5) where it gives them, else its public
+ * release's: SimCLR temperature 0.07 (the paper gives none); op dropout
+ * redraws skip_connect with probability 0.2 and pools with 0, in weight steps
+ * after warm-up only (the paper's §3.2 names all parameter-free ops, its
+ * Table 3c and the release skip_connect only).
+ */
+export const SSWP_DEFAULTS = {
+  objective: 'simclr',
+  prune: 'fpp',
+  pruneRule: 'op-per-edge',
+  sampling: 'two-path',
+  opDropout: 0.2,
+  poolDropout: 0,
+  affine: true,
+  lr: 0.025,
+  lrMin: 0,
+  momentum: 0.9,
+  weightDecay: 4e-5,
+  clip: 5,
+  archLr: 1e-3,
+  archBeta1: 0,
+  archBeta2: 0.99,
+  archWeightDecay: 0,
+  temperature: 0.07,
+  projectionDim: 128,
+  bnBatches: 20,
+} as const satisfies Partial<SswpConfig> & { bnBatches: number };
+
 export function sswpConfig(o: SswpOptions): SswpConfig {
+  const d = SSWP_DEFAULTS;
   return {
     method: 'sswp',
-    objective: o.objective ?? 'simclr',
+    objective: o.objective ?? d.objective,
     data: o.data,
     epochs: o.epochs,
     batch: o.batch,
@@ -191,23 +225,24 @@ export function sswpConfig(o: SswpOptions): SswpConfig {
     layers: o.layers,
     seed: o.seed ?? 0,
     limit: o.limit ?? null,
-    prune: o.prune ?? 'fpp',
+    prune: o.prune ?? d.prune,
+    pruneRule: o.pruneRule ?? d.pruneRule,
     split: o.split ?? null,
-    sampling: o.sampling ?? 'two-path',
-    opDropout: o.opDropout ?? 0.2,
-    poolDropout: o.poolDropout ?? 0,
-    affine: o.affine ?? true,
-    lr: o.lr ?? 0.025,
-    lrMin: o.lrMin ?? 0,
-    momentum: o.momentum ?? 0.9,
-    weightDecay: o.weightDecay ?? 4e-5,
-    clip: o.clip ?? 5,
-    archLr: o.archLr ?? 1e-3,
-    archBeta1: o.archBeta1 ?? 0,
-    archBeta2: o.archBeta2 ?? 0.99,
-    archWeightDecay: o.archWeightDecay ?? 0,
-    temperature: o.temperature ?? 0.5,
-    projectionDim: o.projectionDim ?? 128,
+    sampling: o.sampling ?? d.sampling,
+    opDropout: o.opDropout ?? d.opDropout,
+    poolDropout: o.poolDropout ?? d.poolDropout,
+    affine: o.affine ?? d.affine,
+    lr: o.lr ?? d.lr,
+    lrMin: o.lrMin ?? d.lrMin,
+    momentum: o.momentum ?? d.momentum,
+    weightDecay: o.weightDecay ?? d.weightDecay,
+    clip: o.clip ?? d.clip,
+    archLr: o.archLr ?? d.archLr,
+    archBeta1: o.archBeta1 ?? d.archBeta1,
+    archBeta2: o.archBeta2 ?? d.archBeta2,
+    archWeightDecay: o.archWeightDecay ?? d.archWeightDecay,
+    temperature: o.temperature ?? d.temperature,
+    projectionDim: o.projectionDim ?? d.projectionDim,
   };
 }
 
@@ -489,9 +524,9 @@ const alphasOf = (s: Search): Float32Array[] =>
   Array.from({ length: s.o.layers }, (_, i) => s.st.params.get(alphaName(i))!);
 const gatedOf = (s: Search): boolean[] => s.pruned.map((c) => c === null);
 
-/** Every cell in its final form: pruned cells as pruned, searched ones by DARTS's rule on their current α. */
+/** Every cell in its final form (DARTS's rule on its α and what pruning kept). */
 function currentCells(s: Search): CellOps[] {
-  return s.pruned.map((c, i) => c ?? deriveCell(s.st.params.get(alphaName(i))!, SSWP_OPS));
+  return s.pruned.map((c, i) => finalCell(s.st.params.get(alphaName(i))!, c));
 }
 
 /** `acc`: the running epoch's sums when saving mid-epoch. */
@@ -529,12 +564,13 @@ function writeCells(s: Search): void {
   writeFileAtomic(join(o.out, 'cells.svg'), cellsSvg(diagrams, `SSWP-NAS ${s.cfg.objective}`));
 }
 
-/** Prune `cells` (in this order) before `step`: discretize each by its α, which is frozen from now on. */
+/** Prune `cells` (in this order) before `step` by the run's rule; their α are frozen from now on. */
 function pruneCells(s: Search, cells: number[], step: number): void {
+  const rule = s.cfg.pruneRule;
   for (const c of cells) {
-    const ops = deriveCell(s.st.params.get(alphaName(c))!, SSWP_OPS);
+    const ops = pruneCell(s.st.params.get(alphaName(c))!, rule);
     s.pruned[c] = ops;
-    appendJsonLine(s.logPath, { type: 'prune', step, epoch: Math.floor(step / s.S), cell: c, ops });
+    appendJsonLine(s.logPath, { type: 'prune', step, epoch: Math.floor(step / s.S), cell: c, rule, ops });
     if (!s.o.quiet) process.stderr.write(`step ${step}: cell ${c} pruned to ${JSON.stringify(ops)}\n`);
   }
 }
@@ -787,17 +823,18 @@ async function finishSearch(s: Search): Promise<SswpResult> {
   const rest = s.sched.order.filter((c) => s.pruned[c] === null);
   if (rest.length) pruneCells(s, rest, s.sched.total);
   writeCells(s);
+  const cells = currentCells(s);
   const fin = await finalizeNetwork({
     out: o.out,
     C: o.C,
     layers: o.layers,
-    cells: s.pruned as CellOps[],
+    cells,
     params: s.st.params,
     ds: s.full,
     norm: { mean: s.wLoader.mean, std: s.wLoader.std },
     objective: cfg.objective,
     rows: s.rows,
-    bnBatches: o.bnBatches ?? 20,
+    bnBatches: o.bnBatches ?? SSWP_DEFAULTS.bnBatches,
     seed: cfg.seed,
     ep: o.ep,
     projectionDim: cfg.projectionDim,
@@ -810,6 +847,7 @@ async function finishSearch(s: Search): Promise<SswpResult> {
     steps: s.sched.total,
     model: 'model.onnx',
     final: 'final',
+    cells,
     phases: s.phaseSteps,
     timing,
   });
