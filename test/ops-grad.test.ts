@@ -792,6 +792,32 @@ describe('composites', () => {
       { samples: 120 },
     );
   });
+  it('CrossEntropyIgnore (per-pixel, label 255 ignored; fused rule): gradient to the logits', async () => {
+    // [N, K, H, W] with a third of the pixels ignored, and [N, K] with one row ignored
+    const cases: { label: string; shape: number[]; labels: number[] }[] = [
+      {
+        label: 'per-pixel [2,4,3,3]',
+        shape: [2, 4, 3, 3],
+        labels: Array.from({ length: 18 }, (_, i) => (i % 3 === 1 ? 255 : (i * 5) % 4)),
+      },
+      { label: 'rows [5,3]', shape: [5, 3], labels: [0, 2, 255, 1, 2] },
+    ];
+    for (const c of cases) {
+      const lshape = [c.shape[0]!, ...c.shape.slice(2)];
+      const r = await check(
+        'CrossEntropyIgnore',
+        c.label,
+        [inp('logits', c.shape, normal(c.shape, 1.5))],
+        (g, [x]) => {
+          const labels = g.constant(tensorOf('int64', lshape, c.labels), 'labels');
+          // ×10: the mean over ~12 pixels makes each logit's gradient small
+          return ops.mul(g, ops.crossEntropyIgnore(g, x!, labels).loss, g.scalar(10));
+        },
+        SMOOTH,
+      );
+      expect(r.gradOps.LogSoftmax ?? 0).toBe(0); // the fused rule, not LogSoftmax's own
+    }
+  });
   it('BatchNormalization inference form (frozen statistics): gradients to x, γ, β', async () => {
     const xs = [2, 3, 4, 4];
     await check(

@@ -123,6 +123,10 @@ export interface SearchNetOptions {
   primitives?: readonly OpName[];
   /** One α per cell (SSWP) instead of one per cell type (DARTS). */
   alphaPerCell?: boolean;
+  /** 'cifar': 3×3 conv + BN (default); 'imagenet': three stride-2 convs, channels start at C. */
+  stem?: StemKind;
+  /** Reduction-cell indices (default ⌊L/3⌋ and ⌊2L/3⌋; segmentation: ⌊L/3⌋ only). */
+  reductions?: number[];
 }
 
 export interface SearchTrunk {
@@ -138,20 +142,52 @@ export function reductionCells(layers: number): number[] {
   return [Math.floor(layers / 3), Math.floor((2 * layers) / 3)];
 }
 
+/** The stems of DARTS's networks: CIFAR's single conv, or ImageNet's three stride-2 convs. */
+export type StemKind = 'cifar' | 'imagenet';
+
+/** CIFAR stem: 3×3 conv to c channels + affine BN; both cell inputs of the first cell are its output. */
+function cifarStem(L: Layers, x: Value, c: number): [Value, Value] {
+  const stem = L.scope('stem', () => {
+    const y = L.scope('0', () => L.conv(x, c, 3, { pad: 1 }));
+    return L.scope('1', () => L.bn(y, true));
+  });
+  return [stem, stem];
+}
+
 /**
- * The DARTS search supernet's trunk: stem (3×3 conv + BN), `layers` cells
- * with reductions at ⌊L/3⌋ and ⌊2L/3⌋. α are created as 'arch' parameters
- * ([14 × ops], init 1e-3·N(0,1)) after the weights, as DARTS does.
+ * ImageNet stem (DARTS's NetworkImageNet, also UnNAS's search network for
+ * large images): stem0 = conv 3×3 s2 → C/2, BN, ReLU, conv 3×3 s2 → C, BN;
+ * stem1 = ReLU, conv 3×3 s2, BN. Affine BN. Returns s0 = stem0(x), s1 = stem1(s0).
+ */
+export function imagenetStem(L: Layers, x: Value, c: number): [Value, Value] {
+  if (c % 2) throw new Error(`the ImageNet stem needs an even C (its first conv has C/2 channels), got ${c}`);
+  const s0 = L.scope('stem0', () => {
+    let y = L.scope('0', () => L.conv(x, c / 2, 3, { stride: 2, pad: 1 }));
+    y = L.scope('1', () => L.bn(y, true));
+    y = L.relu(y);
+    y = L.scope('3', () => L.conv(y, c, 3, { stride: 2, pad: 1 }));
+    return L.scope('4', () => L.bn(y, true));
+  });
+  const s1 = L.scope('stem1', () => {
+    const y = L.scope('1', () => L.conv(L.relu(s0), c, 3, { stride: 2, pad: 1 }));
+    return L.scope('2', () => L.bn(y, true));
+  });
+  return [s0, s1];
+}
+
+/**
+ * The DARTS search supernet's trunk: stem (3×3 conv + BN, or the ImageNet
+ * stem), `layers` cells with reductions at ⌊L/3⌋ and ⌊2L/3⌋ (or at
+ * `reductions`). α are created as 'arch' parameters ([14 × ops], init
+ * 1e-3·N(0,1)) after the weights, as DARTS does.
  */
 export function searchTrunk(L: Layers, x: Value, o: SearchNetOptions): SearchTrunk {
   const prims = o.primitives ?? PRIMITIVES;
-  const reds = reductionCells(o.layers);
-  let cCurr = (o.stemMultiplier ?? 3) * o.C;
+  const reds = o.reductions ?? reductionCells(o.layers);
+  const imagenet = o.stem === 'imagenet';
+  let cCurr = imagenet ? o.C : (o.stemMultiplier ?? 3) * o.C;
   // The stem BN is affine, as in the DARTS reference (model_search.py); all cell BNs are not.
-  const stem = L.scope('stem', () => {
-    const y = L.scope('0', () => L.conv(x, cCurr, 3, { pad: 1 }));
-    return L.scope('1', () => L.bn(y, true));
-  });
+  const [stem0, stem1] = imagenet ? imagenetStem(L, x, o.C) : cifarStem(L, x, cCurr);
   // α are graph parameters; created up front so every cell can read its weights
   const alphas: Value[] = [];
   const cellAlpha: Value[] = [];
@@ -177,12 +213,13 @@ export function searchTrunk(L: Layers, x: Value, o: SearchNetOptions): SearchTru
     }
     return w;
   };
-  let s0 = stem;
-  let s1 = stem;
+  let s0 = stem0;
+  let s1 = stem1;
   let cpp = cCurr;
   let cp = cCurr;
   cCurr = o.C;
-  let reductionPrev = false;
+  // both ImageNet stems reduce: the first cell's s0 is at twice s1's resolution
+  let reductionPrev = imagenet;
   for (let i = 0; i < o.layers; i++) {
     const reduction = reds.includes(i);
     if (reduction) cCurr *= 2;
@@ -214,6 +251,8 @@ export interface EvalNetOptions {
   /** Drop path in training graphs: adds one [N,1,1,1] mask input per droppable op. */
   dropPath?: boolean;
   stemMultiplier?: number;
+  /** Reduction-cell indices (default ⌊L/3⌋ and ⌊2L/3⌋; segmentation: ⌊L/3⌋ only). */
+  reductions?: number[];
 }
 
 export interface EvalTrunk {
@@ -268,7 +307,7 @@ export function evalCell(
 /** CIFAR or ImageNet evaluation network trunk from a genotype. */
 export function evalTrunk(L: Layers, x: Value, genotype: Genotype, o: EvalNetOptions): EvalTrunk {
   const g = L.g;
-  const reds = reductionCells(o.layers);
+  const reds = o.reductions ?? reductionCells(o.layers);
   const auxAt = Math.floor((2 * o.layers) / 3);
   const dropPathInputs: string[] = [];
   const useDrop = !!o.dropPath && g.training;
@@ -284,28 +323,12 @@ export function evalTrunk(L: Layers, x: Value, genotype: Genotype, o: EvalNetOpt
   let cCurr: number;
   let reductionPrev: boolean;
   if (o.net === 'cifar') {
-    cCurr = (o.stemMultiplier ?? 3) * o.C;
-    const stem = L.scope('stem', () => {
-      const y = L.scope('0', () => L.conv(x, cCurr, 3, { pad: 1 }));
-      return L.scope('1', () => L.bn(y, true));
-    });
-    s0 = s1 = stem;
+    [s0, s1] = cifarStem(L, x, (o.stemMultiplier ?? 3) * o.C);
     cCurr = o.C;
     reductionPrev = false;
   } else {
-    const c = o.C;
-    s0 = L.scope('stem0', () => {
-      let y = L.scope('0', () => L.conv(x, c / 2, 3, { stride: 2, pad: 1 }));
-      y = L.scope('1', () => L.bn(y, true));
-      y = L.relu(y);
-      y = L.scope('3', () => L.conv(y, c, 3, { stride: 2, pad: 1 }));
-      return L.scope('4', () => L.bn(y, true));
-    });
-    s1 = L.scope('stem1', () => {
-      const y = L.scope('1', () => L.conv(L.relu(s0), c, 3, { stride: 2, pad: 1 }));
-      return L.scope('2', () => L.bn(y, true));
-    });
-    cCurr = c;
+    [s0, s1] = imagenetStem(L, x, o.C);
+    cCurr = o.C;
     reductionPrev = true;
   }
   let aux: Value | null = null;

@@ -25,6 +25,7 @@ import {
 import { correctCount, crossEntropy } from '../training.js';
 import { classifierHead } from './heads.js';
 import type { Layers } from './layers.js';
+import { upsampleBilinear } from './upsample.js';
 
 export type Objective = 'cls' | 'rot' | 'col' | 'jig' | 'simclr';
 export const OBJECTIVES: readonly Objective[] = ['cls', 'rot', 'col', 'jig', 'simclr'];
@@ -58,31 +59,6 @@ export interface TaskHead {
   predictions: number;
   /** Logits (or similarity rows for SimCLR). */
   logits: Value;
-}
-
-/** Bilinear interpolation matrix [out, in] with align_corners = true. */
-export function bilinearMatrix(out: number, inp: number): Float32Array {
-  const m = new Float32Array(out * inp);
-  for (let o = 0; o < out; o++) {
-    const src = out === 1 ? 0 : (o * (inp - 1)) / (out - 1);
-    const i0 = Math.min(Math.floor(src), inp - 1);
-    const f = src - i0;
-    m[o * inp + i0] = m[o * inp + i0]! + 1 - f;
-    if (f > 0) m[o * inp + i0 + 1] = m[o * inp + i0 + 1]! + f;
-  }
-  return m;
-}
-
-/** Bilinear upsampling of [B, C, h, w] to [B, C, H, W] (align_corners): Uh · X · Uwᵀ, two MatMuls. */
-export function upsampleBilinear(g: Graph, x: Value, H: number, W: number): Value {
-  const [, , h, w] = x.shape as [number, number, number, number];
-  if (h === H && w === W) return x;
-  const mw = bilinearMatrix(W, w);
-  const mwT = new Float32Array(w * W);
-  for (let o = 0; o < W; o++) for (let i = 0; i < w; i++) mwT[i * W + o] = mw[o * w + i]!;
-  const uwT = g.constant(tensorOf('float32', [w, W], mwT), 'upsample_w');
-  const uh = g.constant(tensorOf('float32', [H, h], bilinearMatrix(H, h)), 'upsample_h');
-  return matmul(g, uh, matmul(g, x, uwT));
 }
 
 /** Row-wise L2 normalization of [N, D]. */

@@ -6,4 +6,5 @@ export * from './conv.js';
 export * from './einsum.js';
 export * from './batchnorm.js';
 export * from './gated.js';
+export * from './crossentropy.js';
 export { registeredOps, getOp } from './registry.js';
