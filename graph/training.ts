@@ -171,6 +171,7 @@ export interface StepGraphInfo {
 /**
  * Turn a forward graph with a loss into a training-step graph: gradients,
  * optional clipping, optimizer update, and the outputs of the naming contract.
+ * The optimizer updates one tensor per parameter, or the flat buffer (StepSpec.flat).
  */
 export function assembleStep(g: Graph, s: StepSpec): StepGraphInfo {
   const forwardNodes = g.nodes.length;
@@ -182,92 +183,118 @@ export function assembleStep(g: Graph, s: StepSpec): StepGraphInfo {
   const inputs = (s.inputGrads ?? []).map((n) => g.value(n));
   if (!params.length && !gradWanted.length && !inputs.length) throw new GraphError('the step updates no parameter');
   const flat = s.flat !== false && !s.gradientsOnly && params.length ? flattenParams(g, params) : null;
-  if (flat)
-    return assembleFlat(
-      g,
-      s,
-      flat,
-      params,
-      gradWanted,
-      inputs,
-      forwardNodes,
-      metrics.map(([n]) => n),
-    );
-  const grads = g.scope('grad', () => gradients(g, s.loss, [...gradWanted.map((p) => g.value(p.name)), ...inputs]));
-  const gradOf = new Map<string, Value>();
-  for (const p of gradWanted) {
-    const d = grads.get(p.name);
-    // a parameter the loss does not reach (e.g. an unused op) gets a zero gradient
-    gradOf.set(
-      p.name,
-      d ??
-        g.constant(
-          tensorOf('float32', [...p.shape], new Array<number>(p.shape.reduce((a, b) => a * b, 1)).fill(0)),
-          'zero_grad',
-        ),
-    );
-  }
+  // the tensors the optimizer updates: the flat buffer, or each parameter
+  const units: { name: string; shape: readonly number[] }[] = flat ? [{ name: flat.name, shape: [flat.size] }] : params;
+  const inFlat = new Set(flat ? params.map((p) => p.name) : []);
+  const targets = flat ? [...units, ...gradWanted.filter((p) => !inFlat.has(p.name))] : gradWanted;
+  const grads = g.scope('grad', () => gradients(g, s.loss, [...targets.map((t) => g.value(t.name)), ...inputs]));
+  // a tensor the loss does not reach (e.g. a parameter of an unused op) gets a zero gradient
+  const gradOf = new Map(targets.map((t) => [t.name, grads.get(t.name) ?? zeros(g, t.shape)]));
   const backwardEnd = g.nodes.length;
-  if (s.clipNorm !== undefined) {
-    g.scope('clip', () => {
-      const upd = params.map((p) => gradOf.get(p.name)!);
-      const norm = sqrt(
-        g,
-        sum(
-          g,
-          upd.map((d) => reduceSumSquare(g, d, [...d.shape.keys()], false)),
-        ),
-      );
-      const coef = g.op('Min', [div(g, g.scalar(s.clipNorm!), add(g, norm, g.scalar(1e-6))), g.scalar(1)]);
-      g.output(norm, 'grad_norm');
-      for (const p of params) gradOf.set(p.name, mul(g, gradOf.get(p.name)!, coef));
-    });
-  }
+  if (s.clipNorm !== undefined) clipGradients(g, s.clipNorm, units, gradOf);
   const gradOutputs: string[] = [];
-  for (const p of gradWanted) {
-    if (s.outputGrads?.(p)) gradOutputs.push(g.output(gradOf.get(p.name)!, `${p.name}@grad`).name);
+  if (flat) {
+    const pieces = flatPieces(
+      g,
+      gradOf.get(flat.name)!,
+      flat,
+      params.filter((p) => s.outputGrads?.(p)),
+    );
+    for (const [name, d] of pieces) gradOutputs.push(g.output(d, `${name}@grad`).name);
   }
-  for (const v of inputs) {
-    const d =
-      grads.get(v.name) ??
-      g.constant(
-        tensorOf('float32', [...v.shape], new Array<number>(v.shape.reduce((a, b) => a * b, 1)).fill(0)),
-        'zero_grad',
-      );
-    gradOutputs.push(g.output(d, `${v.name}@grad`).name);
-  }
-  const updated: string[] = [];
+  for (const p of gradWanted)
+    if (!inFlat.has(p.name) && s.outputGrads?.(p))
+      gradOutputs.push(g.output(gradOf.get(p.name)!, `${p.name}@grad`).name);
+  for (const v of inputs) gradOutputs.push(g.output(grads.get(v.name) ?? zeros(g, v.shape), `${v.name}@grad`).name);
   const slots = optimizerSlots(s.optimizer);
-  if (!s.gradientsOnly) {
-    const lr = g.input('lr', 'float32', []);
-    const adamIn =
-      s.optimizer.kind === 'adam'
-        ? { stepSize: g.input('adam_step_size', 'float32', []), bias2: g.input('adam_bias2', 'float32', []) }
-        : null;
-    for (const p of params) {
-      g.scope(`update/${p.name}`, () => {
-        const w = g.value(p.name);
-        const state = slots.map((slot) => g.input(`${p.name}@${slot}`, 'float32', [...p.shape]));
-        const res = applyOptimizer(g, s.optimizer, w, gradOf.get(p.name)!, state, lr, adamIn);
-        g.output(res.w, `${p.name}@new`);
-        res.state.forEach((v, i) => g.output(v, `${p.name}@${slots[i]}@new`));
-      });
-      updated.push(p.name);
-    }
-  }
+  if (!s.gradientsOnly) applyUpdates(g, s.optimizer, units, gradOf, flat ? () => 'update' : (n) => `update/${n}`);
   const stateOutputs: string[] = [];
-  if (s.stateOutputs !== false) {
+  if (s.stateOutputs !== false)
     for (const [name, v] of g.stateUpdates) stateOutputs.push(g.output(v, `${name}@new`).name);
-  }
   return {
-    flat: null,
-    updated,
+    flat,
+    updated: flat || s.gradientsOnly ? [] : params.map((p) => p.name),
     slots,
     stateOutputs,
     gradOutputs,
     metrics: metrics.map(([n]) => n),
     nodes: { forward: forwardNodes, backward: backwardEnd - forwardNodes, update: g.nodes.length - backwardEnd },
   };
+}
+
+/** A float32 zero tensor (the gradient of a tensor the loss does not reach). */
+function zeros(g: Graph, shape: readonly number[]): Value {
+  return g.constant(
+    tensorOf('float32', [...shape], new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(0)),
+    'zero_grad',
+  );
+}
+
+/** Global gradient-norm clipping of the updated tensors' gradients (in `gradOf`, replaced); outputs `grad_norm`. */
+function clipGradients(
+  g: Graph,
+  clipNorm: number,
+  units: readonly { name: string }[],
+  gradOf: Map<string, Value>,
+): void {
+  g.scope('clip', () => {
+    const upd = units.map((u) => gradOf.get(u.name)!);
+    const norm = sqrt(
+      g,
+      sum(
+        g,
+        upd.map((d) => reduceSumSquare(g, d, [...d.shape.keys()], false)),
+      ),
+    );
+    const coef = g.op('Min', [div(g, g.scalar(clipNorm), add(g, norm, g.scalar(1e-6))), g.scalar(1)]);
+    g.output(norm, 'grad_norm');
+    for (const u of units) gradOf.set(u.name, mul(g, gradOf.get(u.name)!, coef));
+  });
+}
+
+/** The gradients of `wanted` members of a flat buffer, cut out of its flat gradient (one Split). */
+function flatPieces(g: Graph, dflat: Value, flat: FlatGroup, wanted: readonly Param[]): Map<string, Value> {
+  const out = new Map<string, Value>();
+  if (!wanted.length) return out;
+  const pieces = split(
+    g,
+    dflat,
+    flat.members.map((m) => m.length),
+    0,
+  );
+  flat.members.forEach((m, i) => {
+    if (!wanted.some((p) => p.name === m.name)) return;
+    const piece = pieces[i]!;
+    out.set(m.name, piece.shape.join() === m.shape.join() ? piece : reshape(g, piece, m.shape));
+  });
+  return out;
+}
+
+/**
+ * The optimizer step of each updated tensor: inputs `lr` (Adam also `adam_step_size`,
+ * `adam_bias2`) and `<name>@<slot>`, outputs `<name>@new` and `<name>@<slot>@new`.
+ */
+function applyUpdates(
+  g: Graph,
+  o: OptimizerSpec,
+  units: readonly { name: string; shape: readonly number[] }[],
+  gradOf: Map<string, Value>,
+  scopeOf: (name: string) => string,
+): void {
+  const slots = optimizerSlots(o);
+  const lr = g.input('lr', 'float32', []);
+  const adamIn =
+    o.kind === 'adam'
+      ? { stepSize: g.input('adam_step_size', 'float32', []), bias2: g.input('adam_bias2', 'float32', []) }
+      : null;
+  for (const u of units) {
+    g.scope(scopeOf(u.name), () => {
+      const state = slots.map((slot) => g.input(`${u.name}@${slot}`, 'float32', [...u.shape]));
+      const res = applyOptimizer(g, o, g.value(u.name), gradOf.get(u.name)!, state, lr, adamIn);
+      g.output(res.w, `${u.name}@new`);
+      res.state.forEach((v, i) => g.output(v, `${u.name}@${slots[i]}@new`));
+    });
+  }
 }
 
 /**
@@ -298,79 +325,17 @@ export function applyOptimizer(
   return { w: sub(g, w, mul(g, div(g, m, denom), adam!.stepSize)), state: [m, v] };
 }
 
+/**
+ * The precise-BN form of a training-form forward graph (train/runtime/precise-bn.ts):
+ * its outputs become the BN state updates `<state>@new`, the rest is pruned.
+ * Null when the network has no BN running statistics.
+ */
+export function bnStatsGraph(g: Graph): Graph | null {
+  for (const [name, v] of g.stateUpdates) g.output(v, `${name}@new`);
+  if (!g.stateUpdates.size) return null;
+  g.prune();
+  return g;
+}
+
 /** Mean of a value over all its elements (e.g. a per-sample loss). */
 export const meanAll = (g: Graph, v: Value): Value => reduceMean(g, v, [...v.shape.keys()], false);
-
-/** assembleStep for a flat parameter buffer: gradient, clipping and update on one tensor. */
-function assembleFlat(
-  g: Graph,
-  s: StepSpec,
-  flat: FlatGroup,
-  params: Param[],
-  gradWanted: Param[],
-  inputs: Value[],
-  forwardNodes: number,
-  metrics: string[],
-): StepGraphInfo {
-  const flatV = g.value(flat.name);
-  const inFlat = new Set(params.map((p) => p.name));
-  const others = gradWanted.filter((p) => !inFlat.has(p.name));
-  const grads = g.scope('grad', () => gradients(g, s.loss, [flatV, ...others.map((p) => g.value(p.name)), ...inputs]));
-  const zeros = (shape: readonly number[]): Value =>
-    g.constant(
-      tensorOf('float32', [...shape], new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(0)),
-      'zero_grad',
-    );
-  let dflat = grads.get(flat.name) ?? zeros([flat.size]);
-  const backwardEnd = g.nodes.length;
-  if (s.clipNorm !== undefined) {
-    g.scope('clip', () => {
-      const norm = sqrt(g, reduceSumSquare(g, dflat, [0], false));
-      const coef = g.op('Min', [div(g, g.scalar(s.clipNorm!), add(g, norm, g.scalar(1e-6))), g.scalar(1)]);
-      g.output(norm, 'grad_norm');
-      dflat = mul(g, dflat, coef);
-    });
-  }
-  const gradOutputs: string[] = [];
-  const wantFromFlat = params.filter((p) => s.outputGrads?.(p));
-  if (wantFromFlat.length) {
-    const pieces = split(
-      g,
-      dflat,
-      flat.members.map((m) => m.length),
-      0,
-    );
-    flat.members.forEach((m, i) => {
-      if (!wantFromFlat.some((p) => p.name === m.name)) return;
-      const d = pieces[i]!.shape.join() === m.shape.join() ? pieces[i]! : reshape(g, pieces[i]!, m.shape);
-      gradOutputs.push(g.output(d, `${m.name}@grad`).name);
-    });
-  }
-  for (const p of others)
-    if (s.outputGrads?.(p)) gradOutputs.push(g.output(grads.get(p.name) ?? zeros(p.shape), `${p.name}@grad`).name);
-  for (const v of inputs) gradOutputs.push(g.output(grads.get(v.name) ?? zeros(v.shape), `${v.name}@grad`).name);
-  const slots = optimizerSlots(s.optimizer);
-  const lr = g.input('lr', 'float32', []);
-  const adamIn =
-    s.optimizer.kind === 'adam'
-      ? { stepSize: g.input('adam_step_size', 'float32', []), bias2: g.input('adam_bias2', 'float32', []) }
-      : null;
-  g.scope('update', () => {
-    const state = slots.map((slot) => g.input(`${flat.name}@${slot}`, 'float32', [flat.size]));
-    const res = applyOptimizer(g, s.optimizer, flatV, dflat, state, lr, adamIn);
-    g.output(res.w, `${flat.name}@new`);
-    res.state.forEach((v, i) => g.output(v, `${flat.name}@${slots[i]}@new`));
-  });
-  const stateOutputs: string[] = [];
-  if (s.stateOutputs !== false)
-    for (const [name, v] of g.stateUpdates) stateOutputs.push(g.output(v, `${name}@new`).name);
-  return {
-    flat,
-    updated: [],
-    slots,
-    stateOutputs,
-    gradOutputs,
-    metrics,
-    nodes: { forward: forwardNodes, backward: backwardEnd - forwardNodes, update: g.nodes.length - backwardEnd },
-  };
-}

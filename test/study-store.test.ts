@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { dartsArchId, sampleDartsGenotypes } from '../train/study/darts-sampler.js';
 import { nb101ArchId, sampleNasBench101 } from '../graph/spaces/nasbench101.js';
 import { findRepoRoot } from '../graph/paths.js';
-import { atomicWriteFile, crossTrials, TrialStore, trialId, type TrialSpec } from '../train/study/store.js';
+import { writeFileAtomic } from '../train/runtime/fsutil.js';
+import { crossTrials, TrialStore, trialId, type TrialSpec } from '../train/study/store.js';
 
 let dir: string;
 beforeEach(() => {
@@ -140,16 +141,16 @@ describe('TrialStore', () => {
   });
 });
 
-describe('atomicWriteFile', () => {
+describe("writeFileAtomic (the store's writes)", () => {
   it('writes via a temporary file and leaves none behind', () => {
     const p = join(dir, 'a.json');
-    expect(atomicWriteFile(p, 'first')).toBe(true);
+    expect(writeFileAtomic(p, 'first')).toBe(true);
     expect(readFileSync(p, 'utf8')).toBe('first');
-    expect(atomicWriteFile(p, 'second')).toBe(true);
+    expect(writeFileAtomic(p, 'second')).toBe(true);
     expect(readFileSync(p, 'utf8')).toBe('second');
-    expect(atomicWriteFile(p, 'third', { overwrite: false })).toBe(false);
+    expect(writeFileAtomic(p, 'third', { overwrite: false })).toBe(false);
     expect(readFileSync(p, 'utf8')).toBe('second');
-    expect(atomicWriteFile(join(dir, 'b.bin'), new Uint8Array([1, 2, 3]), { overwrite: false })).toBe(true);
+    expect(writeFileAtomic(join(dir, 'b.bin'), new Uint8Array([1, 2, 3]), { overwrite: false })).toBe(true);
     expect([...readFileSync(join(dir, 'b.bin'))]).toEqual([1, 2, 3]);
     expect(readdirSync(dir).sort()).toEqual(['a.json', 'b.bin']);
   });
@@ -157,12 +158,12 @@ describe('atomicWriteFile', () => {
   it('a reader in another process never sees a partial file while it is being replaced', () => {
     const p = join(dir, 'big.json');
     const doneMarker = join(dir, 'writer.done');
-    atomicWriteFile(p, JSON.stringify({ k: 0, data: '' }));
-    const storeUrl = new URL('../train/study/store.ts', import.meta.url).href;
+    writeFileAtomic(p, JSON.stringify({ k: 0, data: '' }));
+    const fsutilUrl = new URL('../train/runtime/fsutil.ts', import.meta.url).href;
     const script = `
-      const { atomicWriteFile } = await import(${JSON.stringify(storeUrl)});
+      const { writeFileAtomic } = await import(${JSON.stringify(fsutilUrl)});
       const { writeFileSync } = await import('node:fs');
-      for (let k = 1; k <= 40; k++) atomicWriteFile(${JSON.stringify(p)}, JSON.stringify({ k, data: 'x'.repeat(1 << 20) }));
+      for (let k = 1; k <= 40; k++) writeFileAtomic(${JSON.stringify(p)}, JSON.stringify({ k, data: 'x'.repeat(1 << 20) }));
       writeFileSync(${JSON.stringify(doneMarker)}, '');`;
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       stdio: 'inherit',

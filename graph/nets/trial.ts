@@ -11,7 +11,7 @@
 import type { Genotype } from '../genotype.js';
 import { Graph, type Value } from '../ir.js';
 import type { Nb101Spec } from '../spaces/nasbench101.js';
-import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../training.js';
+import { assembleStep, bnStatsGraph, type OptimizerSpec, type StepGraphInfo } from '../training.js';
 import { evalTrunk } from './darts.js';
 import { Layers } from './layers.js';
 import { nb101Trunk } from './nasbench101.js';
@@ -113,10 +113,7 @@ export function buildTrialGraphs(
     optimizer: o.optimizer,
   });
 
-  const b = forward(net, arch, task, o.batch, true, false);
-  for (const [name, v] of b.g.stateUpdates) b.g.output(v, `${name}@new`);
-  const bn = b.g.stateUpdates.size ? b.g : null;
-  if (bn) bn.prune();
+  const bn = bnStatsGraph(forward(net, arch, task, o.batch, true, false).g);
 
   const e = forward(net, arch, task, o.evalBatch, false, true);
   e.g.output(e.head!.loss, 'loss');

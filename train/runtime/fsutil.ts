@@ -5,7 +5,18 @@
  * the final name, and up-front checks of output paths with one-line errors.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -100,13 +111,18 @@ function chunksOf(data: FileData): readonly Uint8Array[] {
 /**
  * Write `data` to `path` atomically: a temp file in the same directory is
  * written, fsynced and renamed over `path`, then the directory is fsynced.
+ * With `overwrite: false` the temp file is hard-linked to `path` instead, which
+ * fails if `path` exists: the existing file is kept and false is returned
+ * (file systems without hard links: an existence check, then the rename).
  * On failure the temp file is removed and an FsError is thrown; `path` is
  * then either untouched or (if it existed) still its complete old version.
+ * @returns true if `path` now holds `data`.
  */
-export function writeFileAtomic(path: string, data: FileData): void {
+export function writeFileAtomic(path: string, data: FileData, o: { overwrite?: boolean } = {}): boolean {
   const target = resolve(path);
   const tmp = tempName(target);
   let created = false;
+  let written = true;
   try {
     const fd = openSync(tmp, 'wx', 0o644);
     created = true;
@@ -119,19 +135,41 @@ export function writeFileAtomic(path: string, data: FileData): void {
     } finally {
       closeSync(fd);
     }
-    renameSync(tmp, target);
-    created = false;
-  } catch (e) {
-    if (created) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // already gone
-      }
+    if (o.overwrite === false) written = linkNew(tmp, target);
+    else {
+      renameSync(tmp, target);
+      created = false;
     }
+  } catch (e) {
     throw new FsError(`cannot write '${path}': ${fsReason(e)}`, errCode(e), { cause: e });
+  } finally {
+    if (created) removeQuietly(tmp);
   }
-  fsyncDir(dirname(target));
+  if (written) fsyncDir(dirname(target));
+  return written;
+}
+
+/** Hard-link `tmp` to `target` unless `target` exists (false then); without hard links, check and rename. */
+function linkNew(tmp: string, target: string): boolean {
+  try {
+    linkSync(tmp, target);
+    return true;
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV' && code !== 'ENOSYS') throw e;
+    if (existsSync(target)) return false;
+    renameSync(tmp, target);
+    return true;
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
 }
 
 /** Asynchronous twin of writeFileAtomic (same guarantees; does not block the event loop while writing). */

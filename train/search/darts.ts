@@ -42,6 +42,7 @@ import {
   stateTensors,
   type TrainState,
 } from '../runtime/engine.js';
+import { configDiff } from '../runtime/config.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams } from '../runtime/params.js';
 import { Progress } from '../runtime/progress.js';
@@ -314,15 +315,6 @@ export async function searchStep(
     );
   const w = await r.w.run(st, trainFeeds, o.lr);
   return { trainLoss: w.loss, trainCorrect: w.metrics.correct ?? 0, valLoss, valCorrect };
-}
-
-/** The settings that differ between a checkpoint's config and this run's, as `key a → b` (one line). */
-function configDiff(old: Record<string, unknown>, now: Record<string, unknown>): string {
-  const keys = [...new Set([...Object.keys(old), ...Object.keys(now)])];
-  return keys
-    .filter((k) => JSON.stringify(old[k]) !== JSON.stringify(now[k]))
-    .map((k) => `${k} ${JSON.stringify(old[k])} → ${JSON.stringify(now[k])}`)
-    .join(', ');
 }
 
 export async function runSearch(o: SearchOptions): Promise<SearchResult> {

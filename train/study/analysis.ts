@@ -7,7 +7,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../../graph/rng.js';
-import { atomicWriteFile, type TrialResult } from './store.js';
+import { writeFileAtomic } from '../runtime/fsutil.js';
+import type { TrialResult } from './store.js';
 
 // ---------------------------------------------------------------------------
 // Correlations
@@ -611,7 +612,7 @@ export function writeStudyReport(dir: string, summary: StudySummary, rows: reado
   const written: string[] = [];
   const put = (name: string, data: string) => {
     const p = join(dir, name);
-    atomicWriteFile(p, data);
+    writeFileAtomic(p, data);
     written.push(p);
   };
   put('summary.json', `${JSON.stringify(summary, null, 1)}\n`);

@@ -24,17 +24,20 @@ import { existsSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { BN_MOMENTUM } from '../../graph/nets/layers.js';
 import type { Genotype } from '../../graph/genotype.js';
 import { ForwardRunner, StepRunner, newTrainState, padRows, stepCosineLr } from '../runtime/engine.js';
+import { configDiff } from '../runtime/config.js';
+import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams } from '../runtime/params.js';
-import { f32, i64, toF32, scalarOf, type EP } from '../runtime/session.js';
+import { preciseBnStats } from '../runtime/precise-bn.js';
+import { f32, i64, scalarOf, type EP } from '../runtime/session.js';
 import { fmtTime } from '../runtime/progress.js';
 import {
   DataLoader,
   DataPool,
   limitDataset,
   loadDataset,
+  type Batch,
   type Dataset,
   type PretextTask,
   type TaskOptions,
@@ -42,7 +45,7 @@ import {
 import { jigsawGeometry } from '../data/transforms.js';
 import { dartsArchId, loadUnnasPool, sampleDartsGenotypes, validateGenotype } from './darts-sampler.js';
 import { checkSpec, nb101ArchId, sampleNasBench101, type Nb101Spec } from '../../graph/spaces/nasbench101.js';
-import { TrialStore, atomicWriteFile, crossTrials, type Trial, type TrialResult, type TrialSpec } from './store.js';
+import { TrialStore, crossTrials, type Trial, type TrialResult, type TrialSpec } from './store.js';
 import {
   aggregateAccuracies,
   buildStudySummary,
@@ -165,11 +168,6 @@ export function studyKey(c: StudyConfig): string {
   return createHash('md5').update(configJson(c), 'utf8').digest('hex').slice(0, 12);
 }
 
-/** The fields in which two configs differ. */
-export function configDiff(a: StudyConfig, b: StudyConfig): (keyof StudyConfig)[] {
-  return CONFIG_KEYS.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
-}
-
 // ---------------------------------------------------------------------------
 // Architectures
 
@@ -280,13 +278,11 @@ export function openOrCreateStudy(dir: string, def: StudyDefinition): TrialStore
   }
   if (existsSync(join(dir, 'study.json'))) {
     const have = studyConfigOf(TrialStore.open(dir));
-    const diff = configDiff(have, def.config);
-    if (diff.length) {
-      const d = diff.map((k) => `${k} ${JSON.stringify(have[k])} → ${JSON.stringify(def.config[k])}`).join(', ');
+    const diff = configDiff(have, def.config, CONFIG_KEYS);
+    if (diff)
       throw new StudyError(
-        `the study in ${dir} was created with other settings (${d}); use another --out or the same settings`,
+        `the study in ${dir} was created with other settings (${diff}); use another --out or the same settings`,
       );
-    }
   }
   const meta: StudyMeta = {
     kind: 'nas-onnx-study',
@@ -414,7 +410,6 @@ export async function runTrial(
   });
   const ro = { ep: ctx.ep, threads: ctx.threads };
   let stepRunner: StepRunner | null = null;
-  let bnRunner: ForwardRunner | null = null;
   let evalRunner: ForwardRunner | null = null;
   const times = { train: 0, preciseBn: 0, eval: 0 };
   try {
@@ -452,39 +447,10 @@ export async function runTrial(
     let bnBatches = 0;
     if (cfg.preciseBn > 0 && gs.bn) {
       t = performance.now();
-      bnRunner = await ForwardRunner.create(gs.bn, ro);
-      const feed = new Map<string, Float32Array>();
-      const stateNames: string[] = [];
-      for (const p of gs.bn.params.values()) {
-        if (p.role === 'state') {
-          stateNames.push(p.name);
-          feed.set(p.name, new Float32Array(st.params.get(p.name)!.length));
-        } else {
-          feed.set(p.name, st.params.get(p.name)!);
-        }
-      }
-      const sums = new Map(stateNames.map((n) => [n, new Float64Array(feed.get(n)!.length)]));
       const want = Math.min(train.batchesPerEpoch, Math.ceil(cfg.preciseBn / cfg.batch));
-      for await (const b of train.epoch(cfg.epochs)) {
-        if (bnBatches >= want) break;
-        const out = await bnRunner.run(feed, { x: f32(b.x, b.xShape) });
-        for (const n of stateNames) {
-          // fed running stats are 0, so `<name>@new` = momentum · (batch mean | unbiased batch variance)
-          const v = toF32(out[`${n}@new`], `${n}@new`);
-          const s = sums.get(n)!;
-          for (let i = 0; i < v.length; i++) s[i] = s[i]! + v[i]!;
-        }
-        bnBatches++;
-      }
-      for (const n of stateNames) {
-        const s = sums.get(n)!;
-        evalParams.set(
-          n,
-          Float32Array.from(s, (v) => v / (bnBatches * BN_MOMENTUM)),
-        );
-      }
-      await bnRunner.release();
-      bnRunner = null;
+      const bn = await preciseBnStats(gs.bn, st.params, xFeeds(train.epoch(cfg.epochs)), { ...ro, maxBatches: want });
+      for (const [n, v] of bn.stats) evalParams.set(n, v);
+      bnBatches = bn.batches;
       times.preciseBn = (performance.now() - t) / 1000;
     }
 
@@ -536,12 +502,16 @@ export async function runTrial(
     };
   } finally {
     await stepRunner?.release();
-    await bnRunner?.release();
     await evalRunner?.release();
     await train.close();
     await test.close();
     if (!ctx.pool) await pool.close();
   }
+}
+
+/** The network inputs `x` of a loader's batches. */
+async function* xFeeds(batches: AsyncIterable<Batch>): AsyncGenerator<Record<string, ort.Tensor>> {
+  for await (const b of batches) yield { x: f32(b.x, b.xShape) };
 }
 
 function round3(x: number): number {
@@ -754,7 +724,7 @@ export function writeStudyReportFor(store: TrialStore, dir = join(store.dir, 're
     );
   }
   const csv = join(dir, 'trials.csv');
-  atomicWriteFile(csv, `${lines.join('\n')}\n`);
+  writeFileAtomic(csv, `${lines.join('\n')}\n`);
   files.push(csv);
   const secs = results.map((r) => Number(r.info?.seconds ?? 0));
   const total = secs.reduce((a, b) => a + b, 0);

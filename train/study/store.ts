@@ -9,28 +9,15 @@
  *   <dir>/study.json               manifest: { version, createdAt, meta, trials: [{ id, archId, objective, seed, arch }] }
  *   <dir>/results/<trialId>.json   one TrialResult per finished trial
  *
- * Every file is written atomically (temporary file in the same directory,
- * fsync, then rename — or hard link when the result must not replace an
- * existing one — and a best-effort fsync of the directory), so a crash leaves
- * either the old state or the new one, never a partial file. Several worker
+ * Every file is written atomically (train/runtime/fsutil.ts writeFileAtomic;
+ * a hard link when a result must not replace an existing one), so a crash
+ * leaves either the old state or the new one, never a partial file. Several worker
  * processes may record results of different trials into the same store
  * concurrently; the manifest should be written by one process.
  */
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../runtime/fsutil.js';
 
 /** A trial to run: one architecture trained for one objective with one seed. */
 export interface TrialSpec {
@@ -103,60 +90,6 @@ export function crossTrials(
   return out;
 }
 
-function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch {
-    // not supported on every platform / filesystem: durability best effort
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-/**
- * Writes `data` to `path` atomically: a uniquely named temporary file in the
- * same directory is written and fsync'ed, then renamed over `path`. With
- * `overwrite: false` the temporary file is hard-linked to `path` instead, which
- * fails if `path` exists: the existing file is kept and false is returned
- * (falls back to an existence check + rename on filesystems without hard links).
- * @returns true if `path` now holds `data`.
- */
-export function atomicWriteFile(path: string, data: string | Uint8Array, opts: { overwrite?: boolean } = {}): boolean {
-  const overwrite = opts.overwrite ?? true;
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx');
-  try {
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    if (overwrite) {
-      renameSync(tmp, path);
-    } else {
-      try {
-        linkSync(tmp, path);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') return false;
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV' && code !== 'ENOSYS') throw e;
-        if (existsSync(path)) return false;
-        renameSync(tmp, path);
-      }
-    }
-  } finally {
-    if (existsSync(tmp)) unlinkSync(tmp);
-  }
-  fsyncDir(dir);
-  return true;
-}
-
 function readJson<T>(path: string): T {
   return JSON.parse(readFileSync(path, 'utf8')) as T;
 }
@@ -221,7 +154,7 @@ export class TrialStore {
       store.manifest.trials.push(t);
       added++;
     }
-    if (!existing || added > 0) atomicWriteFile(path, `${JSON.stringify(store.manifest, null, 1)}\n`);
+    if (!existing || added > 0) writeFileAtomic(path, `${JSON.stringify(store.manifest, null, 1)}\n`);
     return store;
   }
 
@@ -301,7 +234,7 @@ export class TrialStore {
     const data = `${JSON.stringify(r, null, 1)}\n`;
     // An unreadable (corrupt) result counts as unfinished and may be replaced.
     const overwrite = opts.overwrite === true || (existsSync(this.resultPath(id)) && this.readResult(id) === undefined);
-    return atomicWriteFile(this.resultPath(id), data, { overwrite });
+    return writeFileAtomic(this.resultPath(id), data, { overwrite });
   }
 
   /** The result of a trial, if finished. */

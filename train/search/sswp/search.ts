@@ -64,10 +64,9 @@ import {
   type CellSpec,
   type SswpArch,
 } from '../../../graph/nets/sswp.js';
-import type { OptimizerSpec } from '../../../graph/training.js';
+import { bnStatsGraph, type OptimizerSpec } from '../../../graph/training.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../../runtime/checkpoint.js';
 import {
-  ForwardRunner,
   cosineLr,
   newTrainState,
   stateFromTensors,
@@ -77,8 +76,9 @@ import {
 } from '../../runtime/engine.js';
 import { writeFileAtomic } from '../../runtime/fsutil.js';
 import { initParams, pickParams, type ParamValues } from '../../runtime/params.js';
+import { preciseBnStats } from '../../runtime/precise-bn.js';
 import { Progress } from '../../runtime/progress.js';
-import { f32, toF32, type EP, type SessionOptions } from '../../runtime/session.js';
+import { f32, type EP, type SessionOptions, type Tensor } from '../../runtime/session.js';
 import { appendJsonLine } from '../../runtime/log.js';
 import { TrainError } from '../../runtime/errors.js';
 import { cellsSvg } from '../../report/genotype-svg.js';
@@ -284,38 +284,25 @@ export async function recomputeBnStats(
 ): Promise<ParamValues> {
   const rows = Math.min(o.rows, ds.n);
   const m = buildSswpNetwork({ ...net, batch: rows, input: [ds.c, ds.h, ds.w], training: true });
-  for (const [name, v] of m.g.stateUpdates) m.g.output(v, `${name}@new`);
-  m.g.prune();
-  const runner = await ForwardRunner.create(m.g, { ep: o.ep });
-  const state = [...m.g.params.values()].filter((p) => p.role === 'state');
-  const sums = new Map(state.map((p) => [p.name, new Float64Array(p.shape[0]!)]));
-  const feedParams: ParamValues = new Map();
-  for (const p of m.g.params.values())
-    feedParams.set(p.name, p.role === 'state' ? new Float32Array(p.shape[0]!) : params.get(p.name)!);
+  const g = bnStatsGraph(m.g);
+  if (!g) return new Map();
   const order = Rng.derive(o.seed, 0xb57a75).permutation(ds.n);
   const batches = Math.max(1, Math.min(o.batches, Math.floor(ds.n / rows)));
-  try {
-    for (let b = 0; b < batches; b++) {
-      const idx = order.subarray(b * rows, (b + 1) * rows);
-      const out = await runner.run(feedParams, {
-        x: f32(plainBatch(ds, idx, norm.mean, norm.std), [rows, ds.c, ds.h, ds.w]),
-      });
-      for (const p of state) {
-        const v = toF32(out[`${p.name}@new`]);
-        const s = sums.get(p.name)!;
-        for (let i = 0; i < v.length; i++) s[i] = s[i]! + v[i]! / 0.1; // fed zeros: output = momentum · batch statistic
-      }
-    }
-  } finally {
-    await runner.release();
+  return (await preciseBnStats(g, params, plainBatches(ds, order, rows, batches, norm), { ep: o.ep })).stats;
+}
+
+/** `batches` feeds `x` of `rows` un-augmented images each, in `order`. */
+function* plainBatches(
+  ds: Dataset,
+  order: Int32Array,
+  rows: number,
+  batches: number,
+  norm: { mean: number[]; std: number[] },
+): Generator<{ x: Tensor }> {
+  for (let b = 0; b < batches; b++) {
+    const idx = order.subarray(b * rows, (b + 1) * rows);
+    yield { x: f32(plainBatch(ds, idx, norm.mean, norm.std), [rows, ds.c, ds.h, ds.w]) };
   }
-  const res: ParamValues = new Map();
-  for (const [name, s] of sums)
-    res.set(
-      name,
-      Float32Array.from(s, (v) => v / batches),
-    );
-  return res;
 }
 
 // ---- the search ----------------------------------------------------------------------
