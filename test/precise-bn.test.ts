@@ -60,7 +60,11 @@ describe('preciseBnStats', () => {
       expect(variance![c]).toBeCloseTo(want('variance', c), 4);
     }
     // the third and fourth batches differ: a fourth batch would change the result
-    const all = await preciseBnStats(g!, weights, xs.map((x) => ({ x: f32(x, [N, C, H, W]) })));
+    const all = await preciseBnStats(
+      g!,
+      weights,
+      xs.map((x) => ({ x: f32(x, [N, C, H, W]) })),
+    );
     expect(all.batches).toBe(4);
     expect([...all.stats.values()][0]![0]).not.toBeCloseTo(mean![0]!, 3);
   });
