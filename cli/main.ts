@@ -12,6 +12,7 @@ import { formatCommanderError, reportError } from './errors.js';
 import * as buildSupernet from './commands/build-supernet.js';
 import * as exportCmd from './commands/export.js';
 import * as info from './commands/info.js';
+import * as predict from './commands/predict.js';
 import * as doctor from './commands/doctor.js';
 import * as train from './commands/train.js';
 import * as search from './commands/search.js';
@@ -34,6 +35,7 @@ const COMMANDS: CommandModule[] = [
   buildSupernet,
   exportCmd,
   info,
+  predict,
   doctor,
   setupCuda,
 ];

@@ -4,6 +4,7 @@
  * models back for `nas-onnx info`.
  */
 import onnxProto from 'onnx-proto';
+import { symbolicBatch, type BatchPlan } from './batch.js';
 import { lowerComposites } from './lower.js';
 import { GraphError, numel, type Attr, type DType, type Graph, type TensorData, type Value } from './ir.js';
 
@@ -31,6 +32,13 @@ export interface SerializeOptions {
   /** Emit value_info for intermediate values (shapes for tools and `info`). Default true. */
   valueInfo?: boolean;
   docString?: string;
+  /**
+   * Name of a symbolic batch dimension (inference models): axis 0 of every
+   * value computed from the inputs is written as this name and batch-dependent
+   * constants are rewritten (graph/batch.ts), so one file runs any batch size.
+   * Default: the graph's static batch.
+   */
+  batchDim?: string;
 }
 
 function tensorProto(name: string, t: TensorData): onnxProto.onnx.ITensorProto {
@@ -38,11 +46,10 @@ function tensorProto(name: string, t: TensorData): onnxProto.onnx.ITensorProto {
   return { name, dataType: DT[t.dtype], dims: t.shape, rawData: bytes };
 }
 
-function valueInfo(v: Value): onnxProto.onnx.IValueInfoProto {
-  return {
-    name: v.name,
-    type: { tensorType: { elemType: DT[v.dtype], shape: { dim: v.shape.map((d) => ({ dimValue: d })) } } },
-  };
+function valueInfo(v: Value, plan?: BatchPlan | null, as = v.name): onnxProto.onnx.IValueInfoProto {
+  const sym = plan?.batched.has(v.name) ?? false;
+  const dim = v.shape.map((d, i) => (sym && i === 0 ? { dimParam: plan!.dim } : { dimValue: d }));
+  return { name: as, type: { tensorType: { elemType: DT[v.dtype], shape: { dim } } } };
 }
 
 function attrProto(name: string, a: Attr, opts: SerializeOptions): onnxProto.onnx.IAttributeProto {
@@ -67,10 +74,15 @@ function attrProto(name: string, a: Attr, opts: SerializeOptions): onnxProto.onn
   }
 }
 
-function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProto {
+function graphProto(g: Graph, opts: SerializeOptions, top = false): onnxProto.onnx.IGraphProto {
+  const plan = top && opts.batchDim ? symbolicBatch(g, opts.batchDim) : null;
+  const nodes = plan ? plan.nodes : g.nodes;
+  const read = plan ? new Set(nodes.flatMap((n) => n.inputs)) : null;
   const initializer: onnxProto.onnx.ITensorProto[] = [];
-  for (const [name, t] of g.constants) if (!g.outer.has(name)) initializer.push(tensorProto(name, t));
-  const inputs = g.inputs.map(valueInfo);
+  for (const [name, t] of g.constants)
+    if (!g.outer.has(name) && (!read || read.has(name))) initializer.push(tensorProto(name, t));
+  for (const [name, t] of plan?.constants ?? []) initializer.push(tensorProto(name, t));
+  const inputs = g.inputs.map((v) => valueInfo(v, plan));
   for (const p of g.params.values()) {
     if (g.flatMember.has(p.name)) continue; // produced from its flat input
     if (opts.params === 'inputs') {
@@ -88,11 +100,11 @@ function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProt
   const vi: onnxProto.onnx.IValueInfoProto[] = [];
   if (opts.valueInfo !== false) {
     for (const n of g.nodes)
-      for (const o of n.outputs) if (!io.has(o) && !g.renamed.has(o)) vi.push(valueInfo(g.value(o)));
+      for (const o of n.outputs) if (!io.has(o) && !g.renamed.has(o)) vi.push(valueInfo(g.value(o), plan));
   }
   return {
     name: g.name,
-    node: g.nodes.map((n) => ({
+    node: nodes.map((n) => ({
       opType: n.op,
       name: n.name,
       input: n.inputs.map(rn),
@@ -101,7 +113,7 @@ function graphProto(g: Graph, opts: SerializeOptions): onnxProto.onnx.IGraphProt
     })),
     initializer,
     input: inputs,
-    output: g.outputs.map(valueInfo),
+    output: g.outputs.map((v) => valueInfo(v, plan)),
     valueInfo: vi,
   };
 }
@@ -115,7 +127,7 @@ export function serialize(g: Graph, opts: SerializeOptions): Uint8Array {
     producerName: 'nas-onnx',
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
-    graph: graphProto(g, opts),
+    graph: graphProto(g, opts, true),
     metadataProps: [
       ...[...g.meta].map(([key, value]) => ({ key, value })),
       { key: 'nas_onnx.parameters', value: String(g.paramCount(['weight', 'arch'])) },
@@ -135,7 +147,7 @@ export interface ModelInfo {
   /** Trainable parameters (BN running statistics excluded). */
   parameters: number;
   initializerBytes: number;
-  /** Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul nodes per sample (value_info shapes ÷ the first input's batch). */
+  /** Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul nodes per sample (value_info shapes ÷ the first input's batch; a symbolic batch counts 1). */
   multiplyAdds: number;
   inputs: { name: string; dtype: string; shape: (number | string)[] }[];
   outputs: { name: string; dtype: string; shape: (number | string)[] }[];
@@ -162,8 +174,9 @@ export function modelInfo(bytes: Uint8Array): ModelInfo {
   for (const t of graph.initializer as onnxProto.onnx.TensorProto[]) shapes.set(t.name, t.dims.map(Number));
   const opCounts: Record<string, number> = {};
   let macs = 0;
+  // a symbolic dimension (the batch of a batch-agnostic model) counts as 1: MACs per sample
   const num = (s: (number | string)[] | undefined): number[] | null =>
-    s?.every((d) => typeof d === 'number') ? (s as number[]) : null;
+    s ? s.map((d) => (typeof d === 'number' ? d : 1)) : null;
   for (const n of graph.node as onnxProto.onnx.NodeProto[]) {
     opCounts[n.opType!] = (opCounts[n.opType!] ?? 0) + 1;
     if (n.opType === 'Conv' || n.opType === 'ConvTranspose') {

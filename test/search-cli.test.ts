@@ -96,7 +96,7 @@ describe('nas-onnx search / derive', () => {
       seed: 4,
     });
 
-    const d = await cli(['derive', '--from', 'run', '--out', 'derived.json', '--name', 'tiny_col']);
+    const d = await cli(['derive', '--from', 'run', '--out', 'derived.json', '--name', 'tiny_col', '--json']);
     expect(d.stderr).toBe('');
     expect(d.code).toBe(0);
     const derived = parseGenotype(JSON.parse(readFileSync(join(tmp, 'derived.json'), 'utf8')));
@@ -107,7 +107,16 @@ describe('nas-onnx search / derive', () => {
       reduce: geno.reduce,
       reduce_concat: geno.reduce_concat,
     });
-    expect(JSON.parse(d.stdout)).toEqual(derived);
+    const dj = JSON.parse(d.stdout) as { genotype: unknown; eval_net: Record<string, number | string> };
+    expect(dj.genotype).toEqual(derived);
+    // the evaluation network's cost, for the search's 3×32×32 colour images (train's default C and cells)
+    expect(dj.eval_net).toMatchObject({ net: 'cifar', C: 16, layers: 8, channels: 3, size: 32, ep: 'cpu' });
+    expect(dj.eval_net.params).toBeGreaterThan(0);
+    expect(dj.eval_net.macs).toBeGreaterThan(0);
+    expect(dj.eval_net.latency_ms).toBeGreaterThan(0);
+    const last = readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').pop()!;
+    const logged = (JSON.parse(last) as { eval_net: Record<string, number> }).eval_net;
+    expect([logged.params, logged.macs]).toEqual([dj.eval_net.params, dj.eval_net.macs]);
     expect(readFileSync(join(tmp, 'derived.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
   });
 

@@ -41,14 +41,15 @@ const base = (out: string): SearchOptions => ({
   seed: 9,
 });
 
-/** log.jsonl records without their wall-clock seconds. */
+/** log.jsonl records without their wall-clock seconds and latencies. */
 function logRecords(out: string): unknown[] {
   return readFileSync(join(out, 'log.jsonl'), 'utf8')
     .trim()
     .split('\n')
     .map((l) => {
-      const { seconds: _s, ...rest } = JSON.parse(l) as Record<string, unknown>;
-      return rest;
+      const { seconds: _s, eval_net, ...rest } = JSON.parse(l) as Record<string, unknown>;
+      const { latency_ms: _l, ...cost } = eval_net as Record<string, unknown>;
+      return { ...rest, eval_net: cost };
     });
 }
 

@@ -6,12 +6,12 @@
  * label fractions, concomitant weights beside random initialization.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
 import { Rng } from '../graph/rng.js';
-import { cli, writeImageFolder } from './helpers/sswp.js';
+import { run } from '../cli/main.js';
 import { parseSswpArch } from '../graph/nets/sswp.js';
 import { loadCheckpoint } from '../train/runtime/checkpoint.js';
 import { SAMPLE_STREAM, runSswpSearch, type SswpOptions } from '../train/search/sswp/search.js';
@@ -19,8 +19,57 @@ import { sampleGates } from '../train/search/sswp/sampler.js';
 import { initParams } from '../train/runtime/params.js';
 import { NUM_OPS, buildSswpForward, edgeOf, opKey } from '../graph/nets/sswp.js';
 import { EDGES } from '../graph/genotype.js';
+import { expectAnyBatch } from './helpers/deploy.js';
 
 let tmp: string;
+
+/** 4 classes of 12×12 colour images: horizontal / vertical stripes, checkerboard, diagonal; random colours and noise. */
+async function writeImageFolder(dir: string, perClass: { train: number; test: number }, seed: number): Promise<void> {
+  const rng = new Rng(seed);
+  const S = 12;
+  const pattern = [
+    (y: number) => y % 4 < 2,
+    (_y: number, x: number) => x % 4 < 2,
+    (y: number, x: number) => (Math.floor(y / 3) + Math.floor(x / 3)) % 2 === 0,
+    (y: number, x: number) => (x + y) % 6 < 3,
+  ];
+  for (const split of ['train', 'test'] as const) {
+    for (let c = 0; c < 4; c++) {
+      const d = join(dir, split, `class${c}`);
+      mkdirSync(d, { recursive: true });
+      for (let k = 0; k < perClass[split]; k++) {
+        const a = [rng.int(256), rng.int(256), rng.int(256)];
+        const b = [rng.int(256), rng.int(256), rng.int(256)];
+        const px = Buffer.alloc(S * S * 3);
+        for (let y = 0; y < S; y++) {
+          for (let x = 0; x < S; x++) {
+            const on = pattern[c]!(y, x);
+            for (let ch = 0; ch < 3; ch++)
+              px[(y * S + x) * 3 + ch] = Math.max(0, Math.min(255, (on ? a : b)[ch]! + rng.int(41) - 20));
+          }
+        }
+        await sharp(px, { raw: { width: S, height: S, channels: 3 } })
+          .png()
+          .toFile(join(d, `${k}.png`));
+      }
+    }
+  }
+}
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string }> {
+  let stdout = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((s: string | Uint8Array) => {
+    stdout += String(s);
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    const code = await run(['node', 'nas-onnx', ...args]);
+    return { code, stdout };
+  } finally {
+    process.stdout.write = write;
+  }
+}
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'nas-onnx-sswp-'));
@@ -117,18 +166,12 @@ describe('SSWP-NAS end to end', () => {
     expect(arch.cells.map((c) => c.reduction)).toEqual([false, true, true]);
     expect(existsSync(join(out, 'cells.svg'))).toBe(true);
 
-    // the shipped model runs and gives finite features and projections
-    const s = await ort.InferenceSession.create(join(out, 'model.onnx'));
-    const x = new ort.Tensor(
-      'float32',
-      Float32Array.from({ length: 3 * 144 }, (_, i) => Math.sin(i)),
-      [1, 3, 12, 12],
-    );
-    const o = await s.run({ x });
-    expect(o.features!.dims).toEqual([1, 64]);
-    expect(o.projection!.dims).toEqual([1, 128]);
-    expect(Array.from(o.features!.data as Float32Array).every(Number.isFinite)).toBe(true);
-    await s.release();
+    // the shipped model takes any batch (batch 3 agrees per sample with batch 1), gives finite
+    // features and projections, and says what it is: predict wants a classifier
+    const dims = await expectAnyBatch(join(out, 'model.onnx'), 3);
+    expect(dims).toEqual({ features: [3, 64], projection: [3, 128] });
+    const pr = await cli(['predict', join(out, 'model.onnx'), join(tmp, 'images', 'test')]);
+    expect(pr.code).toBe(1);
     const fin = loadCheckpoint(join(out, 'final'));
     expect(fin.meta.kind).toBe('sswp-network');
     expect([...fin.tensors.keys()].some((k) => k.endsWith('running_var'))).toBe(true);
@@ -153,7 +196,7 @@ describe('SSWP-NAS end to end', () => {
       expect(ft.code).toBe(0);
       const res = JSON.parse(ft.stdout) as {
         labelled: number;
-        runs: { init: string; testAcc: number }[];
+        runs: { init: string; testAcc: number; modelPath: string }[];
         testImages: number;
       };
       expect(res.labelled).toBe(f === '0.1' ? 8 : 48);
@@ -161,6 +204,8 @@ describe('SSWP-NAS end to end', () => {
       expect(res.runs.map((x) => x.init)).toEqual(['concomitant', 'random']);
       for (const x of res.runs) expect(x.testAcc).toBeGreaterThanOrEqual(0);
       console.log(`fraction ${f}: ${res.runs.map((x) => `${x.init} ${(100 * x.testAcc).toFixed(1)}%`).join(', ')}`);
+      // fine-tuned classifiers take any batch too
+      for (const x of res.runs) expect((await expectAnyBatch(x.modelPath, 3)).logits).toEqual([3, 4]);
     }
   });
 

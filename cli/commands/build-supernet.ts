@@ -2,11 +2,13 @@
  * `nas-onnx build-supernet`: the DARTS search supernet as a self-contained
  * .onnx (weights, BN running statistics and α embedded as initializers).
  * Inference form by default (BN with running statistics); `--training`
- * writes the training-form forward (BN with batch statistics).
+ * writes the training-form forward (BN with batch statistics). The inference
+ * form has a symbolic batch dimension; the training form the --batch it was built for.
  */
 import type { Command } from 'commander';
 import { buildSupernet } from '../../graph/nets/models.js';
 import { serialize } from '../../graph/onnx.js';
+import { BATCH_DIM } from '../../graph/deploy.js';
 import { shapeStr } from '../../graph/ir.js';
 import { initParams } from '../../train/runtime/params.js';
 import { fmtBytes, fmtInt, table } from '../format.js';
@@ -49,7 +51,8 @@ export function buildSupernetFile(o: BuildSupernetOptions): BuildSupernetResult 
   g.meta.set('nas_onnx.form', o.training ? 'training' : 'inference');
   g.meta.set('nas_onnx.seed', String(o.seed));
   const values = initParams(g, o.seed);
-  const bytes = serialize(g, { params: 'initializers', values });
+  // the inference form takes any batch; the training form (batch statistics) keeps the built one
+  const bytes = serialize(g, { params: 'initializers', values, batchDim: o.training ? undefined : BATCH_DIM });
   writeOutput(o.out, bytes);
   return {
     out: o.out,
@@ -70,7 +73,7 @@ export function register(program: Command): void {
     .addOption(intOption('--classes <n>', 'number of classes', 10))
     .addOption(intOption('--channels <n>', 'input channels', 3))
     .addOption(intOption('--size <n>', 'input height and width', 32))
-    .addOption(intOption('--batch <n>', 'batch size of the graph', 64))
+    .addOption(intOption('--batch <n>', 'batch size of the training form (the inference form takes any batch)', 64))
     .addOption(seedOption())
     .addOption(outOption('supernet.onnx'))
     .option('--training', 'training-form forward (BN with batch statistics) instead of inference form', false)
@@ -84,7 +87,10 @@ export function register(program: Command): void {
             ['nodes', fmtInt(r.nodes)],
             ['parameters', `${fmtInt(r.parameters)} weights + ${fmtInt(r.archParameters)} α`],
             ['α', `${alpha} (normal, reduce)`],
-            ['input', `x ${shapeStr([opts.batch, opts.channels, opts.size, opts.size])}`],
+            [
+              'input',
+              `x ${opts.training ? shapeStr([opts.batch, opts.channels, opts.size, opts.size]) : `[${BATCH_DIM},${opts.channels},${opts.size},${opts.size}]`}`,
+            ],
             ['file size', fmtBytes(r.bytes)],
           ],
           '  ',

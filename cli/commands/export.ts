@@ -1,13 +1,18 @@
 /**
  * `nas-onnx export`: a runnable inference .onnx of a discretized DARTS
  * network (CIFAR or ImageNet layout) from a genotype: BN in inference form,
- * no auxiliary head, output `logits`, random-initialized weights. The file
- * is then loaded with onnxruntime (CPU) and run on a batch of zeros.
+ * no auxiliary head, output `logits`, random-initialized weights, a symbolic
+ * batch dimension and the deploy metadata (input size; normalization of the
+ * layout's data set, CIFAR-10 or ImageNet, for 3 channels, else mean 0.5 and
+ * std 0.5). The file is then loaded with onnxruntime (CPU) and run on a batch
+ * of zeros.
  */
 import { Option, type Command } from 'commander';
 import { loadGenotype } from '../../graph/genotype.js';
 import { buildEvalNet } from '../../graph/nets/models.js';
-import { modelInfo, serialize, type ModelInfo } from '../../graph/onnx.js';
+import { modelInfo, type ModelInfo } from '../../graph/onnx.js';
+import { deployMeta, serializeInference, BATCH_DIM } from '../../graph/deploy.js';
+import { KNOWN_STATS } from '../../train/data/index.js';
 import { shapeStr } from '../../graph/ir.js';
 import { initParams } from '../../train/runtime/params.js';
 import { RuntimeError, Session, f32 } from '../../train/runtime/session.js';
@@ -15,6 +20,17 @@ import { fmtBytes, fmtInt, fmtSI, table } from '../format.js';
 import { checkOutPath, intOption, outOption, seedOption, writeOutput } from '../options.js';
 
 export type NetKind = 'cifar' | 'imagenet';
+
+/** Per-channel normalization of the layout's data set (CIFAR-10, ImageNet) for RGB input. */
+const LAYOUT_NORMALIZATION: Record<NetKind, { mean: number[]; std: number[] }> = {
+  cifar: { mean: KNOWN_STATS.cifar10!.mean, std: KNOWN_STATS.cifar10!.std },
+  imagenet: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+};
+
+function exportNormalization(net: NetKind, channels: number): { mean: number[]; std: number[] } {
+  if (channels === 3) return LAYOUT_NORMALIZATION[net];
+  return { mean: new Array<number>(channels).fill(0.5), std: new Array<number>(channels).fill(0.5) };
+}
 
 /** DARTS evaluation-network defaults per layout (darts.md). */
 export const NET_DEFAULTS: Record<NetKind, { C: number; layers: number; classes: number; size: number }> = {
@@ -89,7 +105,8 @@ export async function exportModel(o: ExportOptions): Promise<ExportResult> {
   g.prune();
   g.meta.set('nas_onnx.seed', String(o.seed));
   const values = initParams(g, o.seed);
-  const bytes = serialize(g, { params: 'initializers', values });
+  const data = { c: cfg.channels, h: cfg.size, w: cfg.size };
+  const bytes = serializeInference(g, values, deployMeta(data, exportNormalization(o.net, cfg.channels)));
   writeOutput(o.out, bytes);
   const check = o.check
     ? await smokeRun(bytes, [cfg.batch, cfg.channels, cfg.size, cfg.size], [cfg.batch, cfg.classes])
@@ -115,7 +132,7 @@ export function register(program: Command): void {
     .addOption(intOption('--classes <n>', 'number of classes (default: cifar 10, imagenet 1000)'))
     .addOption(intOption('--channels <n>', 'input channels', 3))
     .addOption(intOption('--size <n>', 'input height and width (default: cifar 32, imagenet 224)'))
-    .addOption(intOption('--batch <n>', 'batch size of the graph', 1))
+    .addOption(intOption('--batch <n>', 'batch size of the check run (the model takes any batch)', 1))
     .addOption(seedOption())
     .addOption(outOption('model.onnx'))
     .option('--no-check', 'skip loading and running the written model with onnxruntime')
@@ -127,7 +144,7 @@ export function register(program: Command): void {
         ['parameters', `${fmtInt(r.info.parameters)} (${fmtSI(r.info.parameters)})`],
         ['multiply-adds', `${fmtInt(r.info.multiplyAdds)} per sample (${fmtSI(r.info.multiplyAdds)})`],
         ['nodes', fmtInt(r.info.nodes)],
-        ['input', `x ${shapeStr([c.batch, c.channels, c.size, c.size])}`],
+        ['input', `x [${BATCH_DIM},${c.channels},${c.size},${c.size}] (any batch)`],
         ['file size', fmtBytes(r.bytes)],
       ];
       rows.push([

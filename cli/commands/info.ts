@@ -1,10 +1,15 @@
 /**
- * `nas-onnx info model.onnx [--json]`: what an .onnx file holds: parameter
- * count, multiply-adds per sample, node count and op histogram, inputs and
- * outputs with shapes, and metadata (a nas-onnx model's genotype and config).
+ * `nas-onnx info model.onnx [--json] [--bench]`: what an .onnx file holds:
+ * parameter count, multiply-adds per sample, node count and op histogram,
+ * inputs and outputs with shapes, and metadata (a nas-onnx model's genotype and
+ * config); with --bench also its measured latency (median and p90 over warm
+ * runs) and throughput on the chosen execution provider and batch.
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
+import { benchModel, type BenchResult } from '../../train/runtime/bench.js';
+import type { EP } from '../../train/runtime/session.js';
+import { epOption, intOption } from '../options.js';
 import { genotypeJson, parseGenotype, type Genotype } from '../../graph/genotype.js';
 import { modelInfo, type ModelInfo } from '../../graph/onnx.js';
 import { GraphError } from '../../graph/ir.js';
@@ -19,6 +24,8 @@ export interface InfoReport extends ModelInfo {
   genotype: Genotype | null;
   /** The build configuration recorded in the metadata, if any. */
   config: Record<string, unknown> | null;
+  /** Measured latency (--bench). */
+  bench?: BenchResult;
 }
 
 /** Read an input file with one-line errors (missing, a directory, unreadable). */
@@ -79,6 +86,19 @@ export function infoOf(path: string): InfoReport {
   };
 }
 
+const ms = (x: number): string => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
+
+/** Table rows of a latency measurement. */
+export function benchRows(b: BenchResult): [string, string][] {
+  return [
+    [
+      'latency',
+      `median ${ms(b.medianMs)}, p90 ${ms(b.p90Ms)} (${b.ep}, batch ${b.batch}, ${b.runs} runs after ${b.warmup} warm-up)`,
+    ],
+    ['throughput', `${b.throughput.toFixed(b.throughput < 100 ? 1 : 0)} samples/s`],
+  ];
+}
+
 export function formatInfo(r: InfoReport): string {
   const lines: string[] = [];
   lines.push(
@@ -89,6 +109,7 @@ export function formatInfo(r: InfoReport): string {
     ['multiply-adds', `${fmtInt(r.multiplyAdds)} per sample (${fmtSI(r.multiplyAdds)})`],
     ['nodes', fmtInt(r.nodes)],
   ];
+  if (r.bench) rows.push(...benchRows(r.bench));
   for (const v of r.inputs) rows.push(['input', `${v.name} ${v.dtype} ${fmtShape(v.shape)}`]);
   for (const v of r.outputs) rows.push(['output', `${v.name} ${v.dtype} ${fmtShape(v.shape)}`]);
   lines.push(table(rows, '  '));
@@ -123,14 +144,36 @@ export function formatInfo(r: InfoReport): string {
   return lines.join('\n');
 }
 
+interface InfoCliOptions {
+  json: boolean;
+  bench: boolean;
+  ep: EP;
+  batch: number;
+  runs: number;
+  warmup: number;
+}
+
 export function register(program: Command): void {
   program
     .command('info')
     .description('describe an .onnx model: parameters, multiply-adds, nodes, ops, inputs/outputs, metadata')
     .argument('<model>', '.onnx file')
     .option('--json', 'print one JSON object (for scripts)', false)
-    .action((model: string, opts: { json: boolean }) => {
+    .option('--bench', 'measure latency and throughput with onnxruntime', false)
+    .addOption(epOption())
+    .addOption(intOption('--batch <n>', 'samples per run with --bench', 1))
+    .addOption(intOption('--runs <n>', 'timed runs with --bench', 20))
+    .addOption(intOption('--warmup <n>', 'untimed runs first with --bench', 3, 0))
+    .action(async (model: string, opts: InfoCliOptions) => {
       const r = infoOf(model);
-      console.log(opts.json ? JSON.stringify(r) : formatInfo(r));
+      if (opts.bench) {
+        r.bench = await benchModel(readInputFile(model, 'model'), {
+          ep: opts.ep,
+          batch: opts.batch,
+          runs: opts.runs,
+          warmup: opts.warmup,
+        });
+      }
+      process.stdout.write(`${opts.json ? JSON.stringify(r) : formatInfo(r)}\n`);
     });
 }

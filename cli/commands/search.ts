@@ -7,6 +7,7 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runSearch } from '../../train/search/darts.js';
+import { EVAL_NET_DEFAULTS, formatCost } from '../../train/report/cost.js';
 import { SSWP_DEFAULTS, runSswpSearch } from '../../train/search/sswp/search.js';
 import { PRUNE_RULES } from '../../train/search/sswp/prune.js';
 import { parseSplit, PRUNE_MODES } from '../../train/search/sswp/schedule.js';
@@ -111,6 +112,18 @@ export function register(program: Command): void {
     .addOption(
       intOption('--bn-batches <n>', 'sswp: batches of images for the final BN statistics', SSWP_DEFAULTS.bnBatches),
     )
+    .addOption(
+      intOption(
+        '--eval-C <n>',
+        `darts: initial channels of the evaluation network costed per epoch (${EVAL_NET_DEFAULTS.C})`,
+      ),
+    )
+    .addOption(
+      intOption(
+        '--eval-layers <n>',
+        `darts: cells of the evaluation network costed per epoch (${EVAL_NET_DEFAULTS.layers})`,
+      ),
+    )
     .addOption(intOption('--limit <n>', 'use only the first N images'))
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too'))
@@ -179,11 +192,19 @@ export function register(program: Command): void {
         );
         return;
       }
-      const r = await runSearch({ ...common, order: Number(o.order) as 1 | 2 });
+      const r = await runSearch({
+        ...common,
+        order: Number(o.order) as 1 | 2,
+        evalNet: { C: o.evalC, layers: o.evalLayers },
+      });
+      const cost = r.history[r.history.length - 1]?.eval_net;
+      const costLine = cost
+        ? `evaluation network (${cost.net}, C=${cost.C}, ${cost.layers} cells): ${formatCost(cost)}\n`
+        : '';
       const nodes = `w-step graph ${r.nodes.wStep} nodes, α-grad graph ${r.nodes.alphaGrad}${r.nodes.allGrad ? `, full-grad graph ${r.nodes.allGrad}` : ''}`;
       process.stdout.write(
         (r.stopped ? 'stopped early (resume with --resume)\n' : '') +
-          `genotype: ${JSON.stringify(r.genotype)}\n${r.stepSeconds.toFixed(3)} s/step, ${nodes}\nwritten to ${o.out}/genotype.json and genotype.svg\n`,
+          `genotype: ${JSON.stringify(r.genotype)}\n${costLine}${r.stepSeconds.toFixed(3)} s/step, ${nodes}\nwritten to ${o.out}/genotype.json and genotype.svg\n`,
       );
     });
 }

@@ -23,7 +23,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { Rng } from '../../graph/rng.js';
-import { serialize } from '../../graph/onnx.js';
+import { deployMeta, serializeInference } from '../../graph/deploy.js';
 import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../../graph/training.js';
 import { buildSswpNetwork, type CellOps } from '../../graph/nets/sswp.js';
 import { ForwardRunner, StepRunner, newTrainState, stepCosineLr } from '../runtime/engine.js';
@@ -148,7 +148,6 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
   e.g.prune();
   e.g.meta.set('nas_onnx.kind', 'sswp-classifier');
   e.g.meta.set('nas_onnx.sswp_cells', JSON.stringify(net.arch));
-  e.g.meta.set('nas_onnx.normalization', JSON.stringify(net.normalization));
 
   const pool = new DataPool({ workers: o.workers });
   const norm = { mean: net.normalization.mean, std: net.normalization.std };
@@ -223,7 +222,7 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
       const seconds = (Date.now() - t0) / 1000;
       appendJsonLine(join(runDir, 'log.jsonl'), { final: true, test_acc: ev.acc, test_loss: ev.loss, seconds });
       const modelPath = join(runDir, 'model.onnx');
-      writeFileAtomic(modelPath, serialize(e.g, { params: 'initializers', values: evalParams }));
+      writeFileAtomic(modelPath, serializeInference(e.g, evalParams, deployMeta(trainSet, net.normalization)));
       runs.push({
         init,
         testAcc: ev.acc,

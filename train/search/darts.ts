@@ -50,6 +50,7 @@ import { f32, i64, type EP, type SessionOptions } from '../runtime/session.js';
 import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
 import { genotypeSvg } from '../report/genotype-svg.js';
+import { EvalNetCoster, evalNetShape, type EvalNetCost, type EvalNetShape } from '../report/cost.js';
 import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch } from '../data/index.js';
 
 /** The optimizers of a bilevel search: SGD on the weights (cosine lr), Adam on α; defaults per method. */
@@ -92,6 +93,8 @@ export interface SearchOptions extends BilevelOptimizerOptions {
   optimization?: SessionOptions['optimization'];
   /** Keep ORT's CPU memory arena per step graph (default false: the graphs' peaks are not held at once). */
   cpuMemArena?: boolean;
+  /** Each epoch's genotype's evaluation network to cost in the log (default: train's defaults); false: none. */
+  evalNet?: Partial<Pick<EvalNetShape, 'net' | 'C' | 'layers'>> | false;
 }
 
 export interface SearchEpochRecord {
@@ -105,6 +108,8 @@ export interface SearchEpochRecord {
   genotype: Genotype;
   alpha_normal: number[][];
   alpha_reduce: number[][];
+  /** Parameters, multiply-adds and batch-1 latency of the genotype's evaluation network. */
+  eval_net?: EvalNetCost;
 }
 
 export interface SearchResult {
@@ -344,6 +349,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     rmSync(join(o.out, 'checkpoints'), { recursive: true, force: true });
   }
   writeFileAtomic(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const coster = o.evalNet === false ? null : new EvalNetCoster(evalNetShape(o.evalNet, full), { ep: o.ep });
   const halves = dartsSplit(full, { seed });
   const pool = new DataPool({ workers: o.workers });
   const taskOpts = { name: o.objective };
@@ -488,6 +494,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
         genotype: geno,
         alpha_normal: rows2d(softmaxRows(an, prims.length), prims.length),
         alpha_reduce: rows2d(softmaxRows(ar, prims.length), prims.length),
+        ...(coster ? { eval_net: await coster.cost(geno) } : {}),
       };
       history.push(rec);
       appendJsonLine(logPath, rec);

@@ -50,7 +50,7 @@ import { join } from 'node:path';
 import { EDGES } from '../../../graph/genotype.js';
 import { numel } from '../../../graph/ir.js';
 import { Rng } from '../../../graph/rng.js';
-import { serialize } from '../../../graph/onnx.js';
+import { deployMeta, serializeInference } from '../../../graph/deploy.js';
 import type { Objective, TaskShape } from '../../../graph/nets/tasks.js';
 import {
   NUM_OPS,
@@ -929,11 +929,10 @@ export async function finalizeNetwork(o: {
   m.g.prune();
   m.g.meta.set('nas_onnx.kind', 'sswp-network');
   m.g.meta.set('nas_onnx.sswp_cells', JSON.stringify(arch));
-  m.g.meta.set('nas_onnx.normalization', JSON.stringify(o.norm));
   m.g.meta.set('nas_onnx.config', JSON.stringify({ C: o.C, layers: o.layers, input, objective: o.objective }));
   const modelValues = pickParams(m.g, values);
   const modelPath = join(o.out, 'model.onnx');
-  writeFileAtomic(modelPath, serialize(m.g, { params: 'initializers', values: modelValues }));
+  writeFileAtomic(modelPath, serializeInference(m.g, modelValues, deployMeta(o.ds, o.norm, 'features')));
   writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(arch));
   // the checkpoint: the network's weights and statistics (projection head included) and α
   const tensors = new Map<string, Float32Array>();
