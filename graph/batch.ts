@@ -4,9 +4,10 @@
  * graph is serialized, this pass finds the values that carry the batch on
  * axis 0 (everything computed from the graph inputs), writes that axis as a
  * named dimension, and rewrites the few constants that spell B out:
- * Reshape targets get 0 ("copy the input's dimension") in place of B, a
- * constant-shape Expand of a non-batched value (a zero state) takes its batch
- * from `Shape(x)[0:1]`, and a Slice over the whole batch axis ends at INT64_MAX.
+ * Reshape targets get 0 ("copy the input's dimension") in place of B, an
+ * Expand of a batched value gets 1 (broadcast), a constant-shape Expand of a
+ * non-batched value (a zero state) takes its batch from `Shape(x)[0:1]`, and a
+ * Slice over the whole batch axis ends at INT64_MAX.
  * Any node that mixes samples (a reduction, concat, softmax or transpose over
  * axis 0, a batched Gemm B operand...) is refused with a GraphError naming it,
  * so a model that serializes is batch-agnostic by construction.
@@ -206,6 +207,8 @@ class Planner {
       }
       case 'Reshape':
         return this.reshape(n);
+      case 'Expand':
+        return this.expand(n, ins);
       case 'Slice':
         return this.slice(n);
       case 'Pad': {
@@ -238,6 +241,15 @@ class Planner {
     if (target[0] === 0) return n;
     if (target[0] !== this.batch) throw this.refuse(n, `target ${JSON.stringify(target)} regroups the batch`);
     return { ...n, inputs: [n.inputs[0]!, this.newInts('reshape', [0, ...target.slice(1)])] };
+  }
+
+  /** Expand of a batched value to [B, …] of its own rank: [1, …] broadcasts the run's batch. */
+  private expand(n: Node, ins: boolean[]): Node {
+    const shape = this.constInts(n, 1);
+    if (ins[1] || shape.length !== this.rank(n.inputs[0]!)) throw this.refuse(n, 'the shape moves the batch axis');
+    if (shape[0] === 1) return n;
+    if (shape[0] !== this.batch) throw this.refuse(n, `shape ${JSON.stringify(shape)} changes the batch`);
+    return { ...n, inputs: [n.inputs[0]!, this.newInts('expand', [1, ...shape.slice(1)])] };
   }
 
   private slice(n: Node): Node {

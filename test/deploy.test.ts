@@ -18,7 +18,7 @@ import { loadGenotype, type Genotype } from '../graph/genotype.js';
 import { Graph, GraphError } from '../graph/ir.js';
 import { buildEvalNet } from '../graph/nets/models.js';
 import { serialize } from '../graph/onnx.js';
-import { concat, reduceMean, relu, reshape, zeros } from '../graph/ops/index.js';
+import { add, concat, expand, globalAvgPool, reduceMean, relu, reshape, zeros } from '../graph/ops/index.js';
 import { Rng } from '../graph/rng.js';
 import { trainNetwork } from '../train/eval/trainer.js';
 import { initParams } from '../train/runtime/params.js';
@@ -151,6 +151,9 @@ describe('symbolic batch dimension of inference models', () => {
     };
     const ok = build((g, y) => reshape(g, y, [2, 96]));
     expect((await expectAnyBatch(serialize(ok, { params: 'initializers', batchDim: 'N' }), 3)).y).toEqual([3, 96]);
+    // a 1×1 map broadcast back to the image (bilinear upsampling of a pooled map)
+    const up = build((g, y) => add(g, y, expand(g, globalAvgPool(g, y), [2, 6, 4, 4])));
+    expect((await expectAnyBatch(serialize(up, { params: 'initializers', batchDim: 'N' }), 3)).y).toEqual([3, 6, 4, 4]);
     const cases: [string, (g: Graph, y: ReturnType<typeof relu>) => ReturnType<typeof relu>][] = [
       ['regroups the batch', (g, y) => reshape(g, y, [1, 192])],
       ['works across the batch axis', (g, y) => reduceMean(g, y, [0, 2, 3])],
