@@ -68,7 +68,8 @@ export function reportError(e: unknown, write: (s: string) => void = (s) => proc
   if (isKnownError(e)) {
     write(`${PROG}: ${oneLine(e.message)}\n`);
     if (debugEnabled() && e.stack) write(`${e.stack}\n`);
-    return e instanceof CliError ? e.exitCode : 1;
+    const code = (e as { exitCode?: unknown }).exitCode;
+    return typeof code === 'number' && code > 0 ? code : 1;
   }
   const msg = e instanceof Error ? `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}` : String(e);
   const hint = debugEnabled() ? '' : ' (set NAS_ONNX_DEBUG=1 for the stack)';

@@ -84,6 +84,72 @@ export function latestCheckpoint(runDir: string): string | null {
   return existsSync(join(dir, 'state.json')) ? dir : null;
 }
 
+/** The name of the first tensor holding a NaN or an infinity, or null. */
+export function firstNonFinite(tensors: Map<string, Float32Array>): string | null {
+  for (const [name, v] of tensors) for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i]!)) return name;
+  return null;
+}
+
+/** A checkpoint a run can resume from, and a note when it is not the one LATEST names. */
+export interface Resumable {
+  checkpoint: Checkpoint;
+  dir: string;
+  /** Set when LATEST is missing or unusable: which checkpoint is used instead, and why. */
+  note: string | null;
+}
+
+function usable(dir: string): { c: Checkpoint } | { why: string } {
+  if (!existsSync(dir)) return { why: 'it is missing' };
+  if (!existsSync(join(dir, 'state.json'))) return { why: 'its state.json is missing' };
+  try {
+    const c = loadCheckpoint(dir);
+    const bad = firstNonFinite(c.tensors);
+    return bad ? { why: `${bad} holds non-finite values` } : { c };
+  } catch (e) {
+    const m = (e as Error).message;
+    return { why: m.replace(`${dir}/`, '').replace(`${dir}: `, '') };
+  }
+}
+
+/**
+ * The checkpoint to resume a run from: the one LATEST names when it loads
+ * and holds finite values, else the newest intact `step-N` (with a note
+ * saying so). Null when the run has no checkpoint at all; a CheckpointError
+ * listing each one's problem when none is intact.
+ */
+export function resumableCheckpoint(runDir: string): Resumable | null {
+  const root = ckptRoot(runDir);
+  const steps = existsSync(root)
+    ? readdirSync(root)
+        .filter((f) => /^step-\d+$/.test(f))
+        .sort()
+        .reverse()
+    : [];
+  const latestFile = join(root, 'LATEST');
+  const named = existsSync(latestFile) ? readFileSync(latestFile, 'utf8').trim() : null;
+  if (named === null && steps.length === 0) return null;
+  const problems: string[] = [];
+  let first: string | null = null;
+  if (named !== null) {
+    const u = usable(join(root, named));
+    if ('c' in u) return { checkpoint: u.c, dir: join(root, named), note: null };
+    first = `checkpoints/LATEST names ${named}, which is unusable (${u.why})`;
+    problems.push(`${named}: ${u.why}`);
+  } else first = 'checkpoints/LATEST is missing';
+  for (const name of steps) {
+    if (name === named) continue;
+    const u = usable(join(root, name));
+    if ('c' in u)
+      return {
+        checkpoint: u.c,
+        dir: join(root, name),
+        note: `${first}: resuming from ${name}, the newest intact checkpoint`,
+      };
+    problems.push(`${name}: ${u.why}`);
+  }
+  throw new CheckpointError(`no intact checkpoint in ${root} (${problems.join('; ')})`);
+}
+
 /** Load a checkpoint directory (or the latest checkpoint of a run directory). */
 export function loadCheckpoint(dir: string): Checkpoint {
   let cdir = dir;
@@ -100,11 +166,18 @@ export function loadCheckpoint(dir: string): Checkpoint {
   }
   if (state.format !== CHECKPOINT_FORMAT)
     throw new CheckpointError(`${cdir}: unknown checkpoint format '${state.format}'`);
-  const buf = readFileSync(join(cdir, 'tensors.bin'));
+  let buf: Buffer;
+  try {
+    buf = readFileSync(join(cdir, 'tensors.bin'));
+  } catch (e) {
+    throw new CheckpointError(`${cdir}/tensors.bin is unreadable (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
   if (buf.byteLength !== state.bytes)
     throw new CheckpointError(`${cdir}/tensors.bin has ${buf.byteLength} bytes, expected ${state.bytes}`);
   const tensors = new Map<string, Float32Array>();
   for (const t of state.tensors) {
+    if (t.offset + t.length * 4 > buf.byteLength)
+      throw new CheckpointError(`${cdir}/tensors.bin is too short for tensor ${t.name}`);
     // copy into an aligned buffer of its own
     const v = new Float32Array(t.length);
     new Uint8Array(v.buffer).set(buf.subarray(t.offset, t.offset + t.length * 4));
