@@ -10,8 +10,12 @@
 import { GraphError, type Graph } from './ir.js';
 import { serialize } from './onnx.js';
 
-/** `classification`: an output of class scores (logits); `features`: an embedding (SSWP search). */
-export type ModelTask = 'classification' | 'features';
+/**
+ * `classification`: an output of class scores (logits); `features`: an
+ * embedding (SSWP search); `segmentation`: per-pixel class scores [N, K, H, W]
+ * (`logits`) at the input size.
+ */
+export type ModelTask = 'classification' | 'features' | 'segmentation';
 
 export interface DeployMeta {
   task: ModelTask;
@@ -23,8 +27,12 @@ export interface DeployMeta {
   /** Per-channel mean and standard deviation of v/255 the model was trained with. */
   mean: number[];
   std: number[];
-  /** How an image of another size is brought to height×width: scale to cover, centre-crop. */
-  resize: 'cover';
+  /**
+   * How an image of another size is brought to height×width: scale to cover and
+   * centre-crop; or (segmentation) pad at the bottom and right with zeros after
+   * normalization, for images no larger than the input (the labels with 255).
+   */
+  resize: 'cover' | 'pad';
   /** Class names by output index, when the training data named its classes. */
   classNames?: string[];
 }
@@ -48,14 +56,14 @@ export function deployMeta(
 ): DeployMeta {
   return {
     task,
-    output: task === 'classification' ? 'logits' : 'features',
+    output: task === 'features' ? 'features' : 'logits',
     channels: data.c,
     height: data.h,
     width: data.w,
     mean: norm.mean,
     std: norm.std,
-    resize: 'cover',
-    classNames: task === 'classification' ? data.classNames : undefined,
+    resize: task === 'segmentation' ? 'pad' : 'cover',
+    classNames: task === 'features' ? undefined : data.classNames,
   };
 }
 
@@ -122,7 +130,7 @@ export function readDeployMeta(
   const std = isNums(inp.std, c!) ? inp.std : isNums(norm.std, c!) ? norm.std : null;
   const taskMeta = metadata[META_KEYS.task];
   const task: ModelTask =
-    taskMeta === 'classification' || taskMeta === 'features'
+    taskMeta === 'classification' || taskMeta === 'features' || taskMeta === 'segmentation'
       ? taskMeta
       : outputs.includes('logits')
         ? 'classification'
@@ -143,7 +151,7 @@ export function readDeployMeta(
     mean: mean && std ? mean : new Array<number>(c!).fill(0),
     std: mean && std ? std : new Array<number>(c!).fill(1),
     normalized: !!(mean && std),
-    resize: 'cover',
+    resize: inp.resize === 'pad' ? 'pad' : 'cover',
     classNames: Array.isArray(names) && names.every((x) => typeof x === 'string') ? names : undefined,
   };
 }

@@ -99,6 +99,14 @@ export function benchRows(b: BenchResult): [string, string][] {
   ];
 }
 
+/** What a model computes, from its recorded config (segmentation networks say so; others need no line). */
+function taskLine(cfg: Record<string, unknown> | null): string | null {
+  if (cfg?.task !== 'seg') return null;
+  const aspp = cfg.aspp as { channels?: number; rates?: number[] } | undefined;
+  const head = aspp ? `, ASPP ${aspp.channels} [${(aspp.rates ?? []).join(', ')}]` : '';
+  return `semantic segmentation: per-pixel logits over ${cfg.classes} classes at the input size${head}`;
+}
+
 export function formatInfo(r: InfoReport): string {
   const lines: string[] = [];
   lines.push(
@@ -110,6 +118,8 @@ export function formatInfo(r: InfoReport): string {
     ['nodes', fmtInt(r.nodes)],
   ];
   if (r.bench) rows.push(...benchRows(r.bench));
+  const task = taskLine(r.config);
+  if (task) rows.push(['task', task]);
   for (const v of r.inputs) rows.push(['input', `${v.name} ${v.dtype} ${fmtShape(v.shape)}`]);
   for (const v of r.outputs) rows.push(['output', `${v.name} ${v.dtype} ${fmtShape(v.shape)}`]);
   lines.push(table(rows, '  '));
