@@ -13,7 +13,7 @@ const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const ALLOWED: Record<string, string[]> = {
   graph: ['graph'],
   'train/runtime': ['graph', 'train/runtime'],
-  'train/data': ['graph', 'train/data'],
+  'train/data': ['graph', 'train/runtime', 'train/data'],
   'train/report': ['graph', 'train/runtime', 'train/report'],
   'train/search': ['graph', 'train/runtime', 'train/data', 'train/report', 'train/search'],
   'train/eval': ['graph', 'train/runtime', 'train/data', 'train/report', 'train/search', 'train/eval'],

@@ -5,10 +5,14 @@
  * preferably in a SharedArrayBuffer so that worker threads read them without
  * copies. Splits (train/val, DARTS's two halves) are index lists into a dataset
  * (`Subset`), so splitting never copies pixels; `materialize` makes a copy when
- * an independent dataset is really wanted.
+ * an independent dataset is really wanted. A streamed set (stream.ts) has no
+ * pixels in memory: `images` is empty and `stream` says where each row's
+ * image comes from; h×w is then the size of the cut samples.
  */
 import { Rng } from '../../graph/rng.js';
 import { DataError } from './errors.js';
+import { pathTable, relativePathAt } from './file-index.js';
+import type { ImageStream } from './stream.js';
 
 /** A labelled or unlabelled image set in memory (NCHW uint8). */
 export interface Dataset {
@@ -34,6 +38,8 @@ export interface Dataset {
   skipped?: number;
   /** One line per dropped file/record (with `skipCorrupt`). */
   warnings?: string[];
+  /** Streamed sets: the files and transforms of the rows (`images` is then empty). */
+  stream?: ImageStream;
 }
 
 /** A view of some rows of a dataset (no pixel copy). */
@@ -78,7 +84,10 @@ export function validateDataset(ds: Dataset): void {
   if (![n, c, h, w].every((v) => Number.isInteger(v) && v >= 0)) {
     throw new DataError(`dataset ${ds.name}: bad shape ${n}x${c}x${h}x${w}`);
   }
-  if (ds.images.length !== n * c * h * w) {
+  if (ds.stream) {
+    if (ds.images.length !== 0 || ds.stream.paths.count < n)
+      throw new DataError(`dataset ${ds.name}: a streamed set of ${n} rows with ${ds.stream.paths.count} files`);
+  } else if (ds.images.length !== n * c * h * w) {
     throw new DataError(`dataset ${ds.name}: ${ds.images.length} pixel bytes for shape ${n}x${c}x${h}x${w}`);
   }
   if (ds.labels) {
@@ -95,6 +104,8 @@ export function validateDataset(ds: Dataset): void {
 export function limitDataset(ds: Dataset, limit: number | undefined): Dataset {
   if (limit === undefined || limit >= ds.n) return ds;
   if (!Number.isInteger(limit) || limit < 0) throw new DataError(`limit must be a non-negative integer, got ${limit}`);
+  // a streamed set's first `limit` rows are the first entries of its file table
+  if (ds.stream) return { ...ds, n: limit, labels: ds.labels ? ds.labels.slice(0, limit) : null };
   const per = ds.c * ds.h * ds.w;
   const images = sharedBytes(limit * per);
   images.set(ds.images.subarray(0, limit * per));
@@ -105,6 +116,7 @@ export function limitDataset(ds: Dataset, limit: number | undefined): Dataset {
 export function materialize(s: DataSource): Dataset {
   if (!isSubset(s)) return s;
   const ds = s.dataset;
+  if (ds.stream) return materializeStream(ds, ds.stream, s);
   const per = ds.c * ds.h * ds.w;
   const m = s.indices.length;
   const images = sharedBytes(m * per);
@@ -115,6 +127,36 @@ export function materialize(s: DataSource): Dataset {
     if (labels) labels[k] = ds.labels![i]!;
   }
   return { ...ds, images, labels, n: m, name: s.name, skipped: undefined, warnings: undefined };
+}
+
+/** A streamed subset as a streamed set of its own (its paths copied, no pixels). */
+function materializeStream(ds: Dataset, st: ImageStream, s: Subset): Dataset {
+  const rows = Array.from(s.indices);
+  const masks = st.masks;
+  const cache = st.cache;
+  const stream: ImageStream = {
+    ...st,
+    // the cached pixels are shared; only the row tables are new
+    cache: cache
+      ? {
+          pixels: cache.pixels,
+          offsets: Float64Array.from(rows, (i) => cache.offsets[i]!),
+          dims: Int32Array.from(rows.flatMap((i) => [cache.dims[2 * i]!, cache.dims[2 * i + 1]!])),
+        }
+      : null,
+    paths: pathTable(
+      st.paths.root,
+      rows.map((i) => relativePathAt(st.paths, i)),
+    ),
+    masks: masks
+      ? pathTable(
+          masks.root,
+          rows.map((i) => relativePathAt(masks, i)),
+        )
+      : null,
+  };
+  const labels = ds.labels ? Int32Array.from(rows, (i) => ds.labels![i]!) : null;
+  return { ...ds, labels, n: rows.length, name: s.name, stream, skipped: undefined, warnings: undefined };
 }
 
 /** The subset of the given rows of a dataset. */
@@ -177,6 +219,8 @@ export function dartsSplit(
 /** Per-channel mean and standard deviation of pixel/255 (over all rows of the source). */
 export function computeMeanStd(src: DataSource): { mean: number[]; std: number[] } {
   const { dataset: ds, indices } = sourceRows(src);
+  if (ds.stream)
+    throw new DataError(`${ds.name} is streamed from disk: its normalization constants are fixed, not computed`);
   const { c, h, w } = ds;
   const plane = h * w;
   const sum = new Float64Array(c);

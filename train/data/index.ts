@@ -64,3 +64,38 @@ export {
   type LoaderOptions,
   resolveWorkerFile,
 } from './pool.js';
+export {
+  buildIndex,
+  type FileIndex,
+  type IndexLayout,
+  loadIndex,
+  openIndex,
+  type PathTable,
+  pathAt,
+  relativePathAt,
+  saveIndex,
+} from './file-index.js';
+export {
+  type CropGeometry,
+  drawGeometry,
+  GEOMETRY_DEFAULTS,
+  type GeometryKind,
+  type GeometrySettings,
+  lightingOffsets,
+  randomScaleCrop,
+  randomSizedCrop,
+  resampleBilinear,
+  resampleNearest,
+  resizeCenterCrop,
+  scaleGeometry,
+} from './geometry.js';
+export {
+  buildStreamBatch,
+  cutBatch,
+  type ImageStream,
+  openImageStream,
+  SAMPLE_STREAM,
+  STREAM_DEFAULTS,
+  type StreamJob,
+  type StreamOptions,
+} from './stream.js';

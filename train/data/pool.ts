@@ -11,7 +11,9 @@
  *
  * Sharing: source pixels live in a SharedArrayBuffer (copied there once if a
  * reader did not already put them there); each task carries only the row
- * indices; result buffers are transferred back without copies.
+ * indices; result buffers are transferred back without copies. Streamed sets
+ * (stream.ts) share their packed file paths the same way, and their images
+ * are read and cut inside the workers.
  *
  * Worker file: from compiled code (dist/…/pool.js) the sibling worker.js is
  * used; from TypeScript sources (vitest, tsx) the compiled
@@ -36,6 +38,8 @@ import {
   type TaskName,
   type TaskOptions,
 } from './pretext.js';
+import { buildStreamBatch, type StreamJob } from './stream.js';
+import type { WorkerDataError } from './worker.js';
 
 /** Default number of worker threads: cores − 1 (the main thread trains), between 1 and 4. */
 export function defaultWorkers(): number {
@@ -85,6 +89,18 @@ export function resolveWorkerFile(): string {
   return f;
 }
 
+/** How a loader's batches of a streamed set are cut (null for an in-memory set). */
+function streamJobOf(ds: Dataset, task: TaskOptions, resolved: PretextTask, masks: boolean): StreamJob | null {
+  if (!ds.stream) {
+    if (masks) throw new DataError(`${ds.name} has no label maps`);
+    return null;
+  }
+  if (masks && !ds.stream.masks) throw new DataError(`${ds.name} has no label maps`);
+  // SimCLR cuts its own views from the test-transformed image
+  const augment = resolved.options.augment && task.name !== 'simclr';
+  return { set: ds.stream, augment, flip: task.flip ?? true, masks };
+}
+
 /** Options of a worker pool. */
 export interface DataPoolOptions {
   /** Worker threads; 0 builds batches in the calling thread. Default: `defaultWorkers()`. */
@@ -127,17 +143,20 @@ export class DataPool {
     return this.closed;
   }
 
-  /** Builds one batch in this thread (whatever the pool size); throws once closed. */
+  /** Builds one batch of an in-memory set in this thread (whatever the pool size); throws once closed. */
   runSync(job: BatchJob): Batch {
     if (this.closed) throw new DataError('the data pool is closed');
+    if (job.stream) throw new DataError('a streamed batch is built asynchronously: use run()');
     return buildBatch(job);
   }
 
   /** Builds one batch (in a worker, or in this thread when workers = 0). */
   async run(job: BatchJob): Promise<Batch> {
     if (this.closed) throw new DataError('the data pool is closed');
-    if (!this.piscina) return buildBatch(job);
-    return (await this.piscina.run(job)) as Batch;
+    if (!this.piscina) return job.stream ? buildStreamBatch(job) : buildBatch(job);
+    const r = (await this.piscina.run(job)) as Batch | WorkerDataError;
+    if ('dataError' in r) throw new DataError(r.dataError);
+    return r;
   }
 
   /** Stops the worker threads (pending batches are rejected). Idempotent. */
@@ -175,6 +194,8 @@ export interface LoaderOptions {
   /** Normalization constants (default: the dataset's, or computed from its pixels). */
   mean?: number[];
   std?: number[];
+  /** Streamed sets with label maps: cut them with their images (`batch.masks`). */
+  masks?: boolean;
 }
 
 /** Where an epoch starts (exact resume). */
@@ -205,6 +226,8 @@ export class DataLoader {
   private readonly shuffle: boolean;
   private readonly prefetch: number;
   private orderCache: { epoch: number; order: Int32Array } | null = null;
+  private readonly streamJob: StreamJob | null;
+  private readonly unreadableFiles = new Set<string>();
 
   constructor(source: DataSource, opts: LoaderOptions) {
     const { dataset, indices } = sourceRows(source);
@@ -221,7 +244,9 @@ export class DataLoader {
       ? Math.floor(this.size / this.batchSize)
       : Math.ceil(this.size / this.batchSize);
     const name = isSubset(source) ? source.name : dataset.name;
-    this.task = resolveTask(opts.task, {
+    const taskOpts: TaskOptions = typeof opts.task === 'string' ? { name: opts.task } : opts.task;
+    // streamed images are flipped and cropped when they are cut, not again by the task
+    this.task = resolveTask(dataset.stream ? { ...taskOpts, flip: false, cropPad: 0 } : taskOpts, {
       c: dataset.c,
       h: dataset.h,
       w: dataset.w,
@@ -237,6 +262,7 @@ export class DataLoader {
     }
     this.mean = norm.mean;
     this.std = norm.std;
+    this.streamJob = streamJobOf(dataset, taskOpts, this.task, !!opts.masks);
     // Put the pixels in shared memory once (readers already do), so tasks never copy them.
     if (!(dataset.images.buffer instanceof SharedArrayBuffer)) dataset.images = toSharedImages(dataset.images);
     this.images = dataset.images;
@@ -288,12 +314,20 @@ export class DataLoader {
       seed: this.seed,
       epoch,
       index,
+      ...(this.streamJob ? { stream: this.streamJob } : {}),
     };
   }
 
   /** Builds batch `index` of epoch `epoch` (random access). */
-  batch(epoch: number, index: number): Promise<Batch> {
-    return this.pool.run(this.job(epoch, index));
+  async batch(epoch: number, index: number): Promise<Batch> {
+    const b = await this.pool.run(this.job(epoch, index));
+    for (const f of b.corrupt ?? []) this.unreadableFiles.add(f);
+    return b;
+  }
+
+  /** Unreadable files skipped so far by the batches of this loader (streamed sets with skipCorrupt). */
+  get unreadable(): string[] {
+    return [...this.unreadableFiles];
   }
 
   /**
@@ -306,7 +340,7 @@ export class DataLoader {
     if (!Number.isInteger(start) || start < 0 || start > this.batchesPerEpoch) {
       throw new DataError(`startBatch ${start} is outside 0..${this.batchesPerEpoch}`);
     }
-    if (this.pool.workers === 0) {
+    if (this.pool.workers === 0 && !this.streamJob) {
       for (let b = start; b < this.batchesPerEpoch; b++) yield this.pool.runSync(this.job(epoch, b));
       return;
     }

@@ -15,6 +15,7 @@ import { Rng } from '../../graph/rng.js';
 import { abQuantizer, linearRgbToLab, SRGB_LINEAR_U8 } from './color.js';
 import { DataError } from './errors.js';
 import { modelDataPath } from './paths.js';
+import type { StreamJob } from './stream.js';
 import {
   colorJitter,
   cutout,
@@ -73,7 +74,7 @@ export interface TaskOptions {
   tileFraction?: number;
   /** Normalize each jigsaw tile by its own mean/std, default true. */
   normalizeTiles?: boolean;
-  /** Jigsaw: probability of making the image gray before tiling (UnNAS GRAY_PERCENTAGE), default 0. */
+  /** Jigsaw: probability of making the image gray before tiling (UnNAS GRAY_PERCENTAGE): default 0.3 for a 3×3 grid, else 0. */
   grayProb?: number;
   /** SimCLR view options. */
   simclr?: Partial<SimclrOptions>;
@@ -141,6 +142,10 @@ export interface Batch {
   rows: Int32Array;
   /** Ground-truth labels of the N source images (when the dataset is labelled). */
   labels: Int32Array | null;
+  /** Streamed sets with label maps: N × H × W labels cut like their images (255 = none). */
+  masks?: Uint8Array | null;
+  /** Streamed sets: unreadable files met in this batch (their places taken by other images of the batch). */
+  corrupt?: string[];
 }
 
 /** RNG stream labels (see Rng.derive). */
@@ -196,20 +201,21 @@ export function invertPermutation(perm: ArrayLike<number>): Int32Array {
 // ---------------------------------------------------------------------------
 // Resolution
 
-/**
- * Resolves task options for a dataset shape into a task descriptor. Throws a
- * DataError when the task cannot run on such data (rotation of a non-square
- * image, supervised task without labels, jigsaw grid too fine, …).
- */
-export function resolveTask(
-  opts: TaskOptions | TaskName,
-  shape: { c: number; h: number; w: number; classes?: number; labelled?: boolean; name?: string },
-): PretextTask {
-  const o: TaskOptions = typeof opts === 'string' ? { name: opts } : opts;
-  if (!TASK_NAMES.includes(o.name))
-    throw new DataError(`unknown task '${String(o.name)}' (expected one of ${TASK_NAMES.join(', ')})`);
+/** The shape of a task's data: what resolveTask derives per task. */
+interface TaskLayout {
+  inputShape: [number, number, number];
+  targetKind: TargetKind;
+  /** Rows of x per source image. */
+  mult: number;
+  group: number;
+  yShape: (n: number) => number[];
+}
+
+type DataShape = { c: number; h: number; w: number; classes?: number; labelled?: boolean; name?: string };
+
+/** Task options with their defaults, checked (numClasses and jigsawPerms are set by the task's layout). */
+function resolvedOptions(o: TaskOptions, shape: DataShape): ResolvedTask {
   const { c, h, w } = shape;
-  const what = shape.name ? ` (${shape.name}: ${c}x${h}x${w})` : ` (${c}x${h}x${w})`;
   const grid = o.jigsawGrid ?? (Math.min(h, w) < 64 ? 2 : 3);
   const r: ResolvedTask = {
     name: o.name,
@@ -221,7 +227,8 @@ export function resolveTask(
     jigsawPerms: 0,
     tileFraction: o.tileFraction ?? 0.76,
     normalizeTiles: o.normalizeTiles ?? true,
-    grayProb: o.grayProb ?? 0,
+    // UnNAS turns 30% of the images gray for its 3×3 jigsaw on large images
+    grayProb: o.grayProb ?? (grid === 3 ? 0.3 : 0),
     simclr: {
       ...DEFAULT_SIMCLR,
       ...(o.simclr ?? {}),
@@ -236,67 +243,78 @@ export function resolveTask(
     throw new DataError(`cropPad must be a non-negative integer, got ${r.cropPad}`);
   if (!Number.isInteger(r.cutout) || r.cutout < 0)
     throw new DataError(`cutout must be a non-negative integer, got ${r.cutout}`);
-  let inputShape: [number, number, number] = [c, h, w];
-  let targetKind: TargetKind = 'class';
-  let mult = 1;
-  let group = 1;
-  let yShape = (n: number): number[] => [n];
+  if (!(r.grayProb >= 0 && r.grayProb <= 1)) throw new DataError(`grayProb must be in [0, 1], got ${r.grayProb}`);
+  return r;
+}
+
+/** Jigsaw: G² tiles per image folded into the batch, one permutation label per image. */
+function jigLayout(o: TaskOptions, r: ResolvedTask, what: string): TaskLayout {
+  const grid = r.jigsawGrid;
+  if (!Number.isInteger(grid) || grid < 2) throw new DataError(`jigsaw grid must be an integer ≥ 2, got ${grid}`);
+  if (!(r.tileFraction > 0 && r.tileFraction <= 1))
+    throw new DataError(`tileFraction must be in (0, 1], got ${r.tileFraction}`);
+  const perms = jigsawPermutations(grid);
+  r.jigsawPerms = o.jigsawPerms ?? perms.length;
+  if (!Number.isInteger(r.jigsawPerms) || r.jigsawPerms < 2 || r.jigsawPerms > perms.length) {
+    throw new DataError(`jigsawPerms must be in 2..${perms.length} for a ${grid}x${grid} grid, got ${r.jigsawPerms}`);
+  }
+  const g = jigsawGeometry(r.h, r.w, grid, r.tileFraction);
+  if (g.ph < 1 || g.pw < 1) throw new DataError(`image too small for a ${grid}x${grid} jigsaw${what}`);
+  r.numClasses = r.jigsawPerms;
+  const mult = grid * grid;
+  return { inputShape: [r.c, g.th, g.tw], targetKind: 'class', mult, group: mult, yShape: (n) => [n] };
+}
+
+/** Input and target shapes of a task on data of the given shape; sets the number of classes. */
+function taskLayout(o: TaskOptions, r: ResolvedTask, shape: DataShape, what: string): TaskLayout {
+  const { c, h, w } = shape;
+  const plain: TaskLayout = { inputShape: [c, h, w], targetKind: 'class', mult: 1, group: 1, yShape: (n) => [n] };
   switch (o.name) {
     case 'cls':
       if (shape.labelled === false) throw new DataError(`task cls needs labels but the dataset${what} is unlabelled`);
       r.numClasses = o.numClasses ?? shape.classes ?? 0;
       if (!(r.numClasses > 0)) throw new DataError(`task cls needs the number of classes${what}`);
-      break;
+      return plain;
     case 'rot':
       if (h !== w) throw new DataError(`task rot needs square images${what}`);
       r.numClasses = 4;
-      mult = 4;
-      yShape = (n) => [4 * n];
-      break;
+      return { ...plain, mult: 4, yShape: (n) => [4 * n] };
     case 'col':
       // On gray images every pixel's ab is (0, 0): one target class, a meaningless task.
       if (c !== 3) throw new DataError(`task col needs RGB images${what}`);
       r.numClasses = 313;
-      inputShape = [1, h, w];
-      targetKind = 'pixel-class';
-      yShape = (n) => [n, h, w];
-      break;
-    case 'jig': {
-      if (!Number.isInteger(grid) || grid < 2) throw new DataError(`jigsaw grid must be an integer ≥ 2, got ${grid}`);
-      if (!(r.tileFraction > 0 && r.tileFraction <= 1))
-        throw new DataError(`tileFraction must be in (0, 1], got ${r.tileFraction}`);
-      const perms = jigsawPermutations(grid);
-      r.jigsawPerms = o.jigsawPerms ?? perms.length;
-      if (!Number.isInteger(r.jigsawPerms) || r.jigsawPerms < 2 || r.jigsawPerms > perms.length) {
-        throw new DataError(
-          `jigsawPerms must be in 2..${perms.length} for a ${grid}x${grid} grid, got ${r.jigsawPerms}`,
-        );
-      }
-      const g = jigsawGeometry(h, w, grid, r.tileFraction);
-      if (g.ph < 1 || g.pw < 1) throw new DataError(`image too small for a ${grid}x${grid} jigsaw${what}`);
-      r.numClasses = r.jigsawPerms;
-      inputShape = [c, g.th, g.tw];
-      mult = grid * grid;
-      group = grid * grid;
-      break;
-    }
+      return { ...plain, inputShape: [1, h, w], targetKind: 'pixel-class', yShape: (n) => [n, h, w] };
+    case 'jig':
+      return jigLayout(o, r, what);
     case 'simclr':
       r.numClasses = 0;
-      targetKind = 'none';
-      mult = 2;
-      yShape = () => [0];
-      break;
+      return { ...plain, targetKind: 'none', mult: 2, yShape: () => [0] };
   }
-  const ish = inputShape;
+}
+
+/**
+ * Resolves task options for a dataset shape into a task descriptor. Throws a
+ * DataError when the task cannot run on such data (rotation of a non-square
+ * image, supervised task without labels, jigsaw grid too fine, …).
+ */
+export function resolveTask(opts: TaskOptions | TaskName, shape: DataShape): PretextTask {
+  const o: TaskOptions = typeof opts === 'string' ? { name: opts } : opts;
+  if (!TASK_NAMES.includes(o.name))
+    throw new DataError(`unknown task '${String(o.name)}' (expected one of ${TASK_NAMES.join(', ')})`);
+  const { c, h, w } = shape;
+  const what = shape.name ? ` (${shape.name}: ${c}x${h}x${w})` : ` (${c}x${h}x${w})`;
+  const r = resolvedOptions(o, shape);
+  const t = taskLayout(o, r, shape, what);
+  const ish = t.inputShape;
   return {
     name: o.name,
     inputShape: ish,
-    targetKind,
+    targetKind: t.targetKind,
     numClasses: r.numClasses,
-    batchMultiplier: mult,
-    groupSize: group,
-    xShape: (n) => [n * mult, ...ish],
-    yShape,
+    batchMultiplier: t.mult,
+    groupSize: t.group,
+    xShape: (n) => [n * t.mult, ...ish],
+    yShape: t.yShape,
     options: r,
   };
 }
@@ -318,6 +336,10 @@ export interface BatchJob {
   seed: number;
   epoch: number;
   index: number;
+  /** Per-row RGB offsets added before normalization (PCA lighting; n × c, pixel/255 units): cls, rot, jig. */
+  lighting?: Float32Array | null;
+  /** Streamed sets: how the rows' images are cut (then `images` is empty; see stream.ts). */
+  stream?: StreamJob;
 }
 
 /** The RNG of batch `index` of epoch `epoch`. */
@@ -332,6 +354,18 @@ export function normalizationLut(mean: number[], std: number[], c: number): Floa
   const lut = new Float32Array(c * 256);
   for (let ch = 0; ch < c; ch++) for (let v = 0; v < 256; v++) lut[ch * 256 + v] = (v / 255 - mean[ch]!) / std[ch]!;
   return lut;
+}
+
+/** The lookup table of row i: the batch's, plus the row's lighting offsets when there are any. */
+function rowLut(lut: Float32Array, job: BatchJob, i: number, c: number): Float32Array {
+  const off = job.lighting;
+  if (!off) return lut;
+  const out = new Float32Array(lut.length);
+  for (let ch = 0; ch < c; ch++) {
+    const d = off[i * c + ch]! / job.std[ch]!;
+    for (let v = 0; v < 256; v++) out[ch * 256 + v] = lut[ch * 256 + v]! + d;
+  }
+  return out;
 }
 
 /**
@@ -401,7 +435,8 @@ function buildCls(job: BatchJob, rng: Rng, x: Float32Array, lut: Float32Array): 
   const per = c * h * w;
   job.rows.forEach((row, i) => {
     const a = drawStdAug(job.task, rng);
-    writeAugmented(job.images, row * per, c, h, w, lut, a.flip, job.task.cropPad, a.oy, a.ox, x, i * per);
+    const l = rowLut(lut, job, i, c);
+    writeAugmented(job.images, row * per, c, h, w, l, a.flip, job.task.cropPad, a.oy, a.ox, x, i * per);
     if (a.cy >= 0) cutout(x, c, h, w, a.cy, a.cx, job.task.cutout, i * per);
   });
 }
@@ -412,7 +447,8 @@ function buildRot(job: BatchJob, rng: Rng, x: Float32Array, y: Int32Array, lut: 
   const tmp = new Float32Array(per);
   job.rows.forEach((row, i) => {
     const a = drawStdAug(job.task, rng);
-    writeAugmented(job.images, row * per, c, h, w, lut, a.flip, job.task.cropPad, a.oy, a.ox, tmp, 0);
+    const l = rowLut(lut, job, i, c);
+    writeAugmented(job.images, row * per, c, h, w, l, a.flip, job.task.cropPad, a.oy, a.ox, tmp, 0);
     if (a.cy >= 0) cutout(tmp, c, h, w, a.cy, a.cx, job.task.cutout, 0);
     for (let k = 0; k < 4; k++) {
       rot90(tmp, c, h, w, k, x, (4 * i + k) * per);
@@ -454,38 +490,46 @@ function buildCol(job: BatchJob, rng: Rng, x: Float32Array, y: Int32Array): void
 // skimage's rgb2gray weights (used by UnNAS's jigsaw grayscale).
 const SK_GRAY = [0.2125, 0.7154, 0.0721];
 
+/**
+ * Writes image `row` (flipped and/or gray when asked, plus row i's lighting
+ * offsets) normalized into the planar float `img`.
+ */
+function jigSource(job: BatchJob, row: number, i: number, flip: boolean, gray: boolean, img: Float32Array): void {
+  const { c, h, w } = job.task;
+  const plane = h * w;
+  const src = row * c * plane;
+  const off = job.lighting;
+  for (let yy = 0; yy < h; yy++) {
+    for (let xx = 0; xx < w; xx++) {
+      const sp = src + yy * w + (flip ? w - 1 - xx : xx);
+      const dp = yy * w + xx;
+      const v = gray
+        ? (SK_GRAY[0]! * job.images[sp]! +
+            SK_GRAY[1]! * job.images[sp + plane]! +
+            SK_GRAY[2]! * job.images[sp + 2 * plane]!) /
+          255
+        : 0;
+      for (let ch = 0; ch < c; ch++) {
+        const p = (gray ? v : job.images[sp + ch * plane]! / 255) + (off ? off[i * c + ch]! : 0);
+        img[ch * plane + dp] = (p - job.mean[ch]!) / job.std[ch]!;
+      }
+    }
+  }
+}
+
 function buildJig(job: BatchJob, rng: Rng, x: Float32Array, y: Int32Array): void {
   const t = job.task;
   const { c, h, w } = t;
-  const plane = h * w;
-  const per = c * plane;
   const g = jigsawGeometry(h, w, t.jigsawGrid, t.tileFraction);
   const perms = jigsawPermutations(t.jigsawGrid);
   const g2 = t.jigsawGrid * t.jigsawGrid;
   const tileSize = c * g.th * g.tw;
-  const img = new Float32Array(per);
+  const img = new Float32Array(c * h * w);
   const offsets = new Int32Array(2 * g2);
   job.rows.forEach((row, i) => {
     const fl = t.augment && t.flip ? rng.next() < 0.5 : false;
     const gray = t.augment && t.grayProb > 0 && c === 3 ? rng.next() < t.grayProb : false;
-    const src = row * per;
-    for (let yy = 0; yy < h; yy++) {
-      for (let xx = 0; xx < w; xx++) {
-        const sp = src + yy * w + (fl ? w - 1 - xx : xx);
-        const dp = yy * w + xx;
-        if (gray) {
-          const v =
-            (SK_GRAY[0]! * job.images[sp]! +
-              SK_GRAY[1]! * job.images[sp + plane]! +
-              SK_GRAY[2]! * job.images[sp + 2 * plane]!) /
-            255;
-          for (let ch = 0; ch < c; ch++) img[ch * plane + dp] = (v - job.mean[ch]!) / job.std[ch]!;
-        } else {
-          for (let ch = 0; ch < c; ch++)
-            img[ch * plane + dp] = (job.images[sp + ch * plane]! / 255 - job.mean[ch]!) / job.std[ch]!;
-        }
-      }
-    }
+    jigSource(job, row, i, fl, gray, img);
     const label = rng.int(t.jigsawPerms);
     for (let k = 0; k < g2; k++) {
       offsets[2 * k] = rng.int(g.ph - g.th + 1);

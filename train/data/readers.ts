@@ -3,17 +3,23 @@
  * MNIST / Fashion-MNIST ship them) and image folders (PNG/JPEG decoded with
  * sharp; class sub-folders give labels, a flat folder is unlabelled), and
  * `loadDataset(spec)` which takes a dataset name or a path and detects the
- * format. Every failure is a one-line `DataError` naming the file; with
- * `skipCorrupt: true` corrupt records/files are dropped and counted instead.
+ * format. With `crop`, image folders, Cityscapes roots and image lists are
+ * streamed from disk instead (stream.ts). Every failure is a one-line
+ * `DataError` naming the file; with `skipCorrupt: true` corrupt records/files
+ * are dropped and counted instead.
  */
 import { existsSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { constants as zc, createGunzip, gunzipSync } from 'node:zlib';
 import sharp, { type OutputInfo } from 'sharp';
 import { DataError, errorText } from './errors.js';
 import { computeMeanStd, type Dataset, limitDataset, sharedBytes, validateDataset } from './dataset.js';
+import { imageHeader, readImageBytes, toPlanar } from './decode.js';
+import { buildIndex, type FileIndex, imagesBelow, isImageName, isListFile } from './file-index.js';
+import type { GeometryKind } from './geometry.js';
+import { openImageStream, STREAM_DEFAULTS } from './stream.js';
 
 /** Which part of a dataset to read. */
 export type SplitName = 'train' | 'test';
@@ -38,12 +44,27 @@ export interface FolderOptions extends ReadOptions {
   fit?: 'cover' | 'fill';
   /** Images decoded at the same time (default 8). */
   concurrency?: number;
+  /** Decoded images are held in memory up to this many bytes (default 256 MiB): beyond, --size is needed. */
+  memoryBytes?: number;
 }
 
 /** Options of `loadDataset` (the union of the readers' options). */
 export interface LoadOptions extends FolderOptions {
   /** CIFAR-100 label kind: 'fine' (100 classes, default) or 'coarse' (20 superclasses). */
   cifar100Labels?: 'fine' | 'coarse';
+  /**
+   * Stream image folders, Cityscapes roots and image lists as crop×crop
+   * samples (random-sized crops in training, resize + centre crop in test)
+   * instead of reading them into memory (stream.ts). CIFAR and IDX sets
+   * accept only their own size.
+   */
+  crop?: number;
+  /** Streamed sets: folder where the file index is kept and reused (a run directory's data folder). */
+  indexDir?: string;
+  /** Streamed sets: crop recipe (default: cityscapes for that layout, else imagenet). */
+  geometry?: GeometryKind;
+  /** Streamed sets: PCA lighting strength in training (default 0.1; 0 = off). */
+  lighting?: number;
 }
 
 /** Standard normalization constants (per-channel mean/std of pixel/255 on the training sets). */
@@ -82,7 +103,6 @@ function withKnownNames(ds: Dataset, kind: string): Dataset {
 /** Where `loadDataset('fashion-mnist')` looks (override with $FASHION_MNIST_DIR). */
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
-const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg']);
 const CIFAR_PIXELS = 3 * 32 * 32;
 
 // ---------------------------------------------------------------------------
@@ -520,166 +540,168 @@ export async function readIdxPath(
 }
 
 // ---------------------------------------------------------------------------
-// Image folders
+// Image folders (in memory; folders too large for memory are streamed: stream.ts)
 
+/** Whether a file name has an image extension. */
 export function isImageFile(name: string): boolean {
-  return IMAGE_EXT.has(extname(name).toLowerCase());
+  return isImageName(name);
 }
 
+/** The images in `dir` (recursively when asked), as paths joined to `dir`, sorted. */
 export async function imagesUnder(dir: string, recursive: boolean): Promise<string[]> {
-  const out: string[] = [];
-  for (const name of await listDir(dir)) {
-    const p = join(dir, name);
-    if (isFile(p) && isImageFile(name)) out.push(p);
-    else if (recursive && isDir(p)) out.push(...(await imagesUnder(p, true)));
-  }
-  return out;
+  return (await imagesBelow(dir, dir, recursive)).map((f) => join(dir, f));
 }
 
-/** Chooses `dir/train` or `dir/test` (`val`) when an image folder is split in sub-folders of those names. */
-function folderForSplit(dir: string, split: SplitName): string {
-  const names = split === 'train' ? ['train'] : ['test', 'val'];
-  const hasTrain = isDir(join(dir, 'train'));
-  if (!hasTrain) return dir;
-  for (const n of names) if (isDir(join(dir, n))) return join(dir, n);
-  throw new DataError(`image folder ${dir} has a train/ sub-folder but no ${names.join('/')}/ for the ${split} split`);
+/** Decoding state of an in-memory folder: pixels by file index, the common size, failures by file index. */
+interface FolderDecode {
+  decoded: (Uint8Array | null)[];
+  h: number;
+  w: number;
+  /** The file that fixed the size ('' when the size option did). */
+  from: string;
+  failures: Map<number, { message: string; skippable: boolean }>;
+}
+
+/** Decodes file i into the state (CHW), recording a failure instead of throwing. */
+async function decodeFolderImage(files: string[], i: number, st: FolderDecode, opts: FolderOptions): Promise<void> {
+  const file = files[i]!;
+  const channels = opts.channels ?? 3;
+  let img = sharp(file, { failOn: 'warning' });
+  if (opts.size !== undefined) {
+    const [h, w] = typeof opts.size === 'number' ? [opts.size, opts.size] : opts.size;
+    img = img.resize(w, h, { fit: opts.fit ?? 'cover' });
+  }
+  img = img.removeAlpha();
+  img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await img.raw().toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    st.failures.set(i, { message: `cannot decode image ${file}: ${errorText(e)}`, skippable: true });
+    return;
+  }
+  const { width, height } = out.info;
+  if (out.info.channels !== channels) {
+    const message = `image ${file} decoded to ${out.info.channels} channels, expected ${channels}`;
+    st.failures.set(i, { message, skippable: true });
+    return;
+  }
+  if (st.h < 0) {
+    [st.h, st.w, st.from] = [height, width, file];
+  } else if (height !== st.h || width !== st.w) {
+    const message = `images differ in size: ${file} is ${width}x${height} but ${st.from || 'the size option'} is ${st.w}x${st.h}; pass a size (--size N crops them)`;
+    st.failures.set(i, { message, skippable: false });
+    return;
+  }
+  st.decoded[i] = toPlanar({ data: new Uint8Array(out.data), h: height, w: width, c: channels });
 }
 
 /**
- * Reads an image folder. Sub-folders are classes (sorted by name → label
- * 0..K-1; images anywhere below them); a folder with images and no class
- * sub-folders is unlabelled. PNG and JPEG are decoded with sharp, converted to
- * RGB (or gray with `channels: 1`) and resized to `size` when given.
+ * Decodes every file. Without a size option the first decodable image fixes
+ * the size: files are decoded in order until one succeeds, then the rest with
+ * bounded concurrency, stopping early on a fatal failure (every earlier file
+ * has been decoded by then, so the failure reported is the first in file order).
  */
-export async function readImageFolder(dir: string, opts: FolderOptions = {}): Promise<Dataset> {
-  if (!isDir(dir)) throw new DataError(existsSync(dir) ? `not a directory: ${dir}` : `no such directory: ${dir}`);
-  const split = opts.split ?? 'train';
-  const root = folderForSplit(dir, split);
-  const classDirs: string[] = [];
-  for (const name of await listDir(root)) {
-    const p = join(root, name);
-    if (isDir(p) && (await imagesUnder(p, true)).length > 0) classDirs.push(name);
-  }
-  let files: string[] = [];
-  let fileLabels: number[] | null = null;
-  const skips: Skips = { skipped: 0, warnings: [] };
-  if (classDirs.length > 0) {
-    fileLabels = [];
-    for (let k = 0; k < classDirs.length; k++) {
-      const fs = await imagesUnder(join(root, classDirs[k]!), true);
-      files.push(...fs);
-      for (let i = 0; i < fs.length; i++) fileLabels.push(k);
-    }
-    const loose = (await imagesUnder(root, false)).length;
-    if (loose > 0) skips.warnings.push(`${root}: ignored ${loose} image(s) outside the class sub-folders`);
-  } else {
-    files = await imagesUnder(root, false);
-  }
-  if (files.length === 0) throw new DataError(`no PNG or JPEG images in ${root}`);
-  if (opts.limit !== undefined && opts.limit < files.length) {
-    files = files.slice(0, opts.limit);
-    if (fileLabels) fileLabels = fileLabels.slice(0, opts.limit);
-  }
-  const channels = opts.channels ?? 3;
-  const size = opts.size === undefined ? undefined : typeof opts.size === 'number' ? [opts.size, opts.size] : opts.size;
-
-  const decoded: (Uint8Array | null)[] = new Array(files.length).fill(null);
-  // Failures by file index: reported in file order whatever the decoding order.
-  const failures = new Map<number, { message: string; skippable: boolean }>();
-  let shapeH = size ? size[0]! : -1;
-  let shapeW = size ? size[1]! : -1;
-  let shapeFrom = '';
-  const decodeOne = async (i: number): Promise<void> => {
-    const file = files[i]!;
-    let img = sharp(file, { failOn: 'warning' });
-    if (size) img = img.resize(size[1], size[0], { fit: opts.fit ?? 'cover' });
-    img = img.removeAlpha();
-    img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
-    let out: { data: Buffer; info: OutputInfo };
-    try {
-      out = await img.raw().toBuffer({ resolveWithObject: true });
-    } catch (e) {
-      failures.set(i, { message: `cannot decode image ${file}: ${errorText(e)}`, skippable: true });
-      return;
-    }
-    const { width, height } = out.info;
-    if (out.info.channels !== channels) {
-      failures.set(i, {
-        message: `image ${file} decoded to ${out.info.channels} channels, expected ${channels}`,
-        skippable: true,
-      });
-      return;
-    }
-    if (shapeH < 0) {
-      shapeH = height;
-      shapeW = width;
-      shapeFrom = file;
-    } else if (height !== shapeH || width !== shapeW) {
-      const msg = `images differ in size: ${file} is ${width}x${height} but ${shapeFrom || 'the size option'} is ${shapeW}x${shapeH}; pass a size to resize them`;
-      failures.set(i, { message: msg, skippable: false });
-      return;
-    }
-    // HWC interleaved → CHW planar.
-    const plane = height * width;
-    const chw = new Uint8Array(plane * channels);
-    for (let p = 0; p < plane; p++) for (let c = 0; c < channels; c++) chw[c * plane + p] = out.data[p * channels + c]!;
-    decoded[i] = chw;
+async function decodeFolder(files: string[], opts: FolderOptions): Promise<FolderDecode> {
+  const size = opts.size === undefined ? null : typeof opts.size === 'number' ? [opts.size, opts.size] : opts.size;
+  const st: FolderDecode = {
+    decoded: new Array(files.length).fill(null),
+    h: size ? size[0]! : -1,
+    w: size ? size[1]! : -1,
+    from: '',
+    failures: new Map(),
   };
-  const fatal = (): boolean => {
-    for (const f of failures.values()) if (!f.skippable || !opts.skipCorrupt) return true;
-    return false;
-  };
-  // Without a size option the first decodable image fixes the size: decode in
-  // order until one succeeds, then the rest with bounded concurrency (stopping
-  // early on a fatal failure; every earlier file has been decoded by then, so
-  // the failure reported is the first in file order).
+  const fatal = (): boolean => [...st.failures.values()].some((f) => !f.skippable || !opts.skipCorrupt);
   let next = 0;
-  while (next < files.length && shapeH < 0 && !fatal()) await decodeOne(next++);
+  while (next < files.length && st.h < 0 && !fatal()) await decodeFolderImage(files, next++, st, opts);
   const conc = Math.max(1, opts.concurrency ?? 8);
   const runners = Array.from({ length: Math.min(conc, files.length) }, async () => {
-    while (next < files.length && !fatal()) await decodeOne(next++);
+    while (next < files.length && !fatal()) await decodeFolderImage(files, next++, st, opts);
   });
   await Promise.all(runners);
-  for (const i of [...failures.keys()].sort((a, b) => a - b)) {
-    const f = failures.get(i)!;
+  return st;
+}
+
+/** Packs the decoded images (failures reported in file order: thrown, or skipped and counted). */
+function folderDataset(index: FileIndex, labelsIn: Int32Array | null, st: FolderDecode, opts: FolderOptions): Dataset {
+  const skips: Skips = { skipped: 0, warnings: [...(index.warnings ?? [])] };
+  for (const i of [...st.failures.keys()].sort((a, b) => a - b)) {
+    const f = st.failures.get(i)!;
     if (!f.skippable || !opts.skipCorrupt) throw new DataError(f.message);
     skips.skipped++;
     skips.warnings.push(f.message);
   }
-  if (shapeH < 0) throw new DataError(`no decodable images in ${root}`);
-  const keep: number[] = [];
-  for (let i = 0; i < files.length; i++) if (decoded[i]) keep.push(i);
-  const per = channels * shapeH * shapeW;
+  if (st.h < 0) throw new DataError(`no decodable images in ${index.root}`);
+  const keep = st.decoded.flatMap((d, i) => (d ? [i] : []));
+  const channels = opts.channels ?? 3;
+  const per = channels * st.h * st.w;
   const images = sharedBytes(keep.length * per);
-  const labels = fileLabels ? new Int32Array(keep.length) : null;
-  keep.forEach((i, k) => {
-    images.set(decoded[i]!, k * per);
-    if (labels) labels[k] = fileLabels![i]!;
-  });
+  keep.forEach((i, k) => images.set(st.decoded[i]!, k * per));
   const ds: Dataset = {
     images,
-    labels,
+    labels: labelsIn ? Int32Array.from(keep, (i) => labelsIn[i]!) : null,
     n: keep.length,
     c: channels,
-    h: shapeH,
-    w: shapeW,
-    classes: fileLabels ? classDirs.length : 0,
-    name: `${basename(resolve(dir))}${root !== dir ? `/${basename(root)}` : ''}`,
+    h: st.h,
+    w: st.w,
+    classes: labelsIn ? index.classNames!.length : 0,
+    name: index.name,
   };
-  if (fileLabels) ds.classNames = classDirs;
+  if (labelsIn) ds.classNames = index.classNames!;
   return finish(ds, skips);
+}
+
+/**
+ * Reads an image folder into memory. Sub-folders are classes (sorted by name
+ * → label 0..K-1; images anywhere below them); a folder with images and no
+ * class sub-folders is unlabelled (file-index.ts). PNG and JPEG are decoded
+ * with sharp, converted to RGB (or gray with `channels: 1`) and resized to
+ * `size` when given.
+ */
+export async function readImageFolder(dir: string, opts: FolderOptions = {}): Promise<Dataset> {
+  if (!isDir(dir)) throw new DataError(existsSync(dir) ? `not a directory: ${dir}` : `no such directory: ${dir}`);
+  const index = await buildIndex(dir, opts.split ?? 'train');
+  const n = Math.min(index.files.length, opts.limit ?? Infinity);
+  await checkFolderFits(index, n, opts);
+  const files = index.files.slice(0, n).map((f) => join(index.root, f));
+  const st = await decodeFolder(files, opts);
+  return folderDataset(index, index.labels ? index.labels.slice(0, n) : null, st, opts);
+}
+
+/**
+ * Checks, from the first image's header, that n images read into memory at
+ * their own size fit `memoryBytes`; otherwise one clear error naming --size.
+ */
+async function checkFolderFits(index: FileIndex, n: number, opts: FolderOptions): Promise<void> {
+  if (index.layout === 'cityscapes')
+    throw new DataError(`${index.name} is a Cityscapes layout: its images are streamed, pass --size N (the crop size)`);
+  if (opts.size !== undefined) return;
+  const first = join(index.root, index.files[0]!);
+  let head: { h: number; w: number };
+  try {
+    head = await imageHeader(await readImageBytes(first), first);
+  } catch {
+    return; // decoding reports it
+  }
+  const bytes = n * (opts.channels ?? 3) * head.h * head.w;
+  if (bytes > (opts.memoryBytes ?? STREAM_DEFAULTS.cacheBytes)) {
+    const gib = (bytes / 2 ** 30).toFixed(2);
+    throw new DataError(
+      `${n} images of ${head.w}x${head.h} (${index.name}) need ${gib} GiB in memory: pass --size N to stream them as N×N crops`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------
 // Format detection and loadDataset
 
 /** The on-disk formats `loadDataset` understands. */
-export type DataFormat = 'cifar10' | 'cifar100' | 'idx' | 'folder';
+export type DataFormat = 'cifar10' | 'cifar100' | 'idx' | 'folder' | 'list';
 
 async function hasImagesWithin(dir: string, depth: number): Promise<boolean> {
   for (const name of await listDir(dir)) {
     const p = join(dir, name);
-    if (isFile(p) && isImageFile(name)) return true;
+    if (isFile(p) && isImageName(name)) return true;
     if (depth > 0 && isDir(p) && (await hasImagesWithin(p, depth - 1))) return true;
   }
   return false;
@@ -704,6 +726,7 @@ export async function detectFormat(path: string): Promise<DataFormat> {
       `cannot detect the dataset format of ${path}: expected CIFAR .bin batches, IDX files or PNG/JPEG images`,
     );
   }
+  if (isListFile(path)) return 'list';
   const name = basename(path).toLowerCase();
   if (name.endsWith('.bin')) {
     if (name.startsWith('data_batch') || name.startsWith('test_batch')) return 'cifar10';
@@ -721,7 +744,7 @@ export async function detectFormat(path: string): Promise<DataFormat> {
   let head: Uint8Array | null = bytes.subarray(0, 4);
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) head = await gunzipPrefix(bytes, () => 4);
   if (head && head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 0x08) return 'idx';
-  if (isImageFile(name)) throw new DataError(`${path} is a single image; pass the folder that holds the images`);
+  if (isImageName(name)) throw new DataError(`${path} is a single image; pass the folder that holds the images`);
   throw new DataError(
     `cannot detect the dataset format of ${path}: expected a CIFAR .bin batch, an IDX file or an image folder`,
   );
@@ -729,18 +752,9 @@ export async function detectFormat(path: string): Promise<DataFormat> {
 
 const NAMED = ['fashion-mnist', 'mnist', 'cifar10', 'cifar100', 'idx', 'folder'] as const;
 
-/**
- * Loads a dataset from a spec: a name (`fashion-mnist`, `fashion-mnist:<dir>`,
- * `mnist:<dir>`, `cifar10:<dir>`, `cifar100:<dir>`, `idx:<path>`,
- * `folder:<dir>`) or a path whose format is detected (directory of CIFAR .bin
- * batches, IDX file or directory, image folder). Known datasets get their
- * standard normalization constants; others get mean/std computed from the data.
- */
-export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise<Dataset> {
+/** A spec's dataset kind (a name, or null for a path to detect) and its location, which must exist. */
+function parseSpec(spec: string): { kind: string | null; path: string } {
   if (typeof spec !== 'string' || spec.length === 0) throw new DataError('empty dataset spec');
-  const split = opts.split ?? 'train';
-  if (split !== 'train' && split !== 'test')
-    throw new DataError(`unknown split '${String(split)}' (expected train or test)`);
   const colon = spec.indexOf(':');
   let kind: string | null = null;
   let path = spec;
@@ -760,37 +774,74 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
       kind === null ? ` (or use a dataset name: fashion-mnist, cifar10:<dir>, cifar100:<dir>, mnist:<dir>)` : '';
     throw new DataError(`no such file or directory: ${path}${hint}`);
   }
-  let ds: Dataset;
+  return { kind, path };
+}
+
+/** Reads an in-memory set of a known kind (the detected format for kind null); null mean/std are computed. */
+async function readKind(kind: string | null, path: string, opts: LoadOptions, split: SplitName): Promise<Dataset> {
   switch (kind) {
     case 'fashion-mnist':
     case 'mnist': {
-      ds = await readIdxPath(path, { ...opts, split, name: `${kind}/${split}`, classes: 10 });
+      const ds = await readIdxPath(path, { ...opts, split, name: `${kind}/${split}`, classes: 10 });
       const st = KNOWN_STATS[kind]!;
-      ds.mean = st.mean;
-      ds.std = st.std;
-      return withKnownNames(ds, kind);
+      return withKnownNames({ ...ds, mean: st.mean, std: st.std }, kind);
     }
     case 'cifar10':
     case 'cifar100':
       if (isDir(path)) return withKnownNames(await readCifarDir(path, kind, opts), kind);
       return withKnownNames(await readCifarFiles([path], kind, { ...opts, name: basename(path) }), kind);
     case 'idx':
-      ds = await readIdxPath(path, opts);
-      break;
+      return readIdxPath(path, opts);
     case 'folder':
-      ds = await readImageFolder(path, opts);
-      break;
+      return readImageFolder(path, opts);
     default: {
       const fmt = await detectFormat(path);
-      if (fmt === 'cifar10' || fmt === 'cifar100') {
-        if (isDir(path)) return withKnownNames(await readCifarDir(path, fmt, opts), fmt);
-        return withKnownNames(await readCifarFiles([path], fmt, { ...opts, name: basename(path) }), fmt);
-      }
-      ds = fmt === 'idx' ? await readIdxPath(path, opts) : await readImageFolder(path, opts);
+      if (fmt === 'list')
+        throw new DataError(`${path} is an image list: its images are streamed, pass --size N (the crop size)`);
+      return readKind(fmt, path, opts, split);
     }
   }
-  const st = computeMeanStd(ds);
-  ds.mean = st.mean;
-  ds.std = st.std;
+}
+
+/** Whether a location is read as a streamed image set when a crop size is given. */
+async function streamable(kind: string | null, path: string): Promise<boolean> {
+  if (kind === 'folder') return true;
+  if (kind !== null) return false;
+  const fmt = await detectFormat(path);
+  return fmt === 'folder' || fmt === 'list';
+}
+
+/**
+ * Loads a dataset from a spec: a name (`fashion-mnist`, `fashion-mnist:<dir>`,
+ * `mnist:<dir>`, `cifar10:<dir>`, `cifar100:<dir>`, `idx:<path>`,
+ * `folder:<dir>`) or a path whose format is detected (directory of CIFAR .bin
+ * batches, IDX file or directory, image folder, image list). Known datasets
+ * get their standard normalization constants; others get mean/std computed
+ * from the data. With `crop`, folders and lists are streamed (stream.ts).
+ */
+export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise<Dataset> {
+  const split = opts.split ?? 'train';
+  if (split !== 'train' && split !== 'test')
+    throw new DataError(`unknown split '${String(split)}' (expected train or test)`);
+  const { kind, path } = parseSpec(spec);
+  if (opts.crop !== undefined && (await streamable(kind, path))) {
+    return openImageStream(path, {
+      ...opts,
+      crop: opts.crop,
+      split,
+      cacheBytes: opts.memoryBytes,
+    });
+  }
+  const ds = await readKind(kind, path, opts, split);
+  if (opts.crop !== undefined && (ds.h !== opts.crop || ds.w !== opts.crop)) {
+    throw new DataError(
+      `--size ${opts.crop}: ${ds.name} holds ${ds.w}x${ds.h} images; crop sizes apply to image folders and lists`,
+    );
+  }
+  if (!ds.mean || !ds.std) {
+    const st = computeMeanStd(ds);
+    ds.mean = st.mean;
+    ds.std = st.std;
+  }
   return limitDataset(ds, opts.limit);
 }
