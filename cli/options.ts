@@ -88,3 +88,19 @@ export function checkOutPath(path: string, what = 'output'): string {
 export function writeOutput(path: string, data: FileData): void {
   writeFileAtomic(path, data);
 }
+
+/** `--size <n>`: the crop size; image folders, Cityscapes roots and image lists are then streamed from disk. */
+export function sizeOption(): Option {
+  return intOption(
+    '--size <n>',
+    'crop size N: stream image folders/lists from disk as N×N crops (training: random-sized crops and flips; test: resize and centre crop)',
+  );
+}
+
+/** `--skip-corrupt`: skip unreadable images instead of failing. */
+export function skipCorruptOption(): Option {
+  return new Option(
+    '--skip-corrupt',
+    'skip unreadable images (counted, the first few listed at the end) instead of failing',
+  );
+}

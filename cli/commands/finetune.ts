@@ -7,7 +7,8 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runFinetune } from '../../train/eval/finetune.js';
-import { epOption, intOption, parsePositiveFloat, seedOption } from '../options.js';
+import { epOption, intOption, parsePositiveFloat, seedOption, sizeOption, skipCorruptOption } from '../options.js';
+import { skipSummary } from '../../train/data/index.js';
 
 function parseFraction(value: string): number {
   const n = Number(value.trim());
@@ -37,6 +38,8 @@ export function register(program: Command): void {
     .addOption(new Option('--weight-decay <x>', 'weight decay').argParser(Number).default(3e-4))
     .addOption(intOption('--cutout <n>', 'cutout length (0: off)', 0, 0))
     .addOption(intOption('--limit <n>', "use only the first N training images (default: the search's --limit)"))
+    .addOption(sizeOption())
+    .addOption(skipCorruptOption())
     .addOption(intOption('--test-limit <n>', 'use only the first N test images'))
     .addOption(new Option('--init <which>', 'which runs').choices(['both', 'concomitant', 'random']).default('both'))
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
@@ -57,6 +60,8 @@ export function register(program: Command): void {
         weightDecay: o.weightDecay,
         cutout: o.cutout,
         limit: o.limit,
+        size: o.size,
+        skipCorrupt: !!o.skipCorrupt,
         testLimit: o.testLimit,
         inits: o.init === 'both' ? ['concomitant', 'random'] : [o.init],
         workers: o.workers,
@@ -75,5 +80,6 @@ export function register(program: Command): void {
       process.stdout.write(
         `fine-tuned on ${r.labelled} labelled images (${(100 * r.fraction).toFixed(1)}% of ${r.trainImages}), tested on ${r.testImages}:\n${lines.join('\n')}\nwritten to ${r.out}\n`,
       );
+      if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
     });
 }

@@ -12,8 +12,9 @@ import { SSWP_DEFAULTS, runSswpSearch } from '../../train/search/sswp/search.js'
 import { PRUNE_RULES } from '../../train/search/sswp/prune.js';
 import { parseSplit, PRUNE_MODES } from '../../train/search/sswp/schedule.js';
 import { SAMPLING_MODES } from '../../train/search/sswp/sampler.js';
+import { skipSummary } from '../../train/data/index.js';
 import { CliError } from '../errors.js';
-import { epOption, intOption, parsePositiveFloat, seedOption } from '../options.js';
+import { epOption, intOption, parsePositiveFloat, seedOption, sizeOption, skipCorruptOption } from '../options.js';
 
 /** A probability in [0, 1]. */
 function parseProbability(value: string): number {
@@ -125,6 +126,8 @@ export function register(program: Command): void {
       ),
     )
     .addOption(intOption('--limit <n>', 'use only the first N images'))
+    .addOption(sizeOption())
+    .addOption(skipCorruptOption())
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too'))
     .addOption(intOption('--stop-after <n>', 'stop after N steps in total (checkpointed; continue with --resume)'))
@@ -154,6 +157,8 @@ export function register(program: Command): void {
         lr: o.lr,
         archLr: o.archLr,
         limit: o.limit,
+        size: o.size,
+        skipCorrupt: !!o.skipCorrupt,
         workers: o.workers,
         checkpointEvery: o.checkpointEvery,
         stopAfterSteps: o.stopAfter,
@@ -190,6 +195,7 @@ export function register(program: Command): void {
             : `${cells}\nsteps per phase: ${JSON.stringify(r.phases)}\ntime per step: ${t}\n` +
                 `written to ${o.out}/cells.json, cells.svg, model.onnx (concomitant weights) and final/ (checkpoint for nas-onnx finetune)\n`,
         );
+        if (r.skipped && r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
         return;
       }
       const r = await runSearch({
@@ -206,5 +212,6 @@ export function register(program: Command): void {
         (r.stopped ? 'stopped early (resume with --resume)\n' : '') +
           `genotype: ${JSON.stringify(r.genotype)}\n${costLine}${r.stepSeconds.toFixed(3)} s/step, ${nodes}\nwritten to ${o.out}/genotype.json and genotype.svg\n`,
       );
+      if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
     });
 }

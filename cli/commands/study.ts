@@ -34,7 +34,7 @@ import {
 import type { TrialStore } from '../../train/study/store.js';
 import { DEFAULT_QUEUE_NAME, runStudyQueue, startStudyWorker } from '../../train/study/queue.js';
 import { CliError, registerKnownError } from '../errors.js';
-import { epOption, intOption, parsePositiveFloat, parseSeed } from '../options.js';
+import { epOption, intOption, parsePositiveFloat, parseSeed, sizeOption, skipCorruptOption } from '../options.js';
 
 registerKnownError(StudyError);
 
@@ -72,6 +72,8 @@ interface StudyCliOptions {
   seeds?: number;
   limit?: number;
   testLimit?: number;
+  size?: number;
+  skipCorrupt?: boolean;
   lr?: number;
   weightDecay?: number;
   preciseBn?: number;
@@ -104,6 +106,8 @@ function configFromOptions(o: StudyCliOptions, base: StudyConfig): StudyConfig {
   set('dataset', o.data ?? o.dataset);
   set('limit', o.limit);
   set('testLimit', o.testLimit);
+  set('size', o.size);
+  if (o.skipCorrupt) c.skipCorrupt = true;
   set('epochs', o.epochs);
   set('batch', o.batch);
   set('evalBatch', o.evalBatch);
@@ -311,6 +315,8 @@ export function register(program: Command): void {
     .addOption(intOption('--seeds <n>', 'training seeds per architecture and objective: 0..n-1 (default 1)'))
     .addOption(intOption('--limit <n>', 'use the first N training images (and test images unless --test-limit)'))
     .addOption(intOption('--test-limit <n>', 'use the first N test images'))
+    .addOption(sizeOption())
+    .addOption(skipCorruptOption())
     .addOption(
       new Option('--lr <x>', 'initial learning rate, cosine to 0 (default 0.025)').argParser(parsePositiveFloat),
     )

@@ -7,7 +7,8 @@ import { Option, type Command } from 'commander';
 import { loadGenotype } from '../../graph/genotype.js';
 import { trainNetwork } from '../../train/eval/trainer.js';
 import { EVAL_NET_DEFAULTS } from '../../train/report/cost.js';
-import { epOption, intOption, parsePositiveFloat, seedOption } from '../options.js';
+import { epOption, intOption, parsePositiveFloat, seedOption, sizeOption, skipCorruptOption } from '../options.js';
+import { skipSummary } from '../../train/data/index.js';
 
 export function register(program: Command): void {
   program
@@ -31,6 +32,8 @@ export function register(program: Command): void {
     .addOption(new Option('--drop-path <p>', 'maximum drop-path probability').argParser(Number).default(0.2))
     .addOption(intOption('--cutout <n>', 'cutout length (0: off)', 16, 0))
     .addOption(intOption('--limit <n>', 'use only the first N training and test images'))
+    .addOption(sizeOption())
+    .addOption(skipCorruptOption())
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too'))
     .addOption(epOption())
@@ -53,6 +56,8 @@ export function register(program: Command): void {
         dropPath: o.dropPath,
         cutout: o.cutout,
         limit: o.limit,
+        size: o.size,
+        skipCorrupt: !!o.skipCorrupt,
         workers: o.workers,
         checkpointEvery: o.checkpointEvery,
         ep: o.ep,
@@ -66,5 +71,6 @@ export function register(program: Command): void {
           `${r.params.toLocaleString('en-US')} parameters, ${r.secondsPerEpoch.toFixed(1)} s/epoch, step graph ${r.stepNodes} nodes\n` +
           `model: ${r.modelPath}\n`,
       );
+      if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
     });
 }

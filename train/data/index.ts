@@ -63,6 +63,9 @@ export {
   type EpochOptions,
   type LoaderOptions,
   resolveWorkerFile,
+  type SkipReport,
+  skipReport,
+  skipSummary,
 } from './pool.js';
 export {
   buildIndex,
@@ -94,6 +97,7 @@ export {
   cutBatch,
   type ImageStream,
   openImageStream,
+  runDataDir,
   SAMPLE_STREAM,
   STREAM_DEFAULTS,
   type StreamJob,

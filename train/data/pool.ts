@@ -373,3 +373,42 @@ export class DataLoader {
     await this.close();
   }
 }
+
+/** Unreadable images a run skipped (`--skip-corrupt`). */
+export interface SkipReport {
+  count: number;
+  /** One line per skipped file (the first few are what a user sees). */
+  files: string[];
+}
+
+/**
+ * The unreadable images skipped by a run: those dropped when its sets were
+ * read (`dataset.warnings` of the decode failures) and those its loaders met
+ * while streaming, each file once.
+ */
+export function skipReport(sets: readonly DataSource[], loaders: readonly DataLoader[]): SkipReport {
+  const files = new Set<string>();
+  let count = 0;
+  const seen = new Set<Dataset>();
+  for (const s of sets) {
+    const ds = isSubset(s) ? s.dataset : s;
+    if (seen.has(ds)) continue;
+    seen.add(ds);
+    count += ds.skipped ?? 0;
+    if (ds.skipped) for (const w of ds.warnings ?? []) files.add(w);
+  }
+  for (const l of loaders) {
+    for (const f of l.unreadable) {
+      if (!files.has(f)) count++;
+      files.add(f);
+    }
+  }
+  return { count, files: [...files] };
+}
+
+/** One line for the end of a run: how many unreadable images were skipped and the first few. */
+export function skipSummary(r: SkipReport, first = 3): string {
+  if (r.count === 0) return '';
+  const more = r.files.length > first ? `, … (${r.files.length - first} more)` : '';
+  return `skipped ${r.count} unreadable image(s): ${r.files.slice(0, first).join('; ')}${more}`;
+}

@@ -624,13 +624,14 @@ async function decodeFolder(files: string[], opts: FolderOptions): Promise<Folde
 
 /** Packs the decoded images (failures reported in file order: thrown, or skipped and counted). */
 function folderDataset(index: FileIndex, labelsIn: Int32Array | null, st: FolderDecode, opts: FolderOptions): Dataset {
-  const skips: Skips = { skipped: 0, warnings: [...(index.warnings ?? [])] };
+  const skips: Skips = { skipped: 0, warnings: [] };
   for (const i of [...st.failures.keys()].sort((a, b) => a - b)) {
     const f = st.failures.get(i)!;
     if (!f.skippable || !opts.skipCorrupt) throw new DataError(f.message);
     skips.skipped++;
     skips.warnings.push(f.message);
   }
+  skips.warnings.push(...(index.warnings ?? []));
   if (st.h < 0) throw new DataError(`no decodable images in ${index.root}`);
   const keep = st.decoded.flatMap((d, i) => (d ? [i] : []));
   const channels = opts.channels ?? 3;

@@ -18,6 +18,8 @@
  * is taken by the next readable image of the same batch (its own draw), and
  * the file is reported with the batch.
  */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Rng } from '../../graph/rng.js';
 import type { Dataset } from './dataset.js';
 import { type Batch, type BatchJob, buildBatch } from './pretext.js';
@@ -100,6 +102,17 @@ export interface StreamOptions {
   geometry?: GeometryKind;
   /** PCA lighting strength in training (default 0.1; 0 = off). */
   lighting?: number;
+}
+
+/**
+ * The folder of a run directory where a streamed set's file index is kept:
+ * emptied for a fresh run (which rescans the data), kept for a resumed one.
+ */
+export function runDataDir(out: string, fresh: boolean): string {
+  const dir = join(out, 'data');
+  if (fresh) rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return dir;
 }
 
 /** A per-image shape estimate from up to 16 evenly spaced headers: mean decoded bytes. */

@@ -35,7 +35,17 @@ import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
 import { closeAll, evaluate } from './trainer.js';
 import { loadSswpNetwork } from '../search/sswp/search.js';
-import { DataLoader, DataPool, limitDataset, loadDataset, subset, type Dataset, type Subset } from '../data/index.js';
+import {
+  DataLoader,
+  DataPool,
+  type Dataset,
+  limitDataset,
+  loadDataset,
+  type SkipReport,
+  type Subset,
+  skipReport,
+  subset,
+} from '../data/index.js';
 
 export const LABEL_STREAM = 0x1abe1;
 
@@ -60,6 +70,10 @@ export interface FinetuneOptions {
   /** First N training images (default: the search's --limit). */
   limit?: number;
   testLimit?: number;
+  /** Crop size of a streamed image set (default: the search's --size). */
+  size?: number;
+  /** Skip unreadable images (reported in the result) instead of failing. */
+  skipCorrupt?: boolean;
   seed?: number;
   ep?: EP;
   workers?: number;
@@ -86,6 +100,8 @@ export interface FinetuneResult {
   testImages: number;
   runs: FinetuneRun[];
   out: string;
+  /** Unreadable images skipped (with skipCorrupt). */
+  skipped: SkipReport;
 }
 
 /** A seeded, class-stratified fraction of a labelled dataset's rows. */
@@ -116,8 +132,9 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const dataSpec = o.dataset ?? (cfg.data as string | undefined);
   if (!dataSpec) throw new TrainError('give --dataset: the search run does not record its data');
   const limit = o.limit ?? (cfg.limit as number | null) ?? undefined;
-  const trainSet = limitDataset(await loadDataset(dataSpec, { split: 'train' }), limit);
-  const testSet = limitDataset(await loadDataset(dataSpec, { split: 'test' }), o.testLimit);
+  const data = { crop: o.size ?? (cfg.size as number | undefined), skipCorrupt: o.skipCorrupt };
+  const trainSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'train' }), limit);
+  const testSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'test' }), o.testLimit);
   const input = [trainSet.c, trainSet.h, trainSet.w];
   if (JSON.stringify(input.slice(0, 1)) !== JSON.stringify(net.arch.input.slice(0, 1))) {
     throw new TrainError(`${dataSpec} has ${trainSet.c} channels but the network was searched on ${net.arch.input[0]}`);
@@ -247,6 +264,7 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
     testImages: testSet.n,
     runs,
     out,
+    skipped: skipReport([trainSet, testSet], [train, test]),
   };
   writeFileAtomic(
     join(out, 'result.json'),

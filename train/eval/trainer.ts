@@ -31,7 +31,16 @@ import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams, pickParams, type ParamValues } from '../runtime/params.js';
 import { Progress } from '../runtime/progress.js';
 import { f32, i64, toF32, type EP } from '../runtime/session.js';
-import { DataLoader, DataPool, limitDataset, loadDataset, type Dataset } from '../data/index.js';
+import {
+  DataLoader,
+  DataPool,
+  type Dataset,
+  limitDataset,
+  loadDataset,
+  runDataDir,
+  type SkipReport,
+  skipReport,
+} from '../data/index.js';
 import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
 
@@ -58,6 +67,10 @@ export interface TrainOptions {
   workers?: number;
   /** Use the first N training / test images (small real runs). */
   limit?: number;
+  /** Crop size: image folders and lists are streamed from disk as size×size crops (train/data/stream.ts). */
+  size?: number;
+  /** Skip unreadable images (reported in the result) instead of failing. */
+  skipCorrupt?: boolean;
   testLimit?: number;
   resume?: boolean;
   quiet?: boolean;
@@ -85,6 +98,8 @@ export interface TrainResult {
   params: number;
   stepNodes: number;
   secondsPerEpoch: number;
+  /** Unreadable images skipped (with skipCorrupt). */
+  skipped: SkipReport;
 }
 
 interface Graphs {
@@ -193,8 +208,14 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   const seed = o.seed ?? 0;
   const evalBatch = o.evalBatch ?? Math.max(o.batch, 100);
   mkdirSync(o.out, { recursive: true });
-  const trainSet = limitDataset(await loadDataset(o.dataset, { split: 'train' }), o.limit);
-  const testSet = limitDataset(await loadDataset(o.dataset, { split: 'test' }), o.testLimit ?? o.limit);
+  // a streamed set's file index is kept in the run directory (a resumed run does not rescan the disk)
+  const data = {
+    crop: o.size,
+    skipCorrupt: o.skipCorrupt,
+    indexDir: o.size === undefined ? undefined : runDataDir(o.out, !o.resume),
+  };
+  const trainSet = limitDataset(await loadDataset(o.dataset, { ...data, split: 'train' }), o.limit);
+  const testSet = limitDataset(await loadDataset(o.dataset, { ...data, split: 'test' }), o.testLimit ?? o.limit);
   if (!trainSet.labels)
     throw new TrainError(`${o.dataset} has no labels: training on labels needs a labelled data set`);
   const classes = trainSet.classes;
@@ -314,5 +335,6 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
     params: gs.evalG.paramCount(),
     stepNodes: gs.step.nodes.length,
     secondsPerEpoch: history.length ? history[history.length - 1]!.seconds : lastSeconds,
+    skipped: skipReport([trainSet, testSet], [train, test]),
   };
 }

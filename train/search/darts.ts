@@ -51,7 +51,18 @@ import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
 import { genotypeSvg } from '../report/genotype-svg.js';
 import { EvalNetCoster, evalNetShape, type EvalNetCost, type EvalNetShape } from '../report/cost.js';
-import { DataLoader, DataPool, dartsSplit, limitDataset, loadDataset, type Batch } from '../data/index.js';
+import {
+  type Batch,
+  DataLoader,
+  DataPool,
+  dartsSplit,
+  type LoadOptions,
+  limitDataset,
+  loadDataset,
+  runDataDir,
+  type SkipReport,
+  skipReport,
+} from '../data/index.js';
 
 /** The optimizers of a bilevel search: SGD on the weights (cosine lr), Adam on α; defaults per method. */
 export interface BilevelOptimizerOptions {
@@ -80,6 +91,10 @@ export interface SearchOptions extends BilevelOptimizerOptions {
   ep?: EP;
   workers?: number;
   limit?: number;
+  /** Crop size: image folders and lists are streamed from disk as size×size crops (train/data/stream.ts). */
+  size?: number;
+  /** Skip unreadable images (reported in the result) instead of failing. */
+  skipCorrupt?: boolean;
   /** Checkpoint every N steps (besides epoch ends); 0 = epoch ends only. */
   checkpointEvery?: number;
   resume?: boolean;
@@ -119,6 +134,8 @@ export interface SearchResult {
   nodes: SearchGraphNodes;
   stepSeconds: number;
   stopped: boolean;
+  /** Unreadable images skipped (with skipCorrupt). */
+  skipped: SkipReport;
 }
 
 export function searchConfig(o: SearchOptions): Record<string, unknown> {
@@ -132,6 +149,8 @@ export function searchConfig(o: SearchOptions): Record<string, unknown> {
     order: o.order,
     seed: o.seed ?? 0,
     limit: o.limit ?? null,
+    // recorded when set (configs of runs from before streaming have no such key)
+    ...(o.size !== undefined ? { size: o.size } : {}),
     lr: o.lr ?? 0.025,
     lrMin: o.lrMin ?? 0.001,
     momentum: o.momentum ?? 0.9,
@@ -339,8 +358,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     const diff = configDiff((resumeFrom.meta.config ?? {}) as Record<string, unknown>, cfg);
     if (diff) throw new TrainError(`--resume: ${o.out} was searched with other settings (${diff})`);
   }
-  // the readers stop after `limit` images (a quick run on a large folder does not decode all of it)
-  const full = limitDataset(await loadDataset(o.data, { split: 'train', limit: o.limit }), o.limit);
+  // the readers stop after `limit` images (a quick run on a large folder does not decode all of it);
+  // a streamed set's file index is kept in the run directory, so a resumed run does not rescan the disk
+  const full = limitDataset(await loadDataset(o.data, searchDataOptions(o, !resumeFrom)), o.limit);
   mkdirSync(o.out, { recursive: true });
   const logPath = join(o.out, 'log.jsonl');
   if (!resumeFrom) {
@@ -526,7 +546,17 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     nodes: runners.nodes,
     stepSeconds: stepTime / Math.max(timedSteps, 1),
     stopped,
+    skipped: skipReport([full], [wLoader, aLoader]),
   };
+}
+
+/** How a search reads its data; a fresh run rescans a streamed set (its index is kept in <out>/data). */
+export function searchDataOptions(
+  o: Pick<SearchOptions, 'out' | 'limit' | 'size' | 'skipCorrupt'>,
+  fresh: boolean,
+): LoadOptions {
+  const indexDir = o.size === undefined ? undefined : runDataDir(o.out, fresh);
+  return { split: 'train', limit: o.limit, crop: o.size, skipCorrupt: o.skipCorrupt, indexDir };
 }
 
 /**

@@ -90,6 +90,10 @@ export interface StudyConfig extends TrialNetConfig {
   preciseBn: number;
   /** Seed of the evaluation batches (rotations are fixed anyway; jigsaw permutations and tile offsets are not). */
   evalSeed: number;
+  /** Crop size of a streamed image folder or list (null: the images' own size). */
+  size: number | null;
+  /** Skip unreadable images instead of failing a trial. */
+  skipCorrupt: boolean;
 }
 
 /** Small CPU defaults (UnNAS's CIFAR settings are DARTS C=16/20 cells, NB101 128 wide 3×3 cells, 100 epochs). */
@@ -109,6 +113,8 @@ export function defaultStudyConfig(space: StudySpace = 'darts'): StudyConfig {
     weightDecay: 5e-4,
     preciseBn: 1024,
     evalSeed: 0,
+    size: null,
+    skipCorrupt: false,
     C: 8,
     layers: 5,
     width: 16,
@@ -139,7 +145,7 @@ export function validateStudyConfig(c: StudyConfig): StudyConfig {
     if (!Number.isInteger(v) || (v as number) < 1)
       throw new StudyError(`${k} must be a positive integer, got ${String(v)}`);
   }
-  for (const k of ['limit', 'testLimit'] as const) {
+  for (const k of ['limit', 'testLimit', 'size'] as const) {
     const v = c[k];
     if (v !== null && (!Number.isInteger(v) || v < 1))
       throw new StudyError(`${k} must be a positive integer or null, got ${String(v)}`);
@@ -158,9 +164,13 @@ export function validateStudyConfig(c: StudyConfig): StudyConfig {
   return c;
 }
 
+/** Fields added after the first studies: hashed only when they differ from their default, so older keys stay. */
+const LATER_KEYS: Partial<Record<keyof StudyConfig, unknown>> = { size: null, skipCorrupt: false };
+
 /** Canonical JSON of a config (fixed key order). */
 function configJson(c: StudyConfig): string {
-  return JSON.stringify(CONFIG_KEYS.map((k) => [k, c[k]]));
+  const keys = CONFIG_KEYS.filter((k) => !(k in LATER_KEYS) || c[k] !== LATER_KEYS[k]);
+  return JSON.stringify(keys.map((k) => [k, c[k]]));
 }
 
 /** Short hash of a config: trials of two studies with the same key give the same results. */
@@ -305,11 +315,17 @@ export function openOrCreateStudy(dir: string, def: StudyDefinition): TrialStore
 export class DataCache {
   private readonly cache = new Map<string, Promise<Dataset>>();
 
-  get(spec: string, split: 'train' | 'test', limit: number | null): Promise<Dataset> {
-    const key = `${spec}\u0000${split}\u0000${limit ?? ''}`;
+  get(
+    spec: string,
+    split: 'train' | 'test',
+    limit: number | null,
+    data: { size?: number | null; skipCorrupt?: boolean } = {},
+  ): Promise<Dataset> {
+    const key = `${spec}\u0000${split}\u0000${limit ?? ''}\u0000${data.size ?? ''}\u0000${!!data.skipCorrupt}`;
     let p = this.cache.get(key);
     if (!p) {
-      p = loadDataset(spec, { split }).then((ds) => limitDataset(ds, limit ?? undefined));
+      const opts = { split, crop: data.size ?? undefined, skipCorrupt: data.skipCorrupt };
+      p = loadDataset(spec, opts).then((ds) => limitDataset(ds, limit ?? undefined));
       p.catch(() => this.cache.delete(key));
       this.cache.set(key, p);
     }
@@ -380,8 +396,8 @@ export async function runTrial(
   if (!(STUDY_OBJECTIVES as readonly string[]).includes(trial.objective))
     throw new StudyError(`unknown objective '${trial.objective}'`);
   const data = ctx.data ?? new DataCache();
-  const trainSet = await data.get(cfg.dataset, 'train', cfg.limit);
-  const testSet = await data.get(cfg.dataset, 'test', cfg.testLimit ?? cfg.limit);
+  const trainSet = await data.get(cfg.dataset, 'train', cfg.limit, cfg);
+  const testSet = await data.get(cfg.dataset, 'test', cfg.testLimit ?? cfg.limit, cfg);
   const pool = ctx.pool ?? new DataPool({ workers: 0 });
   const evalBatch = Math.min(cfg.evalBatch, testSet.n);
   const train = new DataLoader(trainSet, {

@@ -82,7 +82,7 @@ import { f32, type EP, type SessionOptions, type Tensor } from '../../runtime/se
 import { appendJsonLine } from '../../runtime/log.js';
 import { TrainError } from '../../runtime/errors.js';
 import { cellsSvg } from '../../report/genotype-svg.js';
-import { adamUpdate, batchFeeds, type BilevelOptimizerOptions, type HostAdam } from '../darts.js';
+import { adamUpdate, batchFeeds, type BilevelOptimizerOptions, type HostAdam, searchDataOptions } from '../darts.js';
 import { Runners, type RunnerShape } from './runners.js';
 import {
   alphaGradients,
@@ -102,6 +102,8 @@ import {
   loadDataset,
   type Batch,
   type Dataset,
+  type SkipReport,
+  skipReport,
 } from '../../data/index.js';
 
 /** Rng.derive label of the path samples. */
@@ -121,6 +123,9 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   ep?: EP;
   workers?: number;
   limit?: number;
+  /** Crop size of streamed image folders and lists; skip unreadable images (train/search/darts.ts searchDataOptions). */
+  size?: number;
+  skipCorrupt?: boolean;
   prune?: PruneMode;
   /** What pruning a cell keeps (default 'op-per-edge', the paper's; prune.ts). */
   pruneRule?: PruneRule;
@@ -164,6 +169,8 @@ export interface SswpConfig {
   layers: number;
   seed: number;
   limit: number | null;
+  /** Crop size of a streamed image set (absent: the images' own size). */
+  size?: number;
   prune: PruneMode;
   pruneRule: PruneRule;
   split: number[] | null;
@@ -225,6 +232,7 @@ export function sswpConfig(o: SswpOptions): SswpConfig {
     layers: o.layers,
     seed: o.seed ?? 0,
     limit: o.limit ?? null,
+    ...(o.size !== undefined ? { size: o.size } : {}),
     prune: o.prune ?? d.prune,
     pruneRule: o.pruneRule ?? d.pruneRule,
     split: o.split ?? null,
@@ -318,6 +326,8 @@ export interface SswpResult {
   /** Step-graph node counts of the first graphs built (w step, α gradient). */
   nodes: { w: number; a: number };
   phases: Record<string, number>;
+  /** Unreadable images skipped (with skipCorrupt). */
+  skipped?: SkipReport;
 }
 
 /** An epoch's running sums (kept in mid-epoch checkpoints, so a resumed epoch logs its whole record). */
@@ -397,7 +407,7 @@ type SearchData = Pick<Search, 'full' | 'pool' | 'wLoader' | 'aLoader' | 'taskSh
 
 /** The images, the DARTS split into a weight half and an architecture half, their loaders and the schedule. */
 async function openData(o: SswpOptions, cfg: SswpConfig): Promise<SearchData> {
-  const full = limitDataset(await loadDataset(o.data, { split: 'train' }), o.limit);
+  const full = limitDataset(await loadDataset(o.data, searchDataOptions(o, !o.resume)), o.limit);
   const halves = dartsSplit(full, { seed: cfg.seed });
   const pool = new DataPool({ workers: o.workers });
   const task = { name: cfg.objective };
@@ -866,7 +876,8 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
     await s.aLoader.close();
     await s.pool.close();
   }
-  return stopped ? stoppedResult(s) : finishSearch(s);
+  const r = stopped ? stoppedResult(s) : await finishSearch(s);
+  return { ...r, skipped: skipReport([s.full], [s.wLoader, s.aLoader]) };
 }
 
 /**
