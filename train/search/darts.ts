@@ -56,6 +56,7 @@ import {
   DataLoader,
   DataPool,
   dartsSplit,
+  type Dataset,
   type LoadOptions,
   limitDataset,
   loadDataset,
@@ -341,35 +342,75 @@ export async function searchStep(
   return { trainLoss: w.loss, trainCorrect: w.metrics.correct ?? 0, valLoss, valCorrect };
 }
 
-export async function runSearch(o: SearchOptions): Promise<SearchResult> {
-  const seed = o.seed ?? 0;
-  const cfg = searchConfig(o);
-  const prims = o.primitives ?? PRIMITIVES;
-  // --resume is checked before anything expensive (data, graphs, sessions)
-  let resumeFrom: Checkpoint | null = null;
-  if (o.resume) {
-    const dir = latestCheckpoint(o.out);
-    if (!dir) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
-    resumeFrom = loadCheckpoint(dir);
-    if (resumeFrom.meta.kind !== 'search')
-      throw new TrainError(
-        `--resume: ${o.out} is not a DARTS search run (checkpoint kind '${String(resumeFrom.meta.kind)}')`,
-      );
-    const diff = configDiff((resumeFrom.meta.config ?? {}) as Record<string, unknown>, cfg);
-    if (diff) throw new TrainError(`--resume: ${o.out} was searched with other settings (${diff})`);
-  }
-  // the readers stop after `limit` images (a quick run on a large folder does not decode all of it);
-  // a streamed set's file index is kept in the run directory, so a resumed run does not rescan the disk
-  const full = limitDataset(await loadDataset(o.data, searchDataOptions(o, !resumeFrom)), o.limit);
+/** Running sums of the current epoch's step results (checkpointed mid-epoch, so a resumed epoch logs the same). */
+interface EpochSums {
+  tl: number;
+  tc: number;
+  vl: number;
+  vc: number;
+  n: number;
+}
+
+const emptySums = (): EpochSums => ({ tl: 0, tc: 0, vl: 0, vc: 0, n: 0 });
+
+/** A running search: settings, data, step graphs and state. */
+interface Search {
+  o: SearchOptions;
+  cfg: Record<string, unknown>;
+  prims: readonly OpName[];
+  logPath: string;
+  /** The training images (both halves). */
+  full: Dataset;
+  pool: DataPool;
+  /** Loaders of the weight half and of the architecture half. */
+  wLoader: DataLoader;
+  aLoader: DataLoader;
+  /** Steps per epoch. */
+  steps: number;
+  runners: SearchRunners;
+  /** Costs each epoch's genotype's evaluation network for the log (null: not asked). */
+  coster: EvalNetCoster | null;
+  archOpt: HostAdam;
+  st: TrainState;
+  startEpoch: number;
+  startBatch: number;
+  totalSteps: number;
+  history: SearchEpochRecord[];
+  acc: EpochSums;
+  stepTime: number;
+  timedSteps: number;
+}
+
+/** The checkpoint --resume continues from (same settings required); checked before anything expensive. */
+function resumePoint(o: SearchOptions, cfg: Record<string, unknown>): Checkpoint | null {
+  if (!o.resume) return null;
+  const dir = latestCheckpoint(o.out);
+  if (!dir) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
+  const c = loadCheckpoint(dir);
+  if (c.meta.kind !== 'search')
+    throw new TrainError(`--resume: ${o.out} is not a DARTS search run (checkpoint kind '${String(c.meta.kind)}')`);
+  const diff = configDiff((c.meta.config ?? {}) as Record<string, unknown>, cfg);
+  if (diff) throw new TrainError(`--resume: ${o.out} was searched with other settings (${diff})`);
+  return c;
+}
+
+/** The run directory: a fresh run owns it (no records or checkpoints of an earlier run stay behind). */
+function prepareRunDir(o: SearchOptions, cfg: Record<string, unknown>, fresh: boolean): string {
   mkdirSync(o.out, { recursive: true });
   const logPath = join(o.out, 'log.jsonl');
-  if (!resumeFrom) {
-    // a fresh run owns the directory: no records or checkpoints of an earlier run stay behind
+  if (fresh) {
     rmSync(logPath, { force: true });
     rmSync(join(o.out, 'checkpoints'), { recursive: true, force: true });
   }
   writeFileAtomic(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-  const coster = o.evalNet === false ? null : new EvalNetCoster(evalNetShape(o.evalNet, full), { ep: o.ep });
+  return logPath;
+}
+
+type SearchData = Pick<Search, 'pool' | 'wLoader' | 'aLoader' | 'steps'>;
+
+/** The DARTS split of the images into a weight half and an architecture half, and their loaders. */
+async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
+  const seed = o.seed ?? 0;
   const halves = dartsSplit(full, { seed });
   const pool = new DataPool({ workers: o.workers });
   const taskOpts = { name: o.objective };
@@ -383,20 +424,24 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     mean: wLoader.mean,
     std: wLoader.std,
   });
-  const task = wLoader.task;
   const steps = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
   if (steps < 1) {
     await pool.close();
     throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
   }
-  let runners: SearchRunners;
+  return { pool, wLoader, aLoader, steps };
+}
+
+/** The step graphs of the search and their sessions (the pool is closed when they fail). */
+async function openRunners(o: SearchOptions, cfg: Record<string, unknown>, d: SearchData): Promise<SearchRunners> {
+  const task = d.wLoader.task;
   try {
-    runners = await createSearchRunners(task, {
+    return await createSearchRunners(task, {
       C: o.C,
       layers: o.layers,
       batchRows: task.xShape(o.batch)[0]!,
       order: o.order,
-      primitives: prims,
+      primitives: o.primitives ?? PRIMITIVES,
       momentum: cfg.momentum as number,
       weightDecay: cfg.weightDecay as number,
       clip: cfg.clip as number,
@@ -406,147 +451,216 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
       cpuMemArena: o.cpuMemArena,
     });
   } catch (e) {
-    await pool.close();
+    await d.pool.close();
     throw e;
   }
-  const { archNames } = runners;
-  const archOpt: HostAdam = {
-    lr: cfg.archLr as number,
-    beta1: cfg.archBeta1 as number,
-    beta2: cfg.archBeta2 as number,
-    eps: 1e-8,
-    weightDecay: cfg.archWeightDecay as number,
-  };
+}
 
-  let st: TrainState;
-  let startEpoch = 0;
-  let startBatch = 0;
-  let totalSteps = 0;
-  const history: SearchEpochRecord[] = [];
-  /** Running sums of the current epoch's step results (checkpointed mid-epoch, so a resumed epoch logs the same). */
-  type EpochSums = { tl: number; tc: number; vl: number; vc: number; n: number };
-  let acc: EpochSums = { tl: 0, tc: 0, vl: 0, vc: 0, n: 0 };
-  if (resumeFrom) {
-    const c = resumeFrom;
-    st = stateFromTensors(c.tensors);
-    st.steps = { ...(c.meta.steps as Record<string, number>) };
-    startEpoch = c.meta.epoch as number;
-    startBatch = c.meta.batch as number;
-    totalSteps = c.step;
-    history.push(...(c.meta.history as SearchEpochRecord[]));
-    if (startBatch > 0 && c.meta.sums) acc = { ...(c.meta.sums as EpochSums) };
-    // the log holds exactly the checkpoint's epochs (a run killed after logging an epoch but
-    // before its checkpoint would otherwise log that epoch twice)
-    writeFileAtomic(logPath, history.map((r) => `${JSON.stringify(r)}\n`).join(''));
-  } else {
-    st = newTrainState(initParams(runners.w.graph, seed));
-    for (const n of archNames) {
-      st.opt.set(`${n}@exp_avg`, new Float32Array(st.params.get(n)!.length));
-      st.opt.set(`${n}@exp_avg_sq`, new Float32Array(st.params.get(n)!.length));
-    }
+/** Continue from a checkpoint: state, position, history and the interrupted epoch's sums. */
+function resumeState(s: Search, c: Checkpoint): void {
+  s.st = stateFromTensors(c.tensors);
+  s.st.steps = { ...(c.meta.steps as Record<string, number>) };
+  s.startEpoch = c.meta.epoch as number;
+  s.startBatch = c.meta.batch as number;
+  s.totalSteps = c.step;
+  s.history.push(...(c.meta.history as SearchEpochRecord[]));
+  if (s.startBatch > 0 && c.meta.sums) s.acc = { ...(c.meta.sums as EpochSums) };
+  // the log holds exactly the checkpoint's epochs (a run killed after logging an epoch but
+  // before its checkpoint would otherwise log that epoch twice)
+  writeFileAtomic(s.logPath, s.history.map((r) => `${JSON.stringify(r)}\n`).join(''));
+}
+
+/** A fresh start: initialized weights and α, zero Adam moments of α. */
+function freshState(s: Search, seed: number): void {
+  s.st = newTrainState(initParams(s.runners.w.graph, seed));
+  for (const n of s.runners.archNames) {
+    s.st.opt.set(`${n}@exp_avg`, new Float32Array(s.st.params.get(n)!.length));
+    s.st.opt.set(`${n}@exp_avg_sq`, new Float32Array(s.st.params.get(n)!.length));
   }
-  const save = (epoch: number, batch: number): void => {
-    saveCheckpoint(o.out, {
-      step: totalSteps,
-      meta: { kind: 'search', config: cfg, epoch, batch, steps: st.steps, sums: batch > 0 ? acc : null, history },
-      tensors: stateTensors(st),
-    });
-  };
-  const currentGenotype = (): Genotype =>
-    deriveGenotype(st.params.get(archNames[0]!)!, st.params.get(archNames[1]!)!, prims);
+}
 
-  const lr0 = cfg.lr as number;
-  const lrMin = cfg.lrMin as number;
-  let stopped = false;
-  let stepTime = 0;
-  let timedSteps = 0;
+async function openSearch(o: SearchOptions): Promise<Search> {
+  const cfg = searchConfig(o);
+  const resumeFrom = resumePoint(o, cfg);
+  // the readers stop after `limit` images (a quick run on a large folder does not decode all of it);
+  // a streamed set's file index is kept in the run directory, so a resumed run does not rescan the disk
+  const full = limitDataset(await loadDataset(o.data, searchDataOptions(o, !resumeFrom)), o.limit);
+  const logPath = prepareRunDir(o, cfg, !resumeFrom);
+  const coster = o.evalNet === false ? null : new EvalNetCoster(evalNetShape(o.evalNet, full), { ep: o.ep });
+  const data = await openData(o, full);
+  const runners = await openRunners(o, cfg, data);
+  const s: Search = {
+    o,
+    cfg,
+    prims: o.primitives ?? PRIMITIVES,
+    logPath,
+    full,
+    ...data,
+    runners,
+    coster,
+    archOpt: {
+      lr: cfg.archLr as number,
+      beta1: cfg.archBeta1 as number,
+      beta2: cfg.archBeta2 as number,
+      eps: 1e-8,
+      weightDecay: cfg.archWeightDecay as number,
+    },
+    st: newTrainState(new Map()),
+    startEpoch: 0,
+    startBatch: 0,
+    totalSteps: 0,
+    history: [],
+    acc: emptySums(),
+    stepTime: 0,
+    timedSteps: 0,
+  };
+  if (resumeFrom) resumeState(s, resumeFrom);
+  else freshState(s, o.seed ?? 0);
+  return s;
+}
+
+/** Checkpoint at (epoch, batch): batch > 0 is mid-epoch and keeps the epoch's running sums. */
+function saveSearchCheckpoint(s: Search, epoch: number, batch: number): void {
+  saveCheckpoint(s.o.out, {
+    step: s.totalSteps,
+    meta: {
+      kind: 'search',
+      config: s.cfg,
+      epoch,
+      batch,
+      steps: s.st.steps,
+      sums: batch > 0 ? s.acc : null,
+      history: s.history,
+    },
+    tensors: stateTensors(s.st),
+  });
+}
+
+const alphas = (s: Search): [Float32Array, Float32Array] => [
+  s.st.params.get(s.runners.archNames[0]!)!,
+  s.st.params.get(s.runners.archNames[1]!)!,
+];
+
+function currentGenotype(s: Search): Genotype {
+  const [normal, reduce] = alphas(s);
+  return deriveGenotype(normal, reduce, s.prims);
+}
+
+function writeGenotype(s: Search, geno: Genotype, title: string): void {
+  writeFileAtomic(join(s.o.out, 'genotype.json'), genotypeJson({ name: `search_${s.o.objective}`, ...geno }));
+  writeFileAtomic(join(s.o.out, 'genotype.svg'), genotypeSvg(geno, `${s.o.objective} search, ${title}`));
+}
+
+/** One search step on a weight batch and an architecture batch, added to the epoch's sums. */
+async function trainStep(s: Search, epoch: number, b: number, lr: number, wb: Batch, ab: Batch): Promise<void> {
+  const { runners } = s;
+  const ts = Date.now();
+  const r = await searchStep(s.runners, s.st, batchFeeds(wb, runners.hasLabels), batchFeeds(ab, runners.hasLabels), {
+    order: s.o.order,
+    lr,
+    arch: s.archOpt,
+  });
+  if (!Number.isFinite(r.trainLoss) || !Number.isFinite(r.valLoss))
+    throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
+  s.stepTime += (Date.now() - ts) / 1000;
+  s.timedSteps++;
+  s.acc.tl += r.trainLoss;
+  s.acc.tc += r.trainCorrect;
+  s.acc.vl += r.valLoss;
+  s.acc.vc += r.valCorrect;
+  s.acc.n++;
+  s.totalSteps++;
+}
+
+/** The steps of one epoch (from the resumed batch in the first); true when the run stops early. */
+async function runEpochSteps(s: Search, epoch: number, lr: number): Promise<boolean> {
+  const { o, steps, acc } = s;
+  const first = epoch === s.startEpoch ? s.startBatch : 0;
+  const bar = new Progress(`search ${o.objective} epoch ${epoch + 1}/${o.epochs}`, steps, o.quiet);
+  const wIt = s.wLoader.epoch(epoch, { startBatch: first });
+  const aIt = s.aLoader.epoch(epoch, { startBatch: first });
   try {
-    for (let epoch = startEpoch; epoch < o.epochs && !stopped; epoch++) {
-      const t0 = Date.now();
-      const lr = cosineLr(lr0, lrMin, epoch, o.epochs);
-      const first = epoch === startEpoch ? startBatch : 0;
-      const bar = new Progress(`search ${o.objective} epoch ${epoch + 1}/${o.epochs}`, steps, o.quiet);
-      if (epoch !== startEpoch || startBatch === 0) acc = { tl: 0, tc: 0, vl: 0, vc: 0, n: 0 };
-      const wIt = wLoader.epoch(epoch, { startBatch: first });
-      const aIt = aLoader.epoch(epoch, { startBatch: first });
-      for (let b = first; b < steps; b++) {
-        const wb = (await wIt.next()).value as Batch;
-        const ab = (await aIt.next()).value as Batch;
-        const ts = Date.now();
-        const r = await searchStep(runners, st, batchFeeds(wb, runners.hasLabels), batchFeeds(ab, runners.hasLabels), {
-          order: o.order,
-          lr,
-          arch: archOpt,
-        });
-        if (!Number.isFinite(r.trainLoss) || !Number.isFinite(r.valLoss))
-          throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
-        stepTime += (Date.now() - ts) / 1000;
-        timedSteps++;
-        acc.tl += r.trainLoss;
-        acc.tc += r.trainCorrect;
-        acc.vl += r.valLoss;
-        acc.vc += r.valCorrect;
-        acc.n++;
-        totalSteps++;
-        bar.update(b + 1, `loss ${(acc.tl / acc.n).toFixed(3)} val ${(acc.vl / acc.n).toFixed(3)}`);
-        const atEnd = b + 1 === steps;
-        if (!atEnd && o.checkpointEvery && totalSteps % o.checkpointEvery === 0) save(epoch, b + 1);
-        if (o.stopAfterSteps !== undefined && totalSteps >= o.stopAfterSteps && !atEnd) {
-          save(epoch, b + 1);
-          stopped = true;
-          break;
-        }
+    for (let b = first; b < steps; b++) {
+      const wb = (await wIt.next()).value as Batch;
+      const ab = (await aIt.next()).value as Batch;
+      await trainStep(s, epoch, b, lr, wb, ab);
+      bar.update(b + 1, `loss ${(acc.tl / acc.n).toFixed(3)} val ${(acc.vl / acc.n).toFixed(3)}`);
+      if (b + 1 === steps) break;
+      if (o.checkpointEvery && s.totalSteps % o.checkpointEvery === 0) saveSearchCheckpoint(s, epoch, b + 1);
+      if (o.stopAfterSteps !== undefined && s.totalSteps >= o.stopAfterSteps) {
+        saveSearchCheckpoint(s, epoch, b + 1);
+        return true;
       }
-      await wIt.return(undefined);
-      await aIt.return(undefined);
-      if (stopped) break;
-      const geno = currentGenotype();
-      const an = st.params.get(archNames[0]!)!;
-      const ar = st.params.get(archNames[1]!)!;
-      const rec: SearchEpochRecord = {
-        epoch: epoch + 1,
-        lr,
-        train_loss: acc.tl / acc.n,
-        train_acc: acc.tc / (acc.n * runners.predictions),
-        val_loss: acc.vl / acc.n,
-        val_acc: acc.vc / (acc.n * runners.predictions),
-        seconds: (Date.now() - t0) / 1000,
-        genotype: geno,
-        alpha_normal: rows2d(softmaxRows(an, prims.length), prims.length),
-        alpha_reduce: rows2d(softmaxRows(ar, prims.length), prims.length),
-        ...(coster ? { eval_net: await coster.cost(geno) } : {}),
-      };
-      history.push(rec);
-      appendJsonLine(logPath, rec);
-      writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson({ name: `search_${o.objective}`, ...geno }));
-      writeFileAtomic(join(o.out, 'genotype.svg'), genotypeSvg(geno, `${o.objective} search, epoch ${epoch + 1}`));
-      if (!o.quiet)
-        process.stderr.write(
-          `epoch ${epoch + 1}: ${o.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`,
-        );
-      save(epoch + 1, 0);
-      if (o.stopAfterSteps !== undefined && totalSteps >= o.stopAfterSteps && epoch + 1 < o.epochs) stopped = true;
     }
   } finally {
-    await wLoader.close();
-    await aLoader.close();
-    await pool.close();
-    await runners.release();
+    await wIt.return(undefined);
+    await aIt.return(undefined);
   }
-  if (!existsSync(join(o.out, 'genotype.json'))) {
-    // stopped before the first epoch ended: still leave the current genotype
-    const geno = currentGenotype();
-    writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson({ name: `search_${o.objective}`, ...geno }));
-    writeFileAtomic(join(o.out, 'genotype.svg'), genotypeSvg(geno, `${o.objective} search, step ${totalSteps}`));
+  return false;
+}
+
+/** The epoch's record: log line, genotype files and a line on stderr. */
+async function logEpoch(s: Search, epoch: number, lr: number, seconds: number): Promise<void> {
+  const { acc, prims } = s;
+  const geno = currentGenotype(s);
+  const [an, ar] = alphas(s);
+  const per = acc.n * s.runners.predictions;
+  const rec: SearchEpochRecord = {
+    epoch: epoch + 1,
+    lr,
+    train_loss: acc.tl / acc.n,
+    train_acc: acc.tc / per,
+    val_loss: acc.vl / acc.n,
+    val_acc: acc.vc / per,
+    seconds,
+    genotype: geno,
+    alpha_normal: rows2d(softmaxRows(an, prims.length), prims.length),
+    alpha_reduce: rows2d(softmaxRows(ar, prims.length), prims.length),
+    ...(s.coster ? { eval_net: await s.coster.cost(geno) } : {}),
+  };
+  s.history.push(rec);
+  appendJsonLine(s.logPath, rec);
+  writeGenotype(s, geno, `epoch ${epoch + 1}`);
+  if (!s.o.quiet)
+    process.stderr.write(
+      `epoch ${epoch + 1}: ${s.o.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`,
+    );
+}
+
+/** One epoch: its steps, then its record and checkpoint; true when the run stops early (`stopAfterSteps`). */
+async function runEpoch(s: Search, epoch: number): Promise<boolean> {
+  const { o } = s;
+  const t0 = Date.now();
+  const lr = cosineLr(s.cfg.lr as number, s.cfg.lrMin as number, epoch, o.epochs);
+  if (epoch !== s.startEpoch || s.startBatch === 0) s.acc = emptySums();
+  if (await runEpochSteps(s, epoch, lr)) return true;
+  await logEpoch(s, epoch, lr, (Date.now() - t0) / 1000);
+  saveSearchCheckpoint(s, epoch + 1, 0);
+  return o.stopAfterSteps !== undefined && s.totalSteps >= o.stopAfterSteps && epoch + 1 < o.epochs;
+}
+
+export async function runSearch(o: SearchOptions): Promise<SearchResult> {
+  const s = await openSearch(o);
+  let stopped = false;
+  try {
+    for (let epoch = s.startEpoch; epoch < o.epochs && !stopped; epoch++) stopped = await runEpoch(s, epoch);
+  } finally {
+    await s.wLoader.close();
+    await s.aLoader.close();
+    await s.pool.close();
+    await s.runners.release();
   }
+  // stopped before the first epoch ended: still leave the current genotype
+  if (!existsSync(join(o.out, 'genotype.json'))) writeGenotype(s, currentGenotype(s), `step ${s.totalSteps}`);
+  const [normal, reduce] = alphas(s);
   return {
-    genotype: currentGenotype(),
-    history,
-    alphas: { normal: st.params.get(archNames[0]!)!, reduce: st.params.get(archNames[1]!)! },
-    nodes: runners.nodes,
-    stepSeconds: stepTime / Math.max(timedSteps, 1),
+    genotype: currentGenotype(s),
+    history: s.history,
+    alphas: { normal, reduce },
+    nodes: s.runners.nodes,
+    stepSeconds: s.stepTime / Math.max(s.timedSteps, 1),
     stopped,
-    skipped: skipReport([full], [wLoader, aLoader]),
+    skipped: skipReport([s.full], [s.wLoader, s.aLoader]),
   };
 }
 
