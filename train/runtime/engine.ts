@@ -64,7 +64,10 @@ export class StepRunner {
     g: Graph,
     info: StepGraphInfo,
     optimizer: OptimizerSpec | null,
-    o: { ep?: EP; group?: string; threads?: number } & Pick<SessionOptions, 'optimization' | 'cpuMemArena'> = {},
+    o: { ep?: EP; group?: string; threads?: number } & Pick<
+      SessionOptions,
+      'optimization' | 'cpuMemArena' | 'spinning' | 'memPattern' | 'profilePrefix'
+    > = {},
   ): Promise<StepRunner> {
     const bytes = serialize(g, { params: 'inputs', valueInfo: false });
     // Training-step graphs are already lean (no fusable patterns to speak of), and ORT's
@@ -75,6 +78,9 @@ export class StepRunner {
       threads: o.threads,
       optimization: o.optimization ?? 'disabled',
       cpuMemArena: o.cpuMemArena,
+      spinning: o.spinning,
+      memPattern: o.memPattern,
+      profilePrefix: o.profilePrefix,
     });
     return new StepRunner(s, g, info, optimizer, o.group ?? 'default');
   }

@@ -32,6 +32,14 @@ export interface SessionOptions {
    * process (e.g. a search's step graphs) do not each hold on to their peak.
    */
   cpuMemArena?: boolean;
+  /**
+   * Let idle intra-op threads spin between kernels (ORT's default, true). Spinning
+   * saves a wake-up per parallel kernel on an idle machine; on a machine whose cores
+   * are busy with other work it burns CPU time that those threads then lack.
+   */
+  spinning?: boolean;
+  /** ORT's memory-pattern planning (default true). */
+  memPattern?: boolean;
 }
 
 export function parseEp(s: string): EP {
@@ -77,7 +85,11 @@ export class Session {
       opts.enableProfiling = true;
       opts.profileFilePrefix = o.profilePrefix;
     }
-    if (o.disableCpuFallback) opts.extra = { session: { disable_cpu_ep_fallback: '1' } };
+    if (o.memPattern === false) opts.enableMemPattern = false;
+    const session: Record<string, unknown> = {};
+    if (o.disableCpuFallback) session.disable_cpu_ep_fallback = '1';
+    if (o.spinning === false) session.intra_op = { allow_spinning: '0' };
+    if (Object.keys(session).length) opts.extra = { session };
     try {
       const s =
         typeof model === 'string'

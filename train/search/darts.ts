@@ -243,21 +243,30 @@ export interface SearchRunnerOptions extends SearchGraphOptions {
   threads?: number;
   optimization?: SessionOptions['optimization'];
   cpuMemArena?: boolean;
+  spinning?: boolean;
+  /** Write an ORT profile of each step graph (file prefix; the graph's group name is appended). */
+  profilePrefix?: string;
 }
 
 /** Build the step graphs of a search (exactly those runSearch runs) and start their sessions. */
 export async function createSearchRunners(task: TaskShape, o: SearchRunnerOptions): Promise<SearchRunners> {
   const gs = buildSearchGraphs(task, o);
-  const session = { ep: o.ep, threads: o.threads, optimization: o.optimization, cpuMemArena: o.cpuMemArena ?? false };
+  const session = (group: string) => ({
+    ep: o.ep,
+    threads: o.threads,
+    optimization: o.optimization,
+    cpuMemArena: o.cpuMemArena ?? false,
+    spinning: o.spinning,
+    profilePrefix: o.profilePrefix ? `${o.profilePrefix}${group}` : undefined,
+    group,
+  });
   const started: StepRunner[] = [];
   try {
-    const w = await StepRunner.create(gs.w.f.g, gs.w.info, gs.sgd, { ...session, group: 'w' });
+    const w = await StepRunner.create(gs.w.f.g, gs.w.info, gs.sgd, session('w'));
     started.push(w);
-    const alpha = await StepRunner.create(gs.alpha.f.g, gs.alpha.info, null, { ...session, group: 'alpha_grad' });
+    const alpha = await StepRunner.create(gs.alpha.f.g, gs.alpha.info, null, session('alpha_grad'));
     started.push(alpha);
-    const all = gs.all
-      ? await StepRunner.create(gs.all.f.g, gs.all.info, null, { ...session, group: 'all_grad' })
-      : null;
+    const all = gs.all ? await StepRunner.create(gs.all.f.g, gs.all.info, null, session('all_grad')) : null;
     const fw = gs.w.f;
     return {
       w,
