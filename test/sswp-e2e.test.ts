@@ -6,12 +6,11 @@
  * label fractions, concomitant weights beside random initialization.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { Rng } from '../graph/rng.js';
-import { run } from '../cli/main.js';
+import { cli, writeImageFolder } from './helpers/sswp.js';
 import { parseSswpArch } from '../graph/nets/sswp.js';
 import { loadCheckpoint } from '../train/runtime/checkpoint.js';
 import { SAMPLE_STREAM, runSswpSearch, type SswpOptions } from '../train/search/sswp/search.js';
@@ -22,54 +21,6 @@ import { EDGES } from '../graph/genotype.js';
 import { expectAnyBatch } from './helpers/deploy.js';
 
 let tmp: string;
-
-/** 4 classes of 12×12 colour images: horizontal / vertical stripes, checkerboard, diagonal; random colours and noise. */
-async function writeImageFolder(dir: string, perClass: { train: number; test: number }, seed: number): Promise<void> {
-  const rng = new Rng(seed);
-  const S = 12;
-  const pattern = [
-    (y: number) => y % 4 < 2,
-    (_y: number, x: number) => x % 4 < 2,
-    (y: number, x: number) => (Math.floor(y / 3) + Math.floor(x / 3)) % 2 === 0,
-    (y: number, x: number) => (x + y) % 6 < 3,
-  ];
-  for (const split of ['train', 'test'] as const) {
-    for (let c = 0; c < 4; c++) {
-      const d = join(dir, split, `class${c}`);
-      mkdirSync(d, { recursive: true });
-      for (let k = 0; k < perClass[split]; k++) {
-        const a = [rng.int(256), rng.int(256), rng.int(256)];
-        const b = [rng.int(256), rng.int(256), rng.int(256)];
-        const px = Buffer.alloc(S * S * 3);
-        for (let y = 0; y < S; y++) {
-          for (let x = 0; x < S; x++) {
-            const on = pattern[c]!(y, x);
-            for (let ch = 0; ch < 3; ch++)
-              px[(y * S + x) * 3 + ch] = Math.max(0, Math.min(255, (on ? a : b)[ch]! + rng.int(41) - 20));
-          }
-        }
-        await sharp(px, { raw: { width: S, height: S, channels: 3 } })
-          .png()
-          .toFile(join(d, `${k}.png`));
-      }
-    }
-  }
-}
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = '';
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((s: string | Uint8Array) => {
-    stdout += String(s);
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    const code = await run(['node', 'nas-onnx', ...args]);
-    return { code, stdout };
-  } finally {
-    process.stdout.write = write;
-  }
-}
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'nas-onnx-sswp-'));

@@ -1,10 +1,14 @@
 /**
  * `nas-onnx train`: the evaluation phase — train a discretized network from a
- * genotype on labels from scratch (or continue with --resume), report
+ * genotype, or from an SSWP-NAS cells.json (one architecture per cell), on
+ * labels from scratch (or continue with --resume), report
  * train/test accuracy per epoch, write checkpoints and the shipped model.onnx.
  */
+import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { loadGenotype } from '../../graph/genotype.js';
+import { parseSswpArch, type SswpArch } from '../../graph/nets/sswp.js';
+import { CliError } from '../errors.js';
 import { trainNetwork } from '../../train/eval/trainer.js';
 import { EVAL_NET_DEFAULTS } from '../../train/report/cost.js';
 import { epOption, intOption, parsePositiveFloat, seedOption, sizeOption, skipCorruptOption } from '../options.js';
@@ -13,8 +17,13 @@ import { skipSummary } from '../../train/data/index.js';
 export function register(program: Command): void {
   program
     .command('train')
-    .description('train a network from a genotype on labels (DARTS evaluation phase)')
-    .requiredOption('--genotype <name|file>', 'shipped genotype name (e.g. darts_v2) or a genotype JSON file')
+    .description('train a network from a genotype or per-cell cells on labels (DARTS evaluation phase)')
+    .option('--genotype <name|file>', 'shipped genotype name (e.g. darts_v2) or a genotype JSON file')
+    .option(
+      '--cells <file>',
+      'an SSWP-NAS cells.json instead: every cell its own architecture; C and layers from the file ' +
+        '(the SSWP-NAS paper retrains with --batch 128 --epochs 600 --drop-path 0.3 --cutout 16 --aux-weight 0.4)',
+    )
     .option('--dataset <spec>', 'data set: fashion-mnist, cifar10:<dir>, cifar100:<dir>, or a path', 'fashion-mnist')
     .addOption(
       new Option('--net <net>', 'network layout').choices(['cifar', 'imagenet']).default(EVAL_NET_DEFAULTS.net),
@@ -41,9 +50,20 @@ export function register(program: Command): void {
     .option('--out <dir>', 'run directory', 'runs/train')
     .option('--resume', 'continue the run in --out from its latest checkpoint')
     .option('--quiet', 'no progress output')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
+      if (!!o.genotype === !!o.cells) throw new CliError('give exactly one of --genotype or --cells');
+      const cells = o.cells ? readCells(o.cells) : undefined;
+      if (cells) {
+        for (const k of ['C', 'layers'] as const)
+          if (cmd.getOptionValueSource(k) === 'cli' && o[k] !== cells[k])
+            throw new CliError(`--${k} ${o[k]} differs from ${o.cells} (${k} ${cells[k]}); leave it out with --cells`);
+        if (o.net !== 'cifar') throw new CliError('--cells builds the CIFAR layout only (--net cifar)');
+        o.C = cells.C;
+        o.layers = cells.layers;
+      }
       const r = await trainNetwork({
-        genotype: loadGenotype(o.genotype),
+        genotype: o.genotype ? loadGenotype(o.genotype) : undefined,
+        cells,
         dataset: o.dataset,
         out: o.out,
         net: o.net,
@@ -73,4 +93,21 @@ export function register(program: Command): void {
       );
       if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
     });
+}
+
+/** A cells.json file, checked (one clear error line when it is not one). */
+function readCells(file: string): SswpArch {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new CliError(`cannot read ${file}`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch {
+    throw new CliError(`${file} is not JSON`);
+  }
+  return parseSswpArch(obj, file);
 }

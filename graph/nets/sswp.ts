@@ -65,7 +65,7 @@ import { Graph, type Value } from '../ir.js';
 import { add, cast, concat, flatten, gateRegion, globalAvgPool, mul, reshape, split, sum } from '../ops/index.js';
 import { EDGES, GenotypeError, PRIMITIVES, STEPS, type OpName } from '../genotype.js';
 import { dartsOp, preprocess, reductionCells } from './darts.js';
-import { classifierHead } from './heads.js';
+import { auxiliaryHead, classifierHead } from './heads.js';
 import { LEVERS, Layers } from './layers.js';
 import { taskHead, type TaskShape } from './tasks.js';
 
@@ -465,13 +465,7 @@ export function buildSswpForward(
   return { g, trunk, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
 }
 
-/**
- * The discretized network for images of `input` [C,H,W]: with `head:
- * 'projection'` the SimCLR projection MLP (parameter names as in search), with
- * `classes` a fresh linear classifier (`classifier/…`). Inference form unless
- * `training`.
- */
-export function buildSswpNetwork(o: {
+export interface SswpNetworkOptions {
   C: number;
   layers: number;
   cells: readonly CellOps[];
@@ -482,15 +476,45 @@ export function buildSswpNetwork(o: {
   /** Without `classes`: build the SimCLR projection head (default true). */
   projection?: boolean;
   projectionDim?: number;
-}): { g: Graph; x: Value; features: Value; logits: Value | null; projection: Value | null } {
+  /** With `classes`: the DARTS auxiliary head on the output of cell ⌊2L/3⌋ (training graphs). */
+  auxiliary?: boolean;
+  /** Drop path on the cells' ops (training graphs): one [N,1,1,1] mask input per droppable op. */
+  dropPath?: boolean;
+}
+
+export interface SswpNetwork {
+  g: Graph;
+  x: Value;
+  /** Pooled features [N, F]. */
+  features: Value;
+  logits: Value | null;
+  auxLogits: Value | null;
+  projection: Value | null;
+  dropPathInputs: string[];
+}
+
+/**
+ * The discretized network for images of `input` [C,H,W]: with `classes` a
+ * fresh linear classifier (`classifier/…`, and optionally the auxiliary head),
+ * else the SimCLR projection MLP (parameter names as in search). Inference
+ * form unless `training`.
+ */
+export function buildSswpNetwork(o: SswpNetworkOptions): SswpNetwork {
   const g = new Graph('sswp_network');
   g.training = o.training;
   const L = new Layers(g, { trackRunningStats: true });
   const x = g.input('x', 'float32', [o.batch, ...o.input]);
-  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells });
+  const trunk = sswpTrunk(L, x, {
+    C: o.C,
+    layers: o.layers,
+    cells: o.cells,
+    auxiliary: !!o.classes && !!o.auxiliary && o.training,
+    dropPath: o.dropPath,
+  });
   const pooled = flatten(g, globalAvgPool(g, trunk.features), 1);
   let projection: Value | null = null;
   let logits: Value | null = null;
+  const auxLogits = trunk.aux && o.classes ? auxiliaryHead(L, trunk.aux, o.classes, 'cifar') : null;
   if (o.classes) logits = classifierHead(L, trunk.features, o.classes);
   else if (o.projection !== false) {
     const f = pooled.shape[1]!;
@@ -499,5 +523,5 @@ export function buildSswpNetwork(o: {
       return L.scope('2', () => L.linear(h, o.projectionDim ?? 128));
     });
   }
-  return { g, x, features: pooled, logits, projection };
+  return { g, x, features: pooled, logits, auxLogits, projection, dropPathInputs: trunk.dropPathInputs };
 }

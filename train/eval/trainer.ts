@@ -15,7 +15,8 @@ import { deployMeta, serializeInference } from '../../graph/deploy.js';
 import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../../graph/training.js';
 import { Rng } from '../../graph/rng.js';
 import { add, mul } from '../../graph/ops/index.js';
-import type { Graph } from '../../graph/ir.js';
+import type { Graph, Value } from '../../graph/ir.js';
+import { buildSswpNetwork, sswpArchJson, type SswpArch } from '../../graph/nets/sswp.js';
 import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import {
   ForwardRunner,
@@ -45,7 +46,10 @@ import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
 
 export interface TrainOptions {
-  genotype: Genotype;
+  /** The cell of every cell (DARTS genotype), or … */
+  genotype?: Genotype;
+  /** … one cell per cell (an SSWP-NAS cells.json; C and layers must match it). */
+  cells?: SswpArch;
   dataset: string;
   out: string;
   net?: 'cifar' | 'imagenet';
@@ -108,27 +112,51 @@ interface Graphs {
   dropInputs: string[];
 }
 
+/** The network to train: from a genotype (every cell alike) or from per-cell SSWP cells. */
+function buildNet(
+  o: TrainOptions,
+  ds: Dataset,
+  classes: number,
+  training: boolean,
+  batch: number,
+): { g: Graph; logits: Value; auxLogits: Value | null; dropPathInputs: string[] } {
+  const heads = { training, auxiliary: training && (o.auxWeight ?? 0.4) > 0, dropPath: (o.dropPath ?? 0.2) > 0 };
+  if (o.cells) {
+    const m = buildSswpNetwork({
+      ...heads,
+      C: o.cells.C,
+      layers: o.cells.layers,
+      cells: o.cells.cells.map((c) => c.ops),
+      batch,
+      input: [ds.c, ds.h, ds.w],
+      classes,
+    });
+    m.g.meta.set('nas_onnx.kind', 'sswp-classifier');
+    m.g.meta.set('nas_onnx.sswp_cells', JSON.stringify(o.cells));
+    return { ...m, logits: m.logits! };
+  }
+  if (!o.genotype) throw new TrainError('give a genotype or per-cell cells to train');
+  const net = o.net ?? 'cifar';
+  return buildEvalNet({
+    ...heads,
+    genotype: o.genotype,
+    net,
+    C: o.C,
+    layers: o.layers,
+    classes,
+    batch,
+    channels: ds.c,
+    size: ds.h,
+  });
+}
+
 function buildGraphs(
   o: Required<Pick<TrainOptions, 'C' | 'layers' | 'batch'>> & TrainOptions,
   ds: Dataset,
   classes: number,
   evalBatch: number,
 ): Graphs & { info: ReturnType<typeof assembleStep>; opt: OptimizerSpec } {
-  const net = o.net ?? 'cifar';
-  const aux = (o.auxWeight ?? 0.4) > 0;
-  const m = buildEvalNet({
-    genotype: o.genotype,
-    net,
-    C: o.C,
-    layers: o.layers,
-    classes,
-    training: true,
-    auxiliary: aux,
-    dropPath: (o.dropPath ?? 0.2) > 0,
-    batch: o.batch,
-    channels: ds.c,
-    size: ds.h,
-  });
+  const m = buildNet(o, ds, classes, true, o.batch);
   const g = m.g;
   const labels = g.input('labels', 'int64', [o.batch]);
   let loss = crossEntropy(g, m.logits, labels);
@@ -141,17 +169,7 @@ function buildGraphs(
     optimizer: opt,
     clipNorm: o.clip ?? 5,
   });
-  const e = buildEvalNet({
-    genotype: o.genotype,
-    net,
-    C: o.C,
-    layers: o.layers,
-    classes,
-    training: false,
-    batch: evalBatch,
-    channels: ds.c,
-    size: ds.h,
-  });
+  const e = buildNet(o, ds, classes, false, evalBatch);
   e.g.output(e.logits, 'logits');
   e.g.prune();
   return { step: g, evalG: e.g, dropInputs: m.dropPathInputs, info, opt };
@@ -328,7 +346,8 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   const modelPath = join(o.out, 'model.onnx');
   const values = pickParams(gs.evalG, st.params);
   writeFileAtomic(modelPath, serializeInference(gs.evalG, values, deployMeta(trainSet, train)));
-  writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson(o.genotype));
+  if (o.cells) writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(o.cells));
+  else if (o.genotype) writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson(o.genotype));
   return {
     history,
     modelPath,
