@@ -20,6 +20,7 @@ import * as derive from './commands/derive.js';
 import * as finetune from './commands/finetune.js';
 import * as setupCuda from './commands/setup-cuda.js';
 import * as study from './commands/study.js';
+import * as sweep from './commands/sweep.js';
 
 interface CommandModule {
   register(program: Command): void;
@@ -31,6 +32,7 @@ const COMMANDS: CommandModule[] = [
   derive,
   train,
   finetune,
+  sweep,
   study,
   buildSupernet,
   exportCmd,

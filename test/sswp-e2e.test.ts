@@ -139,6 +139,8 @@ describe('SSWP-NAS end to end', () => {
         '2',
         '--batch',
         '16',
+        '--aux-weight',
+        '0',
         '--workers',
         '0',
         '--quiet',

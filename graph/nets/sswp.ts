@@ -61,7 +61,7 @@
  * are not tracked during search (training-form BN uses batch statistics); they
  * are recomputed for the discretized network at the end (train/sswp.ts).
  */
-import { Graph, type Value } from '../ir.js';
+import { Graph, GraphError, type Value } from '../ir.js';
 import { add, cast, concat, flatten, gateRegion, globalAvgPool, mul, reshape, split, sum } from '../ops/index.js';
 import { EDGES, GenotypeError, PRIMITIVES, STEPS, type OpName } from '../genotype.js';
 import { dartsOp, preprocess, reductionCells } from './darts.js';
@@ -514,6 +514,11 @@ export function buildSswpNetwork(o: SswpNetworkOptions): SswpNetwork {
   const pooled = flatten(g, globalAvgPool(g, trunk.features), 1);
   let projection: Value | null = null;
   let logits: Value | null = null;
+  if (trunk.aux && trunk.aux.shape[2]! < 6)
+    throw new GraphError(
+      `the auxiliary head needs a feature map of at least 6×6 after cell ${Math.floor((2 * o.layers) / 3)}, ` +
+        `got ${trunk.aux.shape[2]}×${trunk.aux.shape[3]} from ${o.input[1]}×${o.input[2]} images: use an auxiliary weight of 0`,
+    );
   const auxLogits = trunk.aux && o.classes ? auxiliaryHead(L, trunk.aux, o.classes, 'cifar') : null;
   if (o.classes) logits = classifierHead(L, trunk.features, o.classes);
   else if (o.projection !== false) {

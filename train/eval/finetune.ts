@@ -1,55 +1,98 @@
 /**
  * Fine-tuning an SSWP-NAS network on a fraction of the labels
- * (`nas-onnx finetune --from RUN --labels-fraction F`): the searched,
- * discretized network (RUN/cells.json + RUN/final) gets a fresh linear
- * classifier in place of the projection head and is trained on a seeded,
- * class-stratified fraction F of the training labels; beside it the same
- * architecture is trained from random initialization with the same budget
- * (epochs, batch, learning rate, seed, data order). Both report their test
- * accuracy.
+ * (`nas-onnx finetune --from RUN --labels-fraction F`): the searched
+ * architecture (RUN/cells.json, RUN/final) with a fresh linear classifier and
+ * the DARTS auxiliary head, trained on a seeded, class-stratified fraction F of
+ * the training labels from up to three initializations ("arms"):
+ *  - concomitant: the weights the search trained (RUN/final);
+ *  - random: a fresh random initialization;
+ *  - simclr: the two-stage baseline, the architecture pre-trained from random
+ *    initialization with the search's objective and budget
+ *    (train/search/sswp/baseline.ts, RUN/simclr).
+ * Everything else is the same for every arm: epochs, batch, learning rate,
+ * the initial values of the classifier and auxiliary head, the data order and
+ * augmentation of every batch, the drop-path masks, and the BN treatment.
+ * With `bn: 'precise'` (default) each arm's BN running statistics are
+ * recomputed for its final weights on the same un-augmented labelled images
+ * before it is evaluated; with 'running' every arm starts from running
+ * statistics 0/1 and is evaluated with those its training tracked.
  *
- * Training: SGD momentum 0.9, weight decay 3e-4, lr cosine to `lrMin` per
- * epoch, gradient clipping 5, flip + padded-crop (+ optional cutout)
- * augmentation; BN in training form updates its running statistics, starting
- * from the recomputed search statistics for the concomitant run. No auxiliary
- * head or drop path. Both runs normalize images with the search's constants,
- * and share the classifier's initial values (same seed, same graph).
+ * Training: SGD momentum 0.9, weight decay 3e-4, lr cosine per step to
+ * `lrMin`, gradient clipping 5, flip + padded crop + cutout, auxiliary loss,
+ * drop path rising linearly over the epochs (defaults: the paper's, batch
+ * 128, cutout 16, auxiliary weight 0.4, drop path 0.3). Images are normalized
+ * with the search's constants.
  *
  * The labelled subset: per class, the rows of that class in a seeded order
  * (`Rng.derive(seed, LABEL_STREAM, class)`), the first max(1, round(F·n_c)).
- * Output: <out>/<init>/log.jsonl, model.onnx (logits), and <out>/result.json.
+ * Output: <out>/<init>/log.jsonl (per epoch: lr, train loss and accuracy, the
+ * digest of the data order so far), <out>/<init>/model.onnx (logits) and
+ * <out>/<init>/final/ (its weights and BN statistics; both unless `keepModels`
+ * is false), and <out>/result.json.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { Rng } from '../../graph/rng.js';
-import { deployMeta, serializeInference } from '../../graph/deploy.js';
-import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../../graph/training.js';
+import type { Graph } from '../../graph/ir.js';
 import { buildSswpNetwork, type CellOps } from '../../graph/nets/sswp.js';
-import { ForwardRunner, StepRunner, newTrainState, stepCosineLr } from '../runtime/engine.js';
+import { deployMeta, serializeInference } from '../../graph/deploy.js';
+import { add, mul } from '../../graph/ops/index.js';
+import { Rng } from '../../graph/rng.js';
+import {
+  assembleStep,
+  bnStatsGraph,
+  correctCount,
+  crossEntropy,
+  type OptimizerSpec,
+  type StepGraphInfo,
+} from '../../graph/training.js';
+import { ForwardRunner, StepRunner, newTrainState, stepCosineLr, type TrainState } from '../runtime/engine.js';
+import { saveCheckpoint } from '../runtime/checkpoint.js';
+import { TrainError } from '../runtime/errors.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
-import { initParams, pickParams } from '../runtime/params.js';
+import { appendJsonLine } from '../runtime/log.js';
+import { initParams, pickParams, type ParamValues } from '../runtime/params.js';
+import { preciseBnStats } from '../runtime/precise-bn.js';
 import { Progress } from '../runtime/progress.js';
 import { f32, i64, type EP, type SessionOptions } from '../runtime/session.js';
-import { appendJsonLine } from '../runtime/log.js';
-import { TrainError } from '../runtime/errors.js';
-import { closeAll, evaluate } from './trainer.js';
+import { pretrainBaseline } from '../search/sswp/baseline.js';
 import { loadSswpNetwork } from '../search/sswp/search.js';
 import {
   DataLoader,
   DataPool,
-  type Dataset,
   limitDataset,
   loadDataset,
-  type SkipReport,
-  type Subset,
   skipReport,
   subset,
+  type Dataset,
+  type SkipReport,
+  type Subset,
 } from '../data/index.js';
+import { DROP_PATH_STREAM, closeAll, dropMasks, evaluate } from './trainer.js';
 
 export const LABEL_STREAM = 0x1abe1;
 
-export type Init = 'concomitant' | 'random';
+export type Init = 'concomitant' | 'random' | 'simclr';
+export const INITS: readonly Init[] = ['concomitant', 'random', 'simclr'];
+export type BnTreatment = 'precise' | 'running';
+export const BN_TREATMENTS: readonly BnTreatment[] = ['precise', 'running'];
+
+/** Fine-tuning defaults: the paper's training from the concomitant weights (its Table 5). */
+export const FINETUNE_DEFAULTS = {
+  epochs: 10,
+  batch: 128,
+  lr: 0.025,
+  lrMin: 0,
+  momentum: 0.9,
+  weightDecay: 3e-4,
+  clip: 5,
+  cutout: 16,
+  auxWeight: 0.4,
+  dropPath: 0.3,
+  bn: 'precise' as BnTreatment,
+  bnBatches: 20,
+  inits: ['concomitant', 'random'] as Init[],
+};
 
 export interface FinetuneOptions {
   /** SSWP run directory (cells.json, final/). */
@@ -58,14 +101,21 @@ export interface FinetuneOptions {
   /** Data set (default: the search's). */
   dataset?: string;
   out?: string;
-  epochs: number;
-  batch: number;
+  epochs?: number;
+  batch?: number;
   lr?: number;
   lrMin?: number;
   momentum?: number;
   weightDecay?: number;
   clip?: number;
   cutout?: number;
+  /** Auxiliary loss weight (0: no auxiliary head). */
+  auxWeight?: number;
+  /** Maximum drop-path probability (0: none). */
+  dropPath?: number;
+  bn?: BnTreatment;
+  /** Batches of labelled images for precise BN. */
+  bnBatches?: number;
   evalBatch?: number;
   /** First N training images (default: the search's --limit). */
   limit?: number;
@@ -74,27 +124,41 @@ export interface FinetuneOptions {
   size?: number;
   /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
+  /** Seeds the labelled subset, the data order, the drop-path masks and the fresh weights. */
   seed?: number;
   ep?: EP;
   workers?: number;
   quiet?: boolean;
   inits?: Init[];
-  /** ORT graph optimization level of the training step graph (default 'disabled', as train/sswp.ts). */
+  /** The simclr arm's pre-training directory (default <from>/simclr; pre-trained when missing). */
+  simclrDir?: string;
+  /** Write each arm's model.onnx (default true). */
+  keepModels?: boolean;
+  /** Called as each arm finishes. */
+  onRun?: (run: FinetuneRun) => void;
+  /** ORT graph optimization level of the training step graph (default 'disabled', as the search). */
   optimization?: SessionOptions['optimization'];
 }
 
 export interface FinetuneRun {
   init: Init;
+  /** Labelled training images. */
+  labelled: number;
   testAcc: number;
   testLoss: number;
   trainLoss: number;
   trainAcc: number;
   seconds: number;
-  modelPath: string;
+  modelPath: string | null;
+  /** The BN treatment before evaluation, and the batches precise BN used. */
+  bn: { mode: BnTreatment; batches: number };
+  /** FNV-1a digest of the rows of every batch, in order: equal for arms that saw the same data order. */
+  dataDigest: string;
 }
 
 export interface FinetuneResult {
   fraction: number;
+  seed: number;
   labelled: number;
   trainImages: number;
   testImages: number;
@@ -125,9 +189,58 @@ export function labelledFraction(ds: Dataset, fraction: number, seed: number): S
   return subset(ds, rows, `${ds.name}[labels ${fraction}]`);
 }
 
-export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
-  const net = loadSswpNetwork(o.from);
-  const seed = o.seed ?? 0;
+type Settings = Required<
+  Omit<FinetuneOptions, 'dataset' | 'out' | 'limit' | 'testLimit' | 'size' | 'skipCorrupt' | 'ep' | 'onRun'>
+> &
+  Pick<FinetuneOptions, 'ep' | 'onRun'>;
+
+function settingsOf(o: FinetuneOptions): Settings {
+  const d = FINETUNE_DEFAULTS;
+  const s: Settings = {
+    ...d,
+    evalBatch: 0,
+    seed: 0,
+    workers: 0,
+    quiet: false,
+    simclrDir: join(o.from, 'simclr'),
+    keepModels: true,
+    optimization: 'disabled',
+    ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
+  } as Settings;
+  if (!(s.auxWeight >= 0)) throw new TrainError(`--aux-weight must be non-negative, got ${s.auxWeight}`);
+  if (!(s.dropPath >= 0 && s.dropPath < 1)) throw new TrainError(`--drop-path must be in [0, 1), got ${s.dropPath}`);
+  if (!s.inits.length) throw new TrainError('no initialization to fine-tune from');
+  return s;
+}
+
+/** What every arm shares: data, loaders, graphs and runners. */
+interface Shared {
+  s: Settings;
+  from: string;
+  fraction: number;
+  out: string;
+  net: ReturnType<typeof loadSswpNetwork>;
+  trainSet: Dataset;
+  testSet: Dataset;
+  labelled: Subset;
+  input: number[];
+  batch: number;
+  evalBatch: number;
+  /** Rows per precise-BN batch. */
+  bnBatch: number;
+  pool: DataPool;
+  train: DataLoader;
+  test: DataLoader;
+  /** Un-augmented labelled images in a seeded order (precise BN). */
+  bnLoader: DataLoader;
+  step: { g: Graph; info: StepGraphInfo; opt: OptimizerSpec; dropInputs: string[] };
+  evalG: Graph;
+  bnG: Graph | null;
+  stepRunner: StepRunner | null;
+  evalRunner: ForwardRunner | null;
+}
+
+async function loadSets(o: FinetuneOptions, net: Shared['net']): Promise<{ trainSet: Dataset; testSet: Dataset }> {
   const cfg = net.config;
   const dataSpec = o.dataset ?? (cfg.data as string | undefined);
   if (!dataSpec) throw new TrainError('give --dataset: the search run does not record its data');
@@ -135,140 +248,280 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const data = { crop: o.size ?? (cfg.size as number | undefined), skipCorrupt: o.skipCorrupt };
   const trainSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'train' }), limit);
   const testSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'test' }), o.testLimit);
-  const input = [trainSet.c, trainSet.h, trainSet.w];
-  if (JSON.stringify(input.slice(0, 1)) !== JSON.stringify(net.arch.input.slice(0, 1))) {
+  if (trainSet.c !== net.arch.input[0])
     throw new TrainError(`${dataSpec} has ${trainSet.c} channels but the network was searched on ${net.arch.input[0]}`);
-  }
-  const labelled = labelledFraction(trainSet, o.labelsFraction, seed);
-  const classes = trainSet.classes;
-  const batch = Math.min(o.batch, labelled.indices.length);
-  const evalBatch = o.evalBatch ?? Math.max(batch, 100);
-  const out = o.out ?? join(o.from, `finetune-${o.labelsFraction}`);
-  mkdirSync(out, { recursive: true });
-  const cells = net.arch.cells.map((c) => c.ops) as CellOps[];
-  const shape = { C: net.arch.C, layers: net.arch.layers, cells };
+  return { trainSet, testSet };
+}
 
-  // graphs, shared by both runs
-  const m = buildSswpNetwork({ ...shape, batch, input, training: true, classes });
-  const labels = m.g.input('labels', 'int64', [batch]);
-  const loss = crossEntropy(m.g, m.logits!, labels);
-  const opt: OptimizerSpec = { kind: 'sgd', momentum: o.momentum ?? 0.9, weightDecay: o.weightDecay ?? 3e-4 };
+/** The step graph (classifier, auxiliary head, drop path), the inference graph and the BN-statistics graph. */
+function buildGraphs(sh: Pick<Shared, 's' | 'net' | 'input' | 'batch' | 'evalBatch' | 'bnBatch'>, classes: number) {
+  const { s, net, input } = sh;
+  const shape = { C: net.arch.C, layers: net.arch.layers, cells: net.arch.cells.map((c) => c.ops) as CellOps[] };
+  const m = buildSswpNetwork({
+    ...shape,
+    batch: sh.batch,
+    input,
+    training: true,
+    classes,
+    auxiliary: s.auxWeight > 0,
+    dropPath: s.dropPath > 0,
+  });
+  const labels = m.g.input('labels', 'int64', [sh.batch]);
+  let loss = crossEntropy(m.g, m.logits!, labels);
+  if (m.auxLogits) loss = add(m.g, loss, mul(m.g, crossEntropy(m.g, m.auxLogits, labels), m.g.scalar(s.auxWeight)));
+  const opt: OptimizerSpec = { kind: 'sgd', momentum: s.momentum, weightDecay: s.weightDecay };
   const info = assembleStep(m.g, {
     loss,
     metrics: { correct: correctCount(m.g, m.logits!, labels) },
     update: (p) => p.role === 'weight',
     optimizer: opt,
-    clipNorm: o.clip ?? 5,
+    clipNorm: s.clip,
   });
-  const e = buildSswpNetwork({ ...shape, batch: evalBatch, input, training: false, classes });
+  const e = buildSswpNetwork({ ...shape, batch: sh.evalBatch, input, training: false, classes });
   e.g.output(e.logits!, 'logits');
   e.g.prune();
   e.g.meta.set('nas_onnx.kind', 'sswp-classifier');
   e.g.meta.set('nas_onnx.sswp_cells', JSON.stringify(net.arch));
+  const b = buildSswpNetwork({ ...shape, batch: sh.bnBatch, input, training: true, classes });
+  return { step: { g: m.g, info, opt, dropInputs: m.dropPathInputs }, evalG: e.g, bnG: bnStatsGraph(b.g) };
+}
 
-  const pool = new DataPool({ workers: o.workers });
-  const norm = { mean: net.normalization.mean, std: net.normalization.std };
-  const train = new DataLoader(labelled, {
-    task: { name: 'cls', cutout: o.cutout ?? 0 },
-    batchSize: batch,
-    seed,
-    dropLast: true,
+async function openShared(o: FinetuneOptions): Promise<Shared> {
+  const s = settingsOf(o);
+  const net = loadSswpNetwork(o.from);
+  const { trainSet, testSet } = await loadSets(o, net);
+  const labelled = labelledFraction(trainSet, o.labelsFraction, s.seed);
+  const input = [trainSet.c, trainSet.h, trainSet.w];
+  const batch = Math.min(s.batch, labelled.indices.length);
+  const evalBatch = s.evalBatch || Math.max(batch, 100);
+  const bnBatch = batch; // the training batch size (pycls's precise BN)
+  const out = o.out ?? join(o.from, `finetune-${o.labelsFraction}`);
+  mkdirSync(out, { recursive: true });
+  const graphs = buildGraphs({ s, net, input, batch, evalBatch, bnBatch }, trainSet.classes);
+  const pool = new DataPool({ workers: s.workers });
+  const norm = { mean: net.normalization.mean, std: net.normalization.std, pool };
+  const plain = { task: { name: 'cls' as const, augment: false }, ...norm };
+  return {
+    s,
+    from: o.from,
+    fraction: o.labelsFraction,
+    out,
+    net,
+    trainSet,
+    testSet,
+    labelled,
+    input,
+    batch,
+    evalBatch,
+    bnBatch,
     pool,
-    ...norm,
-  });
-  const test = new DataLoader(testSet, {
-    task: { name: 'cls', augment: false },
-    batchSize: evalBatch,
-    seed,
-    shuffle: false,
-    pool,
-    ...norm,
-  });
-  const stepRunner = await StepRunner.create(m.g, info, opt, { ep: o.ep, optimization: o.optimization ?? 'disabled' });
-  const evalRunner = await ForwardRunner.create(e.g, { ep: o.ep });
+    train: new DataLoader(labelled, {
+      task: { name: 'cls', cutout: s.cutout },
+      batchSize: batch,
+      seed: s.seed,
+      dropLast: true,
+      ...norm,
+    }),
+    test: new DataLoader(testSet, { ...plain, batchSize: evalBatch, seed: s.seed, shuffle: false }),
+    bnLoader: bnLoaderOf(labelled, net.normalization, bnBatch, s.seed, pool),
+    ...graphs,
+    stepRunner: null,
+    evalRunner: null,
+  };
+}
+
+/** The images precise BN runs on: un-augmented labelled images in a seeded order, whole batches only. */
+export function bnLoaderOf(
+  labelled: Subset,
+  norm: { mean: number[]; std: number[] },
+  batch: number,
+  seed: number,
+  pool: DataPool,
+): DataLoader {
+  const task = { name: 'cls' as const, augment: false };
+  return new DataLoader(labelled, { task, batchSize: batch, seed: seed + 1, dropLast: true, pool, ...norm });
+}
+
+/**
+ * An arm's initial values: fresh ones from the seed for every parameter (so
+ * the classifier and auxiliary head start alike in every arm), the trunk then
+ * replaced by the concomitant or the pre-trained weights.
+ */
+function initialValues(sh: Shared, init: Init, pretrained: ParamValues | null): ParamValues {
+  const g = sh.step.g;
+  const values = initParams(g, sh.s.seed);
+  if (init !== 'random') {
+    const src = init === 'concomitant' ? sh.net.params : pretrained!;
+    const trunk = [...g.params.keys()].filter((k) => !k.startsWith('classifier/') && !k.startsWith('auxiliary_head/'));
+    for (const k of trunk) {
+      const v = src.get(k);
+      if (!v || v.length !== values.get(k)!.length)
+        throw new TrainError(`the ${init} weights lack '${k}' (${init === 'simclr' ? sh.s.simclrDir : sh.from})`);
+      values.set(k, Float32Array.from(v));
+    }
+  }
+  if (sh.s.bn === 'running')
+    for (const p of g.params.values()) {
+      if (p.role !== 'state') continue;
+      values.get(p.name)!.fill(p.name.endsWith('running_var') ? 1 : 0);
+    }
+  return values;
+}
+
+/** FNV-1a over 32-bit words. */
+function fnv1a(h: number, words: ArrayLike<number>): number {
+  let x = h;
+  for (let i = 0; i < words.length; i++) {
+    x ^= words[i]! >>> 0;
+    x = Math.imul(x, 0x01000193) >>> 0;
+  }
+  return x;
+}
+
+/** One epoch of an arm; returns its mean loss and accuracy and updates `digest`. */
+async function trainEpoch(
+  sh: Shared,
+  st: TrainState,
+  init: Init,
+  epoch: number,
+  digest: { h: number },
+): Promise<{ loss: number; acc: number; lr: number }> {
+  const { s, train } = sh;
+  const lrAt = (i: number): number => stepCosineLr(s.lr, s.lrMin, epoch, i, train.batchesPerEpoch, s.epochs);
+  const dp = s.dropPath * (epoch / s.epochs);
+  const bar = new Progress(
+    `finetune ${init} F=${sh.fraction} epoch ${epoch + 1}/${s.epochs}`,
+    train.batchesPerEpoch,
+    s.quiet,
+  );
+  let lossSum = 0;
+  let correct = 0;
+  let seen = 0;
+  for await (const b of train.epoch(epoch)) {
+    digest.h = fnv1a(digest.h, b.rows);
+    const feeds: Record<string, ort.Tensor> = {
+      x: f32(b.x, b.xShape),
+      labels: i64(b.y, [b.size]),
+      ...dropMasks(sh.step.dropInputs, sh.batch, dp, Rng.derive(s.seed, DROP_PATH_STREAM, epoch, b.index)),
+    };
+    const r = await sh.stepRunner!.run(st, feeds, lrAt(b.index));
+    if (!Number.isFinite(r.loss))
+      throw new TrainError(`${init}: loss became ${r.loss} at epoch ${epoch + 1}: lower --lr`);
+    lossSum += r.loss * b.size;
+    correct += r.metrics.correct!;
+    seen += b.size;
+    bar.update(b.index + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${((100 * correct) / seen).toFixed(1)}%`);
+  }
+  return { loss: lossSum / Math.max(seen, 1), acc: correct / Math.max(seen, 1), lr: lrAt(0) };
+}
+
+/** Precise BN: every arm's running statistics recomputed for its final weights, on the same images. */
+export async function preciseBn(
+  sh: { s: { bnBatches: number; ep?: EP }; bnG: Graph | null; bnLoader: DataLoader },
+  params: ParamValues,
+): Promise<{ stats: ParamValues; batches: number }> {
+  if (!sh.bnG) return { stats: new Map(), batches: 0 };
+  const loader = sh.bnLoader;
+  async function* feeds(): AsyncGenerator<Record<string, ort.Tensor>> {
+    for await (const b of loader.epoch(0)) yield { x: f32(b.x, b.xShape) };
+  }
+  return preciseBnStats(sh.bnG, params, feeds(), { maxBatches: sh.s.bnBatches, ep: sh.s.ep });
+}
+
+/** Train one arm from its initial values, treat BN, evaluate; log and (optionally) ship its model. */
+async function runArm(sh: Shared, init: Init, pretrained: ParamValues | null): Promise<FinetuneRun> {
+  const { s } = sh;
+  const t0 = Date.now();
+  const runDir = join(sh.out, init);
+  mkdirSync(runDir, { recursive: true });
+  const log = join(runDir, 'log.jsonl');
+  const st = newTrainState(initialValues(sh, init, pretrained));
+  const digest = { h: 0x811c9dc5 };
+  let last = { loss: 0, acc: 0, lr: 0 };
+  for (let epoch = 0; epoch < s.epochs; epoch++) {
+    last = await trainEpoch(sh, st, init, epoch, digest);
+    const dataDigest = digest.h.toString(16).padStart(8, '0');
+    appendJsonLine(log, {
+      epoch: epoch + 1,
+      lr: last.lr,
+      train_loss: last.loss,
+      train_acc: last.acc,
+      data: dataDigest,
+    });
+  }
+  let bn = { mode: s.bn, batches: 0 };
+  if (s.bn === 'precise') {
+    const r = await preciseBn(sh, st.params);
+    for (const [k, v] of r.stats) st.params.set(k, v);
+    bn = { mode: s.bn, batches: r.batches };
+  }
+  const evalParams = pickParams(sh.evalG, st.params);
+  const ev = await evaluate(sh.evalRunner!, evalParams, sh.test, sh.evalBatch, sh.input);
+  const seconds = (Date.now() - t0) / 1000;
+  appendJsonLine(log, { final: true, test_acc: ev.acc, test_loss: ev.loss, bn, seconds });
+  let modelPath: string | null = null;
+  if (s.keepModels) {
+    modelPath = join(runDir, 'model.onnx');
+    writeFileAtomic(modelPath, serializeInference(sh.evalG, evalParams, deployMeta(sh.trainSet, sh.net.normalization)));
+    const tensors = new Map([...evalParams].map(([k, v]) => [`param:${k}`, v]));
+    saveCheckpoint(join(runDir, 'final'), { step: 0, meta: { kind: 'sswp-finetuned', init, bn }, tensors }, 1);
+  }
+  const dataDigest = digest.h.toString(16).padStart(8, '0');
+  const labelled = sh.labelled.indices.length;
+  return {
+    init,
+    labelled,
+    testAcc: ev.acc,
+    testLoss: ev.loss,
+    trainLoss: last.loss,
+    trainAcc: last.acc,
+    seconds,
+    modelPath,
+    bn,
+    dataDigest,
+  };
+}
+
+export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
+  const sh = await openShared(o);
+  const { s } = sh;
   const runs: FinetuneRun[] = [];
   try {
-    for (const init of o.inits ?? (['concomitant', 'random'] as Init[])) {
-      const t0 = Date.now();
-      const runDir = join(out, init);
-      mkdirSync(runDir, { recursive: true });
-      const values = initParams(m.g, seed);
-      if (init === 'concomitant') {
-        let copied = 0;
-        for (const [k, v] of net.params) {
-          if (values.has(k) && values.get(k)!.length === v.length) {
-            values.set(k, Float32Array.from(v));
-            copied++;
-          }
-        }
-        const trunk = [...m.g.params.keys()].filter((k) => !k.startsWith('classifier/'));
-        if (copied !== trunk.length)
-          throw new TrainError(
-            `${o.from}: the final checkpoint holds ${copied} of the network's ${trunk.length} trunk tensors`,
-          );
-      }
-      const st = newTrainState(values);
-      let last = { loss: 0, acc: 0 };
-      for (let epoch = 0; epoch < o.epochs; epoch++) {
-        const lrAt = (i: number): number =>
-          stepCosineLr(o.lr ?? 0.025, o.lrMin ?? 0, epoch, i, train.batchesPerEpoch, o.epochs);
-        const lr = lrAt(0);
-        const bar = new Progress(
-          `finetune ${init} F=${o.labelsFraction} epoch ${epoch + 1}/${o.epochs}`,
-          train.batchesPerEpoch,
-          o.quiet,
-        );
-        let lossSum = 0;
-        let correct = 0;
-        let seen = 0;
-        for await (const b of train.epoch(epoch)) {
-          const feeds: Record<string, ort.Tensor> = { x: f32(b.x, b.xShape), labels: i64(b.y, [b.size]) };
-          const r = await stepRunner.run(st, feeds, lrAt(b.index));
-          if (!Number.isFinite(r.loss))
-            throw new TrainError(`${init}: loss became ${r.loss} at epoch ${epoch + 1}: lower --lr`);
-          lossSum += r.loss * b.size;
-          correct += r.metrics.correct!;
-          seen += b.size;
-          bar.update(b.index + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${((100 * correct) / seen).toFixed(1)}%`);
-        }
-        last = { loss: lossSum / Math.max(seen, 1), acc: correct / Math.max(seen, 1) };
-        appendJsonLine(join(runDir, 'log.jsonl'), { epoch: epoch + 1, lr, train_loss: last.loss, train_acc: last.acc });
-      }
-      const evalParams = pickParams(e.g, st.params);
-      const ev = await evaluate(evalRunner, evalParams, test, evalBatch, input);
-      const seconds = (Date.now() - t0) / 1000;
-      appendJsonLine(join(runDir, 'log.jsonl'), { final: true, test_acc: ev.acc, test_loss: ev.loss, seconds });
-      const modelPath = join(runDir, 'model.onnx');
-      writeFileAtomic(modelPath, serializeInference(e.g, evalParams, deployMeta(trainSet, net.normalization)));
-      runs.push({
-        init,
-        testAcc: ev.acc,
-        testLoss: ev.loss,
-        trainLoss: last.loss,
-        trainAcc: last.acc,
-        seconds,
-        modelPath,
-      });
-      if (!o.quiet)
+    const pretrained = s.inits.includes('simclr')
+      ? loadSswpNetwork(
+          await pretrainBaseline(o.from, { dir: s.simclrDir, ep: s.ep, workers: s.workers, quiet: s.quiet }),
+        ).params
+      : null;
+    sh.stepRunner = await StepRunner.create(sh.step.g, sh.step.info, sh.step.opt, {
+      ep: s.ep,
+      optimization: s.optimization,
+    });
+    sh.evalRunner = await ForwardRunner.create(sh.evalG, { ep: s.ep });
+    for (const init of s.inits) {
+      const run = await runArm(sh, init, pretrained);
+      runs.push(run);
+      s.onRun?.(run);
+      if (!s.quiet)
         process.stderr.write(
-          `${init}: test accuracy ${(100 * ev.acc).toFixed(2)}% (train acc ${(100 * last.acc).toFixed(1)}%, ${seconds.toFixed(1)} s)\n`,
+          `${init}: test accuracy ${(100 * run.testAcc).toFixed(2)}% (train acc ${(100 * run.trainAcc).toFixed(1)}%, ${run.seconds.toFixed(1)} s)\n`,
         );
     }
   } finally {
-    await closeAll(train, test, pool, stepRunner, evalRunner);
+    await closeAll(sh.train, sh.test, sh.bnLoader, sh.pool);
+    await sh.stepRunner?.release();
+    await sh.evalRunner?.release();
   }
   const result: FinetuneResult = {
     fraction: o.labelsFraction,
-    labelled: labelled.indices.length,
-    trainImages: trainSet.n,
-    testImages: testSet.n,
+    seed: s.seed,
+    labelled: sh.labelled.indices.length,
+    trainImages: sh.trainSet.n,
+    testImages: sh.testSet.n,
     runs,
-    out,
-    skipped: skipReport([trainSet, testSet], [train, test]),
+    out: sh.out,
+    skipped: skipReport([sh.trainSet, sh.testSet], [sh.train, sh.test]),
   };
-  writeFileAtomic(
-    join(out, 'result.json'),
-    `${JSON.stringify({ ...result, options: { ...o, inits: o.inits ?? ['concomitant', 'random'] } }, null, 2)}\n`,
-  );
+  const { onRun: _onRun, ...options } = o;
+  writeFileAtomic(join(sh.out, 'result.json'), `${JSON.stringify({ ...result, options }, null, 2)}\n`);
   return result;
 }

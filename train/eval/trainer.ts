@@ -210,8 +210,11 @@ export async function closeAll(...xs: ({ close(): Promise<void> } | { release():
   for (const x of xs) await ('close' in x ? x.close() : x.release());
 }
 
+/** Rng.derive label of the per-step drop-path masks. */
+export const DROP_PATH_STREAM = 0xd909;
+
 /** Per-sample drop-path masks (Bernoulli(keep)/keep), from a per-step RNG. */
-function dropMasks(names: string[], n: number, prob: number, rng: Rng): Record<string, ort.Tensor> {
+export function dropMasks(names: string[], n: number, prob: number, rng: Rng): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
   const keep = 1 - prob;
   for (const name of names) {
@@ -306,7 +309,7 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
         const feeds: Record<string, ort.Tensor> = {
           x: f32(b.x, b.xShape),
           labels: i64(b.y, [b.size]),
-          ...dropMasks(gs.dropInputs, o.batch, dp, Rng.derive(seed, 0xd909, epoch, b.index)),
+          ...dropMasks(gs.dropInputs, o.batch, dp, Rng.derive(seed, DROP_PATH_STREAM, epoch, b.index)),
         };
         const r = await stepRunner.run(st, feeds, lrAt(b.index));
         if (!Number.isFinite(r.loss))

@@ -539,6 +539,8 @@ export interface LineChartOptions {
   yLabel?: string;
   /** Log-scale x axis (default true when every m > 0). */
   logX?: boolean;
+  /** What the lines and bands show (default: mean, mean ± 2σ). */
+  bandLabel?: string;
   width?: number;
   height?: number;
 }
@@ -597,7 +599,7 @@ export function randomExperimentSvg(series: readonly CurveSeries[], o: LineChart
     body.push(`<text x="${n2(lx + 32)}" y="${y}" font-family="sans-serif" font-size="11">${escapeXml(s.label)}</text>`);
   });
   body.push(
-    `<text x="${n2(f.left + 6)}" y="${f.top + 14}" font-family="sans-serif" font-size="10" fill="#555555">lines: mean; bands: mean ± 2σ</text>`,
+    `<text x="${n2(f.left + 6)}" y="${f.top + 14}" font-family="sans-serif" font-size="10" fill="#555555">${escapeXml(o.bandLabel ?? 'lines: mean; bands: mean ± 2σ')}</text>`,
   );
   return svgDoc(f, body);
 }

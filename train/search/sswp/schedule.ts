@@ -18,7 +18,8 @@ import { TrainError } from '../../runtime/errors.js';
 
 export type PruneMode = 'fpp' | 'bpp' | 'none';
 export const PRUNE_MODES: readonly PruneMode[] = ['fpp', 'bpp', 'none'];
-export type Phase = 'warmup' | 'bilevel' | 'fpp' | 'bpp';
+/** A step's phase ('pretrain': a fixed architecture trained without search). */
+export type Phase = 'warmup' | 'bilevel' | 'fpp' | 'bpp' | 'pretrain';
 
 export interface ScheduleOptions {
   epochs: number;

@@ -129,6 +129,12 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   prune?: PruneMode;
   /** What pruning a cell keeps (default 'op-per-edge', the paper's; prune.ts). */
   pruneRule?: PruneRule;
+  /**
+   * Train this architecture with the objective and the weight optimizer of
+   * the search instead of searching (no α, no pruning; weights initialized as
+   * the search initializes them): the two-stage baseline's pre-training.
+   */
+  fixedCells?: CellOps[];
   /** Phase fractions (fpp/bpp: 3, none: 2). */
   split?: number[];
   sampling?: SamplingMode;
@@ -173,6 +179,8 @@ export interface SswpConfig {
   size?: number;
   prune: PruneMode;
   pruneRule: PruneRule;
+  /** A fixed architecture trained without search (SswpOptions.fixedCells), else null. */
+  fixedCells: CellOps[] | null;
   split: number[] | null;
   sampling: SamplingMode;
   opDropout: number;
@@ -235,6 +243,7 @@ export function sswpConfig(o: SswpOptions): SswpConfig {
     ...(o.size !== undefined ? { size: o.size } : {}),
     prune: o.prune ?? d.prune,
     pruneRule: o.pruneRule ?? d.pruneRule,
+    fixedCells: o.fixedCells ?? null,
     split: o.split ?? null,
     sampling: o.sampling ?? d.sampling,
     opDropout: o.opDropout ?? d.opDropout,
@@ -393,6 +402,8 @@ interface Search {
 
 function checkSettings(o: SswpOptions, cfg: SswpConfig): void {
   if (o.layers < 1) throw new TrainError('--layers must be at least 1');
+  if (cfg.fixedCells && cfg.fixedCells.length !== o.layers)
+    throw new TrainError(`${cfg.fixedCells.length} fixed cells for ${o.layers} layers`);
   for (const [k, v] of [
     ['--op-dropout', cfg.opDropout],
     ['--pool-dropout', cfg.poolDropout],
@@ -451,7 +462,7 @@ function netShape(s: Search, cells: CellSpec[]): RunnerShape {
 
 /** A fresh start: every op's weights from the all-gated network (creation order: a seed gives one network), α = 0. */
 function freshState(s: Search): void {
-  const all = buildSswpForward(s.taskShape, netShape(s, s.pruned));
+  const all = buildSswpForward(s.taskShape, netShape(s, new Array<CellSpec>(s.o.layers).fill(null)));
   s.st = newTrainState(initParams(all.g, s.cfg.seed));
   for (let i = 0; i < s.o.layers; i++) {
     // α start at 0 (uniform over the ops), as in the reference release
@@ -497,7 +508,7 @@ async function openSearch(o: SswpOptions): Promise<Search> {
     dropout: { skip: cfg.opDropout, pool: cfg.poolDropout },
     logPath: join(o.out, 'log.jsonl'),
     st: newTrainState(new Map()),
-    pruned: new Array<CellSpec>(o.layers).fill(null),
+    pruned: cfg.fixedCells ? [...cfg.fixedCells] : new Array<CellSpec>(o.layers).fill(null),
     startStep: 0,
     done: 0,
     resumedAcc: null,
@@ -516,6 +527,10 @@ async function openSearch(o: SswpOptions): Promise<Search> {
   }
   return s;
 }
+
+/** The phase of a step ('pretrain' throughout for a fixed architecture). */
+const phaseAt = (s: Search, step: number): Phase =>
+  s.cfg.fixedCells ? 'pretrain' : phaseOf(s.sched, s.cfg.prune, step);
 
 const alphasOf = (s: Search): Float32Array[] =>
   Array.from({ length: s.o.layers }, (_, i) => s.st.params.get(alphaName(i))!);
@@ -713,7 +728,7 @@ function logStep(s: Search, acc: EpochAcc, x: StepRecord, predictions: number): 
 /** One search step: prune what is due, the α step (after warm-up, while cells are gated), the w step. */
 async function searchStep(s: Search, step: number, wBatch: Promise<Batch>, lr: number, acc: EpochAcc): Promise<void> {
   const runners = await prepareRunners(s, step);
-  const phase = phaseOf(s.sched, s.cfg.prune, step);
+  const phase = phaseAt(s, step);
   const gated = gatedOf(s).filter(Boolean).length;
   const doArch = phase !== 'warmup' && runners.a !== null;
   const aBatch = doArch ? s.aLoader.batch(Math.floor(step / s.S), step % s.S) : null;
@@ -780,7 +795,8 @@ async function runEpoch(s: Search, epoch: number): Promise<boolean> {
   const t0 = Date.now();
   const lr = cosineLr(s.cfg.lr, s.cfg.lrMin, epoch, o.epochs);
   const first = Math.max(0, s.startStep - epoch * S);
-  const bar = new Progress(`sswp ${s.cfg.objective} epoch ${epoch + 1}/${o.epochs}`, S, o.quiet);
+  const what = s.cfg.fixedCells ? `${s.cfg.objective} pre-training` : `sswp ${s.cfg.objective}`;
+  const bar = new Progress(`${what} epoch ${epoch + 1}/${o.epochs}`, S, o.quiet);
   const acc = (first > 0 ? s.resumedAcc : null) ?? emptyAcc();
   s.resumedAcc = null;
   const wIt = s.wLoader.epoch(epoch, { startBatch: first });
@@ -789,10 +805,7 @@ async function runEpoch(s: Search, epoch: number): Promise<boolean> {
       const next = wIt.next().then((x) => x.value as Batch);
       await searchStep(s, epoch * S + b, next, lr, acc);
       const aLoss = acc.aN ? ` α-loss ${(acc.aLoss / acc.aN).toFixed(3)}` : '';
-      bar.update(
-        b + 1,
-        `${phaseOf(s.sched, s.cfg.prune, epoch * S + b)} loss ${(acc.loss / acc.n).toFixed(3)}${aLoss}`,
-      );
+      bar.update(b + 1, `${phaseAt(s, epoch * S + b)} loss ${(acc.loss / acc.n).toFixed(3)}${aLoss}`);
       if (b + 1 === S) break;
       if (o.checkpointEvery && s.done % o.checkpointEvery === 0) saveSearchCheckpoint(s, s.done, acc);
       if (o.stopAfterSteps !== undefined && s.done >= o.stopAfterSteps) {
