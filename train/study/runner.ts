@@ -25,10 +25,10 @@ import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import type { Genotype } from '../../graph/genotype.js';
-import { ForwardRunner, StepRunner, newTrainState, padRows, stepCosineLr } from '../runtime/engine.js';
+import { ForwardRunner, StepRunner, newTrainState, padRows, stepCosineLr, type TrainState } from '../runtime/engine.js';
 import { configDiff } from '../runtime/config.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
-import { initParams } from '../runtime/params.js';
+import { initParams, type ParamValues } from '../runtime/params.js';
 import { preciseBnStats } from '../runtime/precise-bn.js';
 import { f32, i64, scalarOf, type EP } from '../runtime/session.js';
 import { fmtTime } from '../runtime/progress.js';
@@ -39,7 +39,6 @@ import {
   loadDataset,
   type Batch,
   type Dataset,
-  type PretextTask,
   type TaskOptions,
 } from '../data/index.js';
 import { jigsawGeometry } from '../data/transforms.js';
@@ -53,7 +52,13 @@ import {
   writeStudyReport,
   type StudySummary,
 } from './analysis.js';
-import { buildTrialGraphs, STUDY_SPACES, type StudySpace, type TrialNetConfig } from '../../graph/nets/trial.js';
+import {
+  buildTrialGraphs,
+  STUDY_SPACES,
+  type StudySpace,
+  type TrialGraphs,
+  type TrialNetConfig,
+} from '../../graph/nets/trial.js';
 import { StudyError } from './errors.js';
 import { TrialProcessPool } from './child-pool.js';
 
@@ -380,25 +385,35 @@ function labelsFeed(y: Int32Array, full: number[]): ort.Tensor {
   return i64(out, full);
 }
 
-/**
- * Trains one trial from scratch and evaluates it on the test split.
- * metrics: accuracy, loss (test), train_accuracy, train_loss (last epoch).
- * info: seconds (wall), train/precise-BN/eval seconds, params (trainable),
- * nodes (inference graph), stepNodes, steps, host, pid, ep, threads.
- */
-export async function runTrial(
-  trial: Pick<Trial, 'archId' | 'objective' | 'seed' | 'arch'>,
-  config: StudyConfig,
-  ctx: TrialContext = {},
-): Promise<TrialOutcome> {
-  const t0 = performance.now();
-  const cfg = validateStudyConfig({ ...defaultStudyConfig(config.space), ...config });
-  if (!(STUDY_OBJECTIVES as readonly string[]).includes(trial.objective))
-    throw new StudyError(`unknown objective '${trial.objective}'`);
+/** A trial in progress: its settings, loaders and graphs. */
+interface TrialRun {
+  trial: Pick<Trial, 'archId' | 'objective' | 'seed' | 'arch'>;
+  cfg: StudyConfig;
+  ro: { ep?: EP; threads?: number };
+  train: DataLoader;
+  test: DataLoader;
+  evalBatch: number;
+  gs: TrialGraphs;
+}
+
+interface TrialData {
+  trainSet: Dataset;
+  testSet: Dataset;
+  train: DataLoader;
+  test: DataLoader;
+  evalBatch: number;
+}
+
+/** The trial's training and test loaders (the test one: fixed seed, the training set's normalization). */
+async function openTrialData(
+  trial: TrialRun['trial'],
+  cfg: StudyConfig,
+  ctx: TrialContext,
+  pool: DataPool,
+): Promise<TrialData> {
   const data = ctx.data ?? new DataCache();
   const trainSet = await data.get(cfg.dataset, 'train', cfg.limit, cfg);
   const testSet = await data.get(cfg.dataset, 'test', cfg.testLimit ?? cfg.limit, cfg);
-  const pool = ctx.pool ?? new DataPool({ workers: 0 });
   const evalBatch = Math.min(cfg.evalBatch, testSet.n);
   const train = new DataLoader(trainSet, {
     task: trialTaskOptions(cfg, trial.objective, trainSet),
@@ -416,100 +431,141 @@ export async function runTrial(
     mean: train.mean,
     std: train.std,
   });
-  if (train.batchesPerEpoch < 1)
-    throw new StudyError(`batch ${cfg.batch} is larger than the ${trainSet.n} training images`);
-  const task: PretextTask = train.task;
-  const gs = buildTrialGraphs(cfg, trial.arch, task, {
-    batch: cfg.batch,
-    evalBatch,
-    optimizer: { kind: 'sgd', momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov },
-  });
-  const ro = { ep: ctx.ep, threads: ctx.threads };
-  let stepRunner: StepRunner | null = null;
-  let evalRunner: ForwardRunner | null = null;
-  const times = { train: 0, preciseBn: 0, eval: 0 };
+  return { trainSet, testSet, train, test, evalBatch };
+}
+
+/** Sums of the last training epoch. */
+interface TrainSums {
+  lossSum: number;
+  correct: number;
+  batches: number;
+  steps: number;
+}
+
+/** Train the network from its seed for cfg.epochs epochs (SGD, per-step cosine learning rate). */
+async function trainTrial(r: TrialRun): Promise<{ st: TrainState; sums: TrainSums }> {
+  const { cfg, train, trial, gs } = r;
+  const stepRunner = await StepRunner.create(gs.step, gs.stepInfo, gs.optimizer, r.ro);
+  const st = newTrainState(initParams(gs.step, trial.seed));
+  const sums: TrainSums = { lossSum: 0, correct: 0, batches: 0, steps: 0 };
   try {
-    stepRunner = await StepRunner.create(gs.step, gs.stepInfo, gs.optimizer, ro);
-    const st = newTrainState(initParams(gs.step, trial.seed));
-    // ---- training
-    let t = performance.now();
-    let lossSum = 0;
-    let correct = 0;
-    let batches = 0;
-    let steps = 0;
     for (let epoch = 0; epoch < cfg.epochs; epoch++) {
-      lossSum = 0;
-      correct = 0;
-      batches = 0;
+      sums.lossSum = 0;
+      sums.correct = 0;
+      sums.batches = 0;
       for await (const b of train.epoch(epoch)) {
         const lr = stepCosineLr(cfg.lr, cfg.lrMin, epoch, b.index, train.batchesPerEpoch, cfg.epochs);
-        const r = await stepRunner.run(st, { x: f32(b.x, b.xShape), labels: i64(b.y, b.yShape) }, lr);
-        if (!Number.isFinite(r.loss))
+        const out = await stepRunner.run(st, { x: f32(b.x, b.xShape), labels: i64(b.y, b.yShape) }, lr);
+        if (!Number.isFinite(out.loss))
           throw new StudyError(
-            `${trial.archId} ${trial.objective}: the loss became ${r.loss} at epoch ${epoch + 1}, step ${b.index + 1}`,
+            `${trial.archId} ${trial.objective}: the loss became ${out.loss} at epoch ${epoch + 1}, step ${b.index + 1}`,
           );
-        lossSum += r.loss;
-        correct += r.metrics.correct ?? 0;
-        batches++;
-        steps++;
+        sums.lossSum += out.loss;
+        sums.correct += out.metrics.correct ?? 0;
+        sums.batches++;
+        sums.steps++;
       }
     }
+  } finally {
     await stepRunner.release();
-    stepRunner = null;
-    times.train = (performance.now() - t) / 1000;
+  }
+  return { st, sums };
+}
 
-    // ---- precise BN statistics
-    const evalParams = new Map(st.params);
-    let bnBatches = 0;
-    if (cfg.preciseBn > 0 && gs.bn) {
-      t = performance.now();
-      const want = Math.min(train.batchesPerEpoch, Math.ceil(cfg.preciseBn / cfg.batch));
-      const bn = await preciseBnStats(gs.bn, st.params, xFeeds(train.epoch(cfg.epochs)), { ...ro, maxBatches: want });
-      for (const [n, v] of bn.stats) evalParams.set(n, v);
-      bnBatches = bn.batches;
-      times.preciseBn = (performance.now() - t) / 1000;
-    }
+/** The parameters to evaluate with: the trained ones, BN statistics recomputed precisely (cfg.preciseBn images). */
+async function evalParamsOf(r: TrialRun, st: TrainState): Promise<{ params: ParamValues; bnBatches: number }> {
+  const params = new Map(st.params);
+  if (!(r.cfg.preciseBn > 0 && r.gs.bn)) return { params, bnBatches: 0 };
+  const want = Math.min(r.train.batchesPerEpoch, Math.ceil(r.cfg.preciseBn / r.cfg.batch));
+  const epoch = r.train.epoch(r.cfg.epochs);
+  const bn = await preciseBnStats(r.gs.bn, st.params, xFeeds(epoch), { ...r.ro, maxBatches: want });
+  for (const [n, v] of bn.stats) params.set(n, v);
+  return { params, bnBatches: bn.batches };
+}
 
-    // ---- evaluation on the test split
-    t = performance.now();
-    evalRunner = await ForwardRunner.create(gs.eval, ro);
-    const params = new Map<string, Float32Array>();
-    for (const p of gs.eval.params.values()) params.set(p.name, evalParams.get(p.name)!);
-    const xFull = task.xShape(evalBatch);
-    const yFull = task.yShape(evalBatch);
-    let hits = 0;
-    let predictions = 0;
-    let testLoss = 0;
-    for await (const b of test.epoch(0)) {
-      const out = await evalRunner.run(params, {
+/** Hits, predictions and summed loss of the inference graph over the test split (last batch padded). */
+async function evaluateTrial(
+  r: TrialRun,
+  evalParams: ParamValues,
+): Promise<{ hits: number; predictions: number; loss: number }> {
+  const { gs, evalBatch } = r;
+  const task = r.train.task;
+  const runner = await ForwardRunner.create(gs.eval, r.ro);
+  const params = new Map<string, Float32Array>();
+  for (const p of gs.eval.params.values()) params.set(p.name, evalParams.get(p.name)!);
+  const xFull = task.xShape(evalBatch);
+  const yFull = task.yShape(evalBatch);
+  const res = { hits: 0, predictions: 0, loss: 0 };
+  try {
+    for await (const b of r.test.epoch(0)) {
+      const out = await runner.run(params, {
         x: f32(padRows(b.x, b.xShape[0]!, xFull[0]!), xFull),
         labels: labelsFeed(b.y, yFull),
       });
-      hits += scalarOf(out.correct, 'correct');
+      res.hits += scalarOf(out.correct, 'correct');
       // the graph's loss is a mean over the padded batch; padding contributes 0
-      testLoss += scalarOf(out.loss, 'loss') * evalBatch * gs.predictionsPerImage;
-      predictions += b.size * gs.predictionsPerImage;
+      res.loss += scalarOf(out.loss, 'loss') * evalBatch * gs.predictionsPerImage;
+      res.predictions += b.size * gs.predictionsPerImage;
     }
-    times.eval = (performance.now() - t) / 1000;
+  } finally {
+    await runner.release();
+  }
+  return res;
+}
+
+/**
+ * Trains one trial from scratch and evaluates it on the test split.
+ * metrics: accuracy, loss (test), train_accuracy, train_loss (last epoch).
+ * info: seconds (wall), train/precise-BN/eval seconds, params (trainable),
+ * nodes (inference graph), stepNodes, steps, host, pid, ep, threads.
+ */
+export async function runTrial(
+  trial: Pick<Trial, 'archId' | 'objective' | 'seed' | 'arch'>,
+  config: StudyConfig,
+  ctx: TrialContext = {},
+): Promise<TrialOutcome> {
+  const t0 = performance.now();
+  const cfg = validateStudyConfig({ ...defaultStudyConfig(config.space), ...config });
+  if (!(STUDY_OBJECTIVES as readonly string[]).includes(trial.objective))
+    throw new StudyError(`unknown objective '${trial.objective}'`);
+  const pool = ctx.pool ?? new DataPool({ workers: 0 });
+  let d: TrialData | null = null;
+  try {
+    d = await openTrialData(trial, cfg, ctx, pool);
+    if (d.train.batchesPerEpoch < 1)
+      throw new StudyError(`batch ${cfg.batch} is larger than the ${d.trainSet.n} training images`);
+    const gs = buildTrialGraphs(cfg, trial.arch, d.train.task, {
+      batch: cfg.batch,
+      evalBatch: d.evalBatch,
+      optimizer: { kind: 'sgd', momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov },
+    });
+    const r: TrialRun = { trial, cfg, ro: { ep: ctx.ep, threads: ctx.threads }, ...d, gs };
+    const t1 = performance.now();
+    const { st, sums } = await trainTrial(r);
+    const t2 = performance.now();
+    const { params, bnBatches } = await evalParamsOf(r, st);
+    const t3 = performance.now();
+    const ev = await evaluateTrial(r, params);
+    const t4 = performance.now();
     return {
       metrics: {
-        accuracy: hits / Math.max(predictions, 1),
-        loss: testLoss / Math.max(predictions, 1),
-        train_accuracy: correct / Math.max(batches * gs.stepPredictions, 1),
-        train_loss: lossSum / Math.max(batches, 1),
+        accuracy: ev.hits / Math.max(ev.predictions, 1),
+        loss: ev.loss / Math.max(ev.predictions, 1),
+        train_accuracy: sums.correct / Math.max(sums.batches * gs.stepPredictions, 1),
+        train_loss: sums.lossSum / Math.max(sums.batches, 1),
       },
       info: {
-        seconds: round3((performance.now() - t0) / 1000),
-        trainSeconds: round3(times.train),
-        preciseBnSeconds: round3(times.preciseBn),
-        evalSeconds: round3(times.eval),
+        seconds: round3((t4 - t0) / 1000),
+        trainSeconds: round3((t2 - t1) / 1000),
+        preciseBnSeconds: round3(bnBatches ? (t3 - t2) / 1000 : 0),
+        evalSeconds: round3((t4 - t3) / 1000),
         params: gs.eval.paramCount(['weight']),
         nodes: gs.eval.nodes.length,
         stepNodes: gs.step.nodes.length,
-        steps,
+        steps: sums.steps,
         preciseBnBatches: bnBatches,
-        trainImages: trainSet.n,
-        testImages: testSet.n,
+        trainImages: d.trainSet.n,
+        testImages: d.testSet.n,
         ep: ctx.ep ?? 'cpu',
         threads: ctx.threads ?? null,
         host: hostname(),
@@ -517,10 +573,8 @@ export async function runTrial(
       },
     };
   } finally {
-    await stepRunner?.release();
-    await evalRunner?.release();
-    await train.close();
-    await test.close();
+    await d?.train.close();
+    await d?.test.close();
     if (!ctx.pool) await pool.close();
   }
 }
