@@ -225,11 +225,30 @@ export function dropMasks(names: string[], n: number, prob: number, rng: Rng): R
   return feeds;
 }
 
-export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
-  const seed = o.seed ?? 0;
-  const evalBatch = o.evalBatch ?? Math.max(o.batch, 100);
-  mkdirSync(o.out, { recursive: true });
-  // a streamed set's file index is kept in the run directory (a resumed run does not rescan the disk)
+type TrainGraphs = ReturnType<typeof buildGraphs>;
+
+/** A training run in progress: settings, data, graphs, sessions and state. */
+interface Training {
+  o: TrainOptions;
+  seed: number;
+  evalBatch: number;
+  trainSet: Dataset;
+  testSet: Dataset;
+  gs: TrainGraphs;
+  pool: DataPool;
+  train: DataLoader;
+  test: DataLoader;
+  stepRunner: StepRunner;
+  evalRunner: ForwardRunner;
+  st: TrainState;
+  startEpoch: number;
+  startBatch: number;
+  history: EpochRecord[];
+}
+
+/** The labelled training and test sets; a streamed set's file index is kept in the run directory. */
+async function openDatasets(o: TrainOptions): Promise<{ trainSet: Dataset; testSet: Dataset }> {
+  // a resumed run does not rescan the disk
   const data = {
     crop: o.size,
     skipCorrupt: o.skipCorrupt,
@@ -239,9 +258,16 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   const testSet = limitDataset(await loadDataset(o.dataset, { ...data, split: 'test' }), o.testLimit ?? o.limit);
   if (!trainSet.labels)
     throw new TrainError(`${o.dataset} has no labels: training on labels needs a labelled data set`);
-  const classes = trainSet.classes;
-  const full = { ...o, C: o.C, layers: o.layers, batch: o.batch };
-  const gs = buildGraphs(full, trainSet, classes, evalBatch);
+  return { trainSet, testSet };
+}
+
+/** Data, graphs and sessions of a run (its state is set by startState). */
+async function openTraining(o: TrainOptions): Promise<Training> {
+  const seed = o.seed ?? 0;
+  const evalBatch = o.evalBatch ?? Math.max(o.batch, 100);
+  mkdirSync(o.out, { recursive: true });
+  const { trainSet, testSet } = await openDatasets(o);
+  const gs = buildGraphs({ ...o, C: o.C, layers: o.layers, batch: o.batch }, trainSet, trainSet.classes, evalBatch);
   const pool = new DataPool({ workers: o.workers });
   const train = new DataLoader(trainSet, {
     task: { name: 'cls', cutout: o.cutout ?? 16 },
@@ -261,102 +287,138 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   });
   const stepRunner = await StepRunner.create(gs.step, gs.info, gs.opt, { ep: o.ep });
   const evalRunner = await ForwardRunner.create(gs.evalG, { ep: o.ep });
+  const st = newTrainState(new Map());
+  const rest = { st, startEpoch: 0, startBatch: 0, history: [] };
+  return { o, seed, evalBatch, trainSet, testSet, gs, pool, train, test, stepRunner, evalRunner, ...rest };
+}
 
-  let st: TrainState;
-  let startEpoch = 0;
-  let startBatch = 0;
-  const history: EpochRecord[] = [];
+/** The state to start from: the latest checkpoint (--resume), or fresh (or `initFrom`) parameters. */
+function startState(t: Training): void {
+  const { o } = t;
   const ckpt = o.resume ? latestCheckpoint(o.out) : null;
   if (o.resume && !ckpt) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
   if (ckpt) {
     const c = loadCheckpoint(ckpt);
-    st = stateFromTensors(c.tensors);
-    st.steps = c.meta.steps as Record<string, number>;
-    startEpoch = c.meta.epoch as number;
-    startBatch = c.meta.batch as number;
-    history.push(...(c.meta.history as EpochRecord[]));
-  } else {
-    const init = initParams(gs.step, seed);
-    if (o.initFrom)
-      for (const [k, v] of o.initFrom)
-        if (init.has(k) && init.get(k)!.length === v.length) init.set(k, Float32Array.from(v));
-    st = newTrainState(init);
+    t.st = stateFromTensors(c.tensors);
+    t.st.steps = c.meta.steps as Record<string, number>;
+    t.startEpoch = c.meta.epoch as number;
+    t.startBatch = c.meta.batch as number;
+    t.history.push(...(c.meta.history as EpochRecord[]));
+    return;
   }
-  const lr0 = o.lr ?? 0.025;
-  const lrMin = o.lrMin ?? 0;
-  const shape = [trainSet.c, trainSet.h, trainSet.w];
-  const save = (epoch: number, batch: number): void => {
-    saveCheckpoint(o.out, {
-      step: epoch * train.batchesPerEpoch + batch,
-      meta: { epoch, batch, steps: st.steps, history, seed, kind: 'train' },
-      tensors: stateTensors(st),
-    });
+  const init = initParams(t.gs.step, t.seed);
+  if (o.initFrom)
+    for (const [k, v] of o.initFrom)
+      if (init.has(k) && init.get(k)!.length === v.length) init.set(k, Float32Array.from(v));
+  t.st = newTrainState(init);
+}
+
+function saveTrainCheckpoint(t: Training, epoch: number, batch: number): void {
+  saveCheckpoint(t.o.out, {
+    step: epoch * t.train.batchesPerEpoch + batch,
+    meta: { epoch, batch, steps: t.st.steps, history: t.history, seed: t.seed, kind: 'train' },
+    tensors: stateTensors(t.st),
+  });
+}
+
+/** Cosine annealing per step (to lrMin at the last step), so short runs anneal too. */
+function lrAt(t: Training, epoch: number, index: number): number {
+  return stepCosineLr(t.o.lr ?? 0.025, t.o.lrMin ?? 0, epoch, index, t.train.batchesPerEpoch, t.o.epochs);
+}
+
+interface EpochSums {
+  lossSum: number;
+  correct: number;
+  seen: number;
+  steps: number;
+}
+
+/** The training steps of one epoch (from the resumed batch in the first), drop path at `dp`. */
+async function trainEpoch(t: Training, epoch: number, dp: number): Promise<EpochSums> {
+  const { o, train } = t;
+  const bar = new Progress(`epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
+  const sums: EpochSums = { lossSum: 0, correct: 0, seen: 0, steps: 0 };
+  for await (const b of train.epoch(epoch, { startBatch: epoch === t.startEpoch ? t.startBatch : 0 })) {
+    const feeds: Record<string, ort.Tensor> = {
+      x: f32(b.x, b.xShape),
+      labels: i64(b.y, [b.size]),
+      ...dropMasks(t.gs.dropInputs, o.batch, dp, Rng.derive(t.seed, DROP_PATH_STREAM, epoch, b.index)),
+    };
+    const r = await t.stepRunner.run(t.st, feeds, lrAt(t, epoch, b.index));
+    if (!Number.isFinite(r.loss))
+      throw new TrainError(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
+    sums.lossSum += r.loss * b.size;
+    sums.correct += r.metrics.correct!;
+    sums.seen += b.size;
+    sums.steps++;
+    bar.update(
+      b.index + 1,
+      `loss ${(sums.lossSum / sums.seen).toFixed(3)} acc ${((100 * sums.correct) / sums.seen).toFixed(1)}%`,
+    );
+    if (o.checkpointEvery && (b.index + 1) % o.checkpointEvery === 0 && b.index + 1 < train.batchesPerEpoch)
+      saveTrainCheckpoint(t, epoch, b.index + 1);
+  }
+  return sums;
+}
+
+/** One epoch: training, test accuracy, its log record and checkpoint. Returns its seconds. */
+async function runEpoch(t: Training, epoch: number): Promise<number> {
+  const { o } = t;
+  const t0 = Date.now();
+  const lr = lrAt(t, epoch, epoch === t.startEpoch ? t.startBatch : 0);
+  const dp = (o.dropPath ?? 0.2) * (epoch / o.epochs);
+  const sums = await trainEpoch(t, epoch, dp);
+  const shape = [t.trainSet.c, t.trainSet.h, t.trainSet.w];
+  const ev = await evaluate(t.evalRunner, pickParams(t.gs.evalG, t.st.params), t.test, t.evalBatch, shape);
+  const seconds = (Date.now() - t0) / 1000;
+  const rec: EpochRecord = {
+    epoch: epoch + 1,
+    lr,
+    drop_path: dp,
+    train_loss: sums.lossSum / Math.max(sums.seen, 1),
+    train_acc: sums.correct / Math.max(sums.seen, 1),
+    test_loss: ev.loss,
+    test_acc: ev.acc,
+    seconds,
+    steps: sums.steps,
   };
-  let lastSeconds = 0;
-  try {
-    for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
-      const t0 = Date.now();
-      // cosine annealing per step (to lrMin at the last step), so short runs anneal too
-      const lrAt = (i: number): number => stepCosineLr(lr0, lrMin, epoch, i, train.batchesPerEpoch, o.epochs);
-      const lr = lrAt(epoch === startEpoch ? startBatch : 0);
-      const dp = (o.dropPath ?? 0.2) * (epoch / o.epochs);
-      const bar = new Progress(`epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
-      let lossSum = 0;
-      let correct = 0;
-      let seen = 0;
-      let steps = 0;
-      for await (const b of train.epoch(epoch, { startBatch: epoch === startEpoch ? startBatch : 0 })) {
-        const feeds: Record<string, ort.Tensor> = {
-          x: f32(b.x, b.xShape),
-          labels: i64(b.y, [b.size]),
-          ...dropMasks(gs.dropInputs, o.batch, dp, Rng.derive(seed, DROP_PATH_STREAM, epoch, b.index)),
-        };
-        const r = await stepRunner.run(st, feeds, lrAt(b.index));
-        if (!Number.isFinite(r.loss))
-          throw new TrainError(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
-        lossSum += r.loss * b.size;
-        correct += r.metrics.correct!;
-        seen += b.size;
-        steps++;
-        bar.update(b.index + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${((100 * correct) / seen).toFixed(1)}%`);
-        if (o.checkpointEvery && (b.index + 1) % o.checkpointEvery === 0 && b.index + 1 < train.batchesPerEpoch)
-          save(epoch, b.index + 1);
-      }
-      const ev = await evaluate(evalRunner, pickParams(gs.evalG, st.params), test, evalBatch, shape);
-      lastSeconds = (Date.now() - t0) / 1000;
-      const rec: EpochRecord = {
-        epoch: epoch + 1,
-        lr,
-        drop_path: dp,
-        train_loss: lossSum / Math.max(seen, 1),
-        train_acc: correct / Math.max(seen, 1),
-        test_loss: ev.loss,
-        test_acc: ev.acc,
-        seconds: lastSeconds,
-        steps,
-      };
-      history.push(rec);
-      appendJsonLine(join(o.out, 'log.jsonl'), rec);
-      if (!o.quiet)
-        process.stderr.write(
-          `epoch ${epoch + 1}: train acc ${(100 * rec.train_acc).toFixed(2)}%  test acc ${(100 * ev.acc).toFixed(2)}%  (${lastSeconds.toFixed(1)} s)\n`,
-        );
-      save(epoch + 1, 0);
-    }
-  } finally {
-    await closeAll(train, test, pool, stepRunner, evalRunner);
-  }
+  t.history.push(rec);
+  appendJsonLine(join(o.out, 'log.jsonl'), rec);
+  if (!o.quiet)
+    process.stderr.write(
+      `epoch ${epoch + 1}: train acc ${(100 * rec.train_acc).toFixed(2)}%  test acc ${(100 * ev.acc).toFixed(2)}%  (${seconds.toFixed(1)} s)\n`,
+    );
+  saveTrainCheckpoint(t, epoch + 1, 0);
+  return seconds;
+}
+
+/** The inference model (model.onnx) and the architecture file next to it. */
+function shipModel(t: Training): string {
+  const { o } = t;
   const modelPath = join(o.out, 'model.onnx');
-  const values = pickParams(gs.evalG, st.params);
-  writeFileAtomic(modelPath, serializeInference(gs.evalG, values, deployMeta(trainSet, train)));
+  const values = pickParams(t.gs.evalG, t.st.params);
+  writeFileAtomic(modelPath, serializeInference(t.gs.evalG, values, deployMeta(t.trainSet, t.train)));
   if (o.cells) writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(o.cells));
   else if (o.genotype) writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson(o.genotype));
+  return modelPath;
+}
+
+export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
+  const t = await openTraining(o);
+  let lastSeconds = 0;
+  try {
+    startState(t);
+    for (let epoch = t.startEpoch; epoch < o.epochs; epoch++) lastSeconds = await runEpoch(t, epoch);
+  } finally {
+    await closeAll(t.train, t.test, t.pool, t.stepRunner, t.evalRunner);
+  }
+  const { history, gs } = t;
   return {
     history,
-    modelPath,
+    modelPath: shipModel(t),
     params: gs.evalG.paramCount(),
     stepNodes: gs.step.nodes.length,
     secondsPerEpoch: history.length ? history[history.length - 1]!.seconds : lastSeconds,
-    skipped: skipReport([trainSet, testSet], [train, test]),
+    skipped: skipReport([t.trainSet, t.testSet], [t.train, t.test]),
   };
 }
