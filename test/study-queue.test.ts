@@ -4,16 +4,20 @@
  * processes and a `nas-onnx study --queue` process (the compiled CLI). One
  * worker is SIGKILLed in the middle of a trial: the trials it finished stay
  * recorded, the killed one is detected as stalled, retried on the other
- * worker and finishes. The results are those of the same study run locally:
- * the same trial ids (test/study-runner.test.ts runs that study locally), and
- * (seeded, one thread, CPU) the same metrics when trials are rerun here.
+ * worker and finishes. The kill happens at a known point, not after a delay:
+ * worker 1 is held (NAS_ONNX_TEST_HOLD) after the first step of its second
+ * trial, and killed once it says so; worker 2 waits before its third trial
+ * until then, so worker 1 always gets a second trial. The results are those
+ * of the same study run locally: the same trial ids (test/study-runner.test.ts
+ * runs that study locally), and (seeded, one thread, CPU) the same metrics
+ * when trials are rerun here.
  *
  * Needs redis-server (Debian package redis-server; scripts/setup.sh installs
  * it): without it this file fails, it does not skip.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -66,8 +70,12 @@ interface Proc {
   waitFor(re: RegExp, from?: number): Promise<string>;
 }
 
-function start(args: string[]): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: dir,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   procs.push(child);
   const lines: string[] = [];
   const waiters: { re: RegExp; from: number; resolve: (l: string) => void }[] = [];
@@ -179,8 +187,9 @@ describe('distributed study (BullMQ on a private redis-server)', () => {
       '--stalled-interval',
       '1000',
     ];
-    const w1 = start(workerArgs);
-    const w2 = start(workerArgs);
+    const release = join(dir, 'release-w2');
+    const w1 = start(workerArgs, { NAS_ONNX_TEST_HOLD: 'trial:2:step:1' });
+    const w2 = start(workerArgs, { NAS_ONNX_TEST_HOLD: `trial:3:step:0@${release}` });
     await w1.waitFor(/waiting for trials/);
     await w2.waitFor(/waiting for trials/);
     const study = start([
@@ -194,14 +203,15 @@ describe('distributed study (BullMQ on a private redis-server)', () => {
       queueName,
     ]);
 
-    // kill worker 1 in the middle of its second trial (after it finished one)
+    // kill worker 1 in the middle of its second trial (after it finished one): held after its first step
     const firstDone = await w1.waitFor(/ done /);
     const finishedByW1 = firstDone.match(/ done (\S+)/)![1]!;
     const secondStart = await w1.waitFor(/ start /, w1.lines.indexOf(firstDone) + 1);
     const killed = secondStart.match(/ start (\S+)/)![1]!;
-    await new Promise((r) => setTimeout(r, 700));
+    await w1.waitFor(/test hold at trial:2:step:1$/, w1.lines.indexOf(secondStart) + 1);
     expect(w1.lines.some((l) => l.includes(`done ${killed}`))).toBe(false);
     w1.child.kill('SIGKILL');
+    writeFileSync(release, '');
 
     const code = await study.exited;
     const out = study.lines.join('\n');

@@ -91,6 +91,7 @@ interface StudyCliOptions {
   attempts: number;
   ep: 'cpu' | 'cuda';
   reportOnly: boolean;
+  retryFailed: boolean;
   quiet: boolean;
 }
 
@@ -145,6 +146,10 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
     return;
   }
   let store: TrialStore;
+  if (exists && o.retryFailed) {
+    const n = openStudy(o.out).clearFailures();
+    if (n) process.stderr.write(`study: ${n} failed trial(s) will run again (--retry-failed)\n`);
+  }
   if (!exists) {
     if (o.archs === undefined) throw new CliError('a new study needs --archs N (the number of architectures)');
     const config = configFromOptions(o, defaultStudyConfig(o.space ?? 'darts'));
@@ -221,21 +226,39 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-  const { done, total } = store.progress();
+  finishStudy(store, stats);
+}
+
+/**
+ * The end of a study run: the counts; trials that failed every attempt (one
+ * error line: run again to retry them); trials left by an interruption (exit
+ * 130); else the report, then the trials that failed on every try (recorded,
+ * not retried) as one error line.
+ */
+function finishStudy(store: TrialStore, stats: StudyRunStats): void {
+  const { done, failed, total } = store.progress();
   process.stderr.write(
-    `study: ${stats.recorded} trials recorded in ${stats.seconds.toFixed(1)} s; ${done}/${total} done\n`,
+    `study: ${stats.recorded} trials recorded in ${stats.seconds.toFixed(1)} s; ${done}/${total} done${failed ? `, ${failed} failed` : ''}\n`,
   );
-  if (stats.failed.length) {
+  const retry = stats.failed.filter((f) => !f.everyTry);
+  if (retry.length) {
     throw new CliError(
-      `${stats.failed.length} trial(s) failed (first: ${stats.failed[0]!.trialId}: ${stats.failed[0]!.error}); run the same command again to retry them`,
+      `${retry.length} trial(s) failed every attempt (first: ${retry[0]!.trialId}: ${retry[0]!.error}); run the same command again to retry them`,
     );
   }
-  if (done < total) {
-    process.stderr.write(`study: ${total - done} trial(s) left; run the same command again to resume\n`);
+  if (done + failed < total) {
+    process.stderr.write(`study: ${total - done - failed} trial(s) left; run the same command again to resume\n`);
     process.exitCode = 130;
     return;
   }
   printReport(store);
+  const every = store.failures();
+  if (every.length) {
+    throw new CliError(
+      `${every.length} trial(s) failed in a way a retry would repeat, recorded in ${join(store.dir, 'failed')} and not retried ` +
+        `(first: ${every[0]!.trialId}: ${every[0]!.reason}); --retry-failed runs them again`,
+    );
+  }
 }
 
 interface WorkerCliOptions {
@@ -339,7 +362,10 @@ export function register(program: Command): void {
     .addOption(intOption('--concurrency <n>', 'trials at once in this process (without --queue)', 1))
     .addOption(intOption('--threads <n>', 'onnxruntime threads per trial (default: cores / concurrency)'))
     .addOption(intOption('--workers <n>', 'batch-building threads', 0, 0))
-    .addOption(intOption('--attempts <n>', 'tries per trial', 3))
+    .addOption(
+      intOption('--attempts <n>', 'tries per trial (a failure that a retry would repeat is recorded at once)', 3),
+    )
+    .option('--retry-failed', 'run the trials recorded as failed again', false)
     .addOption(epOption())
     .option('--report-only', 'only write and print the report of the finished trials', false)
     .option('--quiet', 'no progress lines', false)

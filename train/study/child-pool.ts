@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { findRepoRoot } from '../data/index.js';
 import type { EP } from '../runtime/session.js';
 import type { ChildReply, ChildRunMessage } from './child.js';
-import { StudyError } from './errors.js';
+import { StudyError, TrialFailure } from './errors.js';
 import type { StudyConfig, TrialOutcome } from './runner.js';
 import type { Trial } from './store.js';
 
@@ -107,7 +107,7 @@ export class TrialProcessPool {
       if (!t || m.type === 'ready' || m.id !== t.id) return;
       slot.task = null;
       if (m.type === 'done') t.resolve(m.outcome);
-      else t.reject(new StudyError(m.message));
+      else t.reject(m.everyTry ? new TrialFailure(m.message) : new StudyError(m.message));
       this.pump();
     });
     child.on('exit', (code, signal) => {

@@ -9,12 +9,17 @@
  *
  * Protocol (IPC messages):
  *   parent → child  { type: 'run', id, trial, config, ctx: { ep, threads, workers } }
- *   child → parent  { type: 'ready' } once, then { type: 'done', id, outcome } | { type: 'error', id, message }
+ *   child → parent  { type: 'ready' } once, then { type: 'done', id, outcome } | { type: 'error', id, message, everyTry }
+ *
+ * A child ignores SIGINT: Ctrl-C reaches the whole process group, and the
+ * parent decides (it lets running trials finish; a second Ctrl-C ends it,
+ * and its children with it).
  */
 import { DataPool } from '../data/index.js';
 import type { EP } from '../runtime/session.js';
 import { DataCache, runTrial, type StudyConfig, type TrialOutcome } from './runner.js';
 import type { Trial } from './store.js';
+import { failsEveryTry } from './errors.js';
 
 export interface ChildRunMessage {
   type: 'run';
@@ -27,7 +32,7 @@ export interface ChildRunMessage {
 export type ChildReply =
   | { type: 'ready' }
   | { type: 'done'; id: number; outcome: TrialOutcome }
-  | { type: 'error'; id: number; message: string };
+  | { type: 'error'; id: number; message: string; everyTry: boolean };
 
 function send(m: ChildReply): void {
   process.send?.(m);
@@ -43,6 +48,7 @@ let pool: DataPool | null = null;
 let busy = Promise.resolve();
 
 process.on('disconnect', () => process.exit(0));
+process.on('SIGINT', () => undefined);
 process.on('message', (m: ChildRunMessage) => {
   if (m?.type !== 'run') return;
   busy = busy.then(async () => {
@@ -51,7 +57,7 @@ process.on('message', (m: ChildRunMessage) => {
       const outcome = await runTrial(m.trial, m.config, { ep: m.ctx.ep, threads: m.ctx.threads, pool, data });
       send({ type: 'done', id: m.id, outcome });
     } catch (e) {
-      send({ type: 'error', id: m.id, message: (e as Error).message ?? String(e) });
+      send({ type: 'error', id: m.id, message: (e as Error).message ?? String(e), everyTry: failsEveryTry(e) });
     }
   });
 });

@@ -9,7 +9,10 @@
  * trial's metrics and info.
  *
  * Failures: a trial that throws is retried (`attempts`, default 3, fixed
- * backoff). A worker that dies mid-trial stops renewing its job lock; after
+ * backoff), unless the failure would repeat on every try (NaN loss, batch
+ * larger than the data, bad settings: errors.ts failsEveryTry): the worker
+ * then fails the job at once (BullMQ's UnrecoverableError) and the study
+ * records the trial as failed with its reason. A worker that dies mid-trial stops renewing its job lock; after
  * `lockDuration` the stalled-job check of any live worker (every
  * `stalledInterval`) moves the job back to the wait list and another worker
  * runs it from scratch (`maxStalledCount` such recoveries, default 2, before
@@ -21,11 +24,12 @@
  */
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { EP } from '../runtime/session.js';
 import { DataPool } from '../data/index.js';
 import type { Trial, TrialStore } from './store.js';
 import { TrialProcessPool } from './child-pool.js';
+import { failsEveryTry } from './errors.js';
 import {
   DataCache,
   StudyError,
@@ -40,6 +44,9 @@ import {
   type TrialContext,
   type TrialOutcome,
 } from './runner.js';
+
+/** Prefix of a failed job's reason when the trial would fail the same way on every try. */
+const EVERY_TRY = 'fails on every try: ';
 
 /** Default BullMQ queue name of studies and workers. */
 export const DEFAULT_QUEUE_NAME = 'nas-onnx-study';
@@ -221,7 +228,8 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
     });
     events.on('failed', ({ jobId, failedReason }) => {
       const t = waiting.get(jobId);
-      if (t) emit({ type: 'info', message: `trial ${jobId} failed an attempt: ${failedReason}` });
+      if (t && !failedReason.startsWith(EVERY_TRY))
+        emit({ type: 'info', message: `trial ${jobId} failed an attempt: ${failedReason}` });
       poke();
     });
     events.on('stalled', ({ jobId }) => {
@@ -249,10 +257,13 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
           emit({ type: 'trial-done', trial, outcome: { metrics: rv.metrics, info }, ...progress.finish() });
           await job.remove().catch(() => undefined);
         } else if (state === 'failed') {
-          const error = job.failedReason || 'failed';
+          const reason = job.failedReason || 'failed';
+          const everyTry = reason.startsWith(EVERY_TRY);
+          const error = everyTry ? reason.slice(EVERY_TRY.length) : reason;
+          if (everyTry) store.recordFailure(trial.id, error, { attemptsMade: job.attemptsMade });
           waiting.delete(trial.id);
-          failed.push({ trialId: trial.id, error });
-          emit({ type: 'trial-failed', trial, error, final: true });
+          failed.push({ trialId: trial.id, error, everyTry });
+          emit({ type: 'trial-failed', trial, error, final: true, everyTry });
         }
       }
     };
@@ -348,7 +359,13 @@ export async function startStudyWorker(o: StudyWorkerOptions): Promise<StudyWork
     async (job) => {
       const { trial, config } = job.data;
       log(`start ${trial.id} (attempt ${job.attemptsStarted})`);
-      const outcome = procs ? await procs.run(trial, config) : await runTrial(trial, config, ctx);
+      let outcome: TrialOutcome;
+      try {
+        outcome = procs ? await procs.run(trial, config) : await runTrial(trial, config, ctx);
+      } catch (e) {
+        if (failsEveryTry(e)) throw new UnrecoverableError(`${EVERY_TRY}${(e as Error).message}`);
+        throw e;
+      }
       outcome.info.worker = id;
       log(
         `done ${trial.id} accuracy ${(100 * (outcome.metrics.accuracy ?? NaN)).toFixed(2)}% (${Number(outcome.info.seconds).toFixed(1)} s)`,

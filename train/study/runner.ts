@@ -59,7 +59,9 @@ import {
   type TrialGraphs,
   type TrialNetConfig,
 } from '../../graph/nets/trial.js';
-import { StudyError } from './errors.js';
+import { StudyError, TrialFailure } from './errors.js';
+import { attemptTrial, type FailedTrial } from './attempts.js';
+import { testHold } from '../runtime/run.js';
 import { TrialProcessPool } from './child-pool.js';
 
 export { STUDY_SPACES, type StudySpace } from '../../graph/nets/trial.js';
@@ -372,7 +374,7 @@ export function trialTaskOptions(
     const p = Math.floor(Math.min(ds.h, ds.w) / grid);
     const want = jigsawGeometry(p * grid, p * grid, grid, 0.76).th;
     const tile = Math.min(Math.floor(p / 4) * 4, Math.max(4, Math.round(want / 4) * 4));
-    if (tile < 4) throw new StudyError(`images of ${ds.h}×${ds.w} are too small for jigsaw on a DARTS network`);
+    if (tile < 4) throw new TrialFailure(`images of ${ds.h}×${ds.w} are too small for jigsaw on a DARTS network`);
     o.tileFraction = (tile + 0.5) / p;
   }
   return o;
@@ -388,6 +390,8 @@ function labelsFeed(y: Int32Array, full: number[]): ort.Tensor {
 /** A trial in progress: its settings, loaders and graphs. */
 interface TrialRun {
   trial: Pick<Trial, 'archId' | 'objective' | 'seed' | 'arch'>;
+  /** Which trial of this process it is (1, 2, …). */
+  no: number;
   cfg: StudyConfig;
   ro: { ep?: EP; threads?: number };
   train: DataLoader;
@@ -454,10 +458,11 @@ async function trainTrial(r: TrialRun): Promise<{ st: TrainState; sums: TrainSum
       sums.correct = 0;
       sums.batches = 0;
       for await (const b of train.epoch(epoch)) {
+        await testHold(`trial:${r.no}:step:${sums.steps}`);
         const lr = stepCosineLr(cfg.lr, cfg.lrMin, epoch, b.index, train.batchesPerEpoch, cfg.epochs);
         const out = await stepRunner.run(st, { x: f32(b.x, b.xShape), labels: i64(b.y, b.yShape) }, lr);
         if (!Number.isFinite(out.loss))
-          throw new StudyError(
+          throw new TrialFailure(
             `${trial.archId} ${trial.objective}: the loss became ${out.loss} at epoch ${epoch + 1}, step ${b.index + 1}`,
           );
         sums.lossSum += out.loss;
@@ -513,6 +518,18 @@ async function evaluateTrial(
   return res;
 }
 
+/** Trials started by this process (the test hold's `trial:<k>` counts them). */
+let trialsInProcess = 0;
+
+/** A trial's config, defaults filled in; a bad one fails the trial on every try. */
+function trialConfig(config: StudyConfig): StudyConfig {
+  try {
+    return validateStudyConfig({ ...defaultStudyConfig(config.space), ...config });
+  } catch (e) {
+    throw e instanceof StudyError ? new TrialFailure(e.message) : e;
+  }
+}
+
 /**
  * Trains one trial from scratch and evaluates it on the test split.
  * metrics: accuracy, loss (test), train_accuracy, train_loss (last epoch).
@@ -525,21 +542,22 @@ export async function runTrial(
   ctx: TrialContext = {},
 ): Promise<TrialOutcome> {
   const t0 = performance.now();
-  const cfg = validateStudyConfig({ ...defaultStudyConfig(config.space), ...config });
+  const no = ++trialsInProcess;
+  const cfg = trialConfig(config);
   if (!(STUDY_OBJECTIVES as readonly string[]).includes(trial.objective))
-    throw new StudyError(`unknown objective '${trial.objective}'`);
+    throw new TrialFailure(`unknown objective '${trial.objective}'`);
   const pool = ctx.pool ?? new DataPool({ workers: 0 });
   let d: TrialData | null = null;
   try {
     d = await openTrialData(trial, cfg, ctx, pool);
     if (d.train.batchesPerEpoch < 1)
-      throw new StudyError(`batch ${cfg.batch} is larger than the ${d.trainSet.n} training images`);
+      throw new TrialFailure(`batch ${cfg.batch} is larger than the ${d.trainSet.n} training images`);
     const gs = buildTrialGraphs(cfg, trial.arch, d.train.task, {
       batch: cfg.batch,
       evalBatch: d.evalBatch,
       optimizer: { kind: 'sgd', momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov },
     });
-    const r: TrialRun = { trial, cfg, ro: { ep: ctx.ep, threads: ctx.threads }, ...d, gs };
+    const r: TrialRun = { trial, no, cfg, ro: { ep: ctx.ep, threads: ctx.threads }, ...d, gs };
     const t1 = performance.now();
     const { st, sums } = await trainTrial(r);
     const t2 = performance.now();
@@ -596,7 +614,7 @@ export type StudyEvent =
   | { type: 'start'; total: number; done: number; pending: number }
   | { type: 'trial-start'; trial: Trial }
   | { type: 'trial-done'; trial: Trial; outcome: TrialOutcome; done: number; total: number; etaSeconds: number }
-  | { type: 'trial-failed'; trial: Trial; error: string; final: boolean }
+  | { type: 'trial-failed'; trial: Trial; error: string; final: boolean; everyTry?: boolean }
   | { type: 'info'; message: string };
 
 /** Done/total counter with an ETA from this session's completion rate. */
@@ -633,7 +651,7 @@ export function formatStudyEvent(e: StudyEvent): string | null {
       return `[${e.done}/${e.total}] ${e.trial.id}: accuracy ${(100 * (m.accuracy ?? NaN)).toFixed(2)}% (${Number(i.seconds ?? 0).toFixed(1)} s${w}) · ETA ${fmtTime(e.etaSeconds)}`;
     }
     case 'trial-failed':
-      return `${e.final ? 'FAILED' : 'retrying'} ${e.trial.id}: ${e.error}`;
+      return `${e.final ? 'FAILED' : 'retrying'} ${e.trial.id}${e.everyTry ? ' (fails on every try: not retried)' : ''}: ${e.error}`;
     case 'info':
       return e.message;
   }
@@ -668,8 +686,8 @@ export interface StudyRunStats {
   pending: number;
   /** Results recorded by this run. */
   recorded: number;
-  /** Trials that failed every attempt. */
-  failed: { trialId: string; error: string }[];
+  /** Trials that failed for good: every attempt, or at once when a retry would fail the same way. */
+  failed: FailedTrial[];
   seconds: number;
 }
 
@@ -705,21 +723,9 @@ export async function runStudyLocal(store: TrialStore, opts: LocalRunOptions = {
   const loop = async (): Promise<void> => {
     while (next < pending.length && !opts.signal?.aborted) {
       const trial = pending[next++]!;
-      for (let attempt = 1; attempt <= attempts; attempt++) {
-        emit({ type: 'trial-start', trial });
-        try {
-          const outcome = await exec(trial);
-          outcome.info.attempt = attempt;
-          if (store.recordResult(trial.id, outcome.metrics, outcome.info)) recorded++;
-          emit({ type: 'trial-done', trial, outcome, ...progress.finish() });
-          break;
-        } catch (e) {
-          const error = (e as Error).message ?? String(e);
-          const final = attempt === attempts;
-          emit({ type: 'trial-failed', trial, error, final });
-          if (final) failed.push({ trialId: trial.id, error });
-        }
-      }
+      const r = await attemptTrial(trial, exec, { store, attempts, emit, progress, signal: opts.signal });
+      if (r.recorded) recorded++;
+      if (r.failed) failed.push(r.failed);
     }
   };
   try {
@@ -739,6 +745,12 @@ export interface StudyReport {
   text: string;
   files: string[];
   results: TrialResult[];
+}
+
+/** ", N failed (…)" when trials are recorded as failed. */
+function failedNote(store: TrialStore): string {
+  const f = store.failures();
+  return f.length ? `, ${f.length} failed (${f.map((x) => `${x.trialId}: ${x.reason}`).join('; ')})` : '';
 }
 
 function csvCell(v: unknown): string {
@@ -800,6 +812,6 @@ export function writeStudyReportFor(store: TrialStore, dir = join(store.dir, 're
   const total = secs.reduce((a, b) => a + b, 0);
   const text =
     formatSummaryTable(summary) +
-    `\n${results.length}/${store.trials().length} trials finished; trial time ${fmtTime(total)} in all, ${(total / Math.max(results.length, 1)).toFixed(1)} s per trial\n`;
+    `\n${results.length}/${store.trials().length} trials finished${failedNote(store)}; trial time ${fmtTime(total)} in all, ${(total / Math.max(results.length, 1)).toFixed(1)} s per trial\n`;
   return { summary, text, files, results };
 }

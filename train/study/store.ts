@@ -3,11 +3,15 @@
  * resumable: the study directory holds a manifest of all trials and one
  * result file per finished trial. A study that is restarted asks
  * `pendingTrials()` and only runs those; a finished trial is never rerun and
- * its result is never silently replaced.
+ * its result is never silently replaced. A trial that failed for a reason
+ * that would fail it again (NaN loss, batch larger than the data, bad
+ * settings) is recorded as failed with that reason, and is not pending
+ * either (until its failure record is cleared).
  *
  * Layout:
  *   <dir>/study.json               manifest: { version, createdAt, meta, trials: [{ id, archId, objective, seed, arch }] }
  *   <dir>/results/<trialId>.json   one TrialResult per finished trial
+ *   <dir>/failed/<trialId>.json    one TrialFailureRecord per trial that failed for good
  *
  * Every file is written atomically (train/runtime/fsutil.ts writeFileAtomic;
  * a hard link when a result must not replace an existing one), so a crash
@@ -15,7 +19,7 @@
  * processes may record results of different trials into the same store
  * concurrently; the manifest should be written by one process.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 
@@ -59,9 +63,21 @@ export interface TrialResult {
   finishedAt: string;
 }
 
+/** A trial that failed for good, and why. */
+export interface TrialFailureRecord {
+  trialId: string;
+  archId: string;
+  objective: string;
+  seed: number;
+  reason: string;
+  info?: Record<string, unknown>;
+  failedAt: string;
+}
+
 const SAFE_ID = /^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*$/;
 const MANIFEST = 'study.json';
 const RESULTS = 'results';
+const FAILED = 'failed';
 
 /**
  * Deterministic trial id `${archId}-${objective}-s${seed}`.
@@ -202,10 +218,55 @@ export class TrialStore {
     return this.readResult(id) !== undefined;
   }
 
-  /** Trials without a result, in manifest order — what a resumed study still has to run. */
+  /** Trials without a result or a failure record, in manifest order — what a resumed study still has to run. */
   pendingTrials(): Trial[] {
     const done = this.finishedIds();
-    return this.manifest.trials.filter((t) => !done.has(t.id) || this.readResult(t.id) === undefined);
+    const failed = new Set(this.failures().map((f) => f.trialId));
+    return this.manifest.trials.filter(
+      (t) => !failed.has(t.id) && (!done.has(t.id) || this.readResult(t.id) === undefined),
+    );
+  }
+
+  /** Records that a trial of the manifest failed for good, with its reason (replaces an earlier record). */
+  recordFailure(id: string, reason: string, info?: Record<string, unknown>): void {
+    const t = this.trial(id);
+    if (!t) throw new Error(`TrialStore.recordFailure: unknown trial ${id}`);
+    const r: TrialFailureRecord = {
+      trialId: id,
+      archId: t.archId,
+      objective: t.objective,
+      seed: t.seed,
+      reason,
+      ...(info ? { info } : {}),
+      failedAt: new Date().toISOString(),
+    };
+    mkdirSync(join(this.dir, FAILED), { recursive: true });
+    writeFileAtomic(join(this.dir, FAILED, `${id}.json`), `${JSON.stringify(r, null, 1)}\n`);
+  }
+
+  /** The trials recorded as failed, in manifest order (a trial with a result is not failed). */
+  failures(): TrialFailureRecord[] {
+    const dir = join(this.dir, FAILED);
+    if (!existsSync(dir)) return [];
+    const names = new Set(readdirSync(dir));
+    const done = this.finishedIds();
+    const out: TrialFailureRecord[] = [];
+    for (const t of this.manifest.trials) {
+      if (!names.has(`${t.id}.json`) || done.has(t.id)) continue;
+      try {
+        out.push(readJson<TrialFailureRecord>(join(dir, `${t.id}.json`)));
+      } catch {
+        // unreadable: not a record
+      }
+    }
+    return out;
+  }
+
+  /** Removes every failure record (those trials are pending again); returns how many there were. */
+  clearFailures(): number {
+    const n = this.failures().length;
+    rmSync(join(this.dir, FAILED), { recursive: true, force: true });
+    return n;
   }
 
   /**
@@ -254,8 +315,8 @@ export class TrialStore {
     return out;
   }
 
-  /** Counts of finished and total trials. */
-  progress(): { done: number; total: number } {
-    return { done: this.results().length, total: this.manifest.trials.length };
+  /** Counts of finished, failed and all trials. */
+  progress(): { done: number; failed: number; total: number } {
+    return { done: this.results().length, failed: this.failures().length, total: this.manifest.trials.length };
   }
 }
