@@ -89,7 +89,7 @@ describe('TrialStore', () => {
     // second session, new process: same trial list, only the 11 pending ones run
     const s2 = TrialStore.openOrCreate(dir, trials);
     expect(s2.pendingTrials()).toHaveLength(11);
-    expect(s2.progress()).toEqual({ done: 5, total: 16 });
+    expect(s2.progress()).toEqual({ done: 5, failed: 0, total: 16 });
     for (const t of s2.pendingTrials()) s2.recordResult(t.id, train(t.id));
     // third session: nothing left
     const s3 = TrialStore.openOrCreate(dir, trials);
