@@ -37,13 +37,16 @@ export function register(program: Command): void {
     .option('--json', 'print the summary as JSON')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
+      const { ep, workers, ...run } = trainingOptionsOf(o);
       const s = await runSweep({
         from: o.from,
         out: o.out,
         fractions: o.fractions,
         seeds: o.seeds,
         inits: o.inits,
-        training: trainingOptionsOf(o),
+        training: run,
+        ep,
+        workers,
         quiet: !!o.quiet,
       });
       if (o.json) {

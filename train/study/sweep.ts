@@ -27,10 +27,20 @@ export const SWEEP_FORMAT = 'nas-onnx/sweep@1';
 /** The paper's label fractions (0.9 to 0.1 in steps of 0.2). */
 export const PAPER_FRACTIONS: readonly number[] = [0.9, 0.7, 0.5, 0.3, 0.1];
 
-/** The fine-tuning settings every run of a sweep shares. */
+/** The fine-tuning settings every run of a sweep shares (recorded: a resumed sweep must keep them). */
 export type SweepTraining = Omit<
   FinetuneOptions,
-  'from' | 'labelsFraction' | 'seed' | 'inits' | 'out' | 'keepModels' | 'onRun' | 'quiet' | 'simclrDir'
+  | 'from'
+  | 'labelsFraction'
+  | 'seed'
+  | 'inits'
+  | 'out'
+  | 'keepModels'
+  | 'onRun'
+  | 'quiet'
+  | 'simclrDir'
+  | 'ep'
+  | 'workers'
 >;
 
 export interface SweepOptions {
@@ -40,6 +50,9 @@ export interface SweepOptions {
   seeds?: readonly number[];
   inits?: readonly Init[];
   training: SweepTraining;
+  /** How to run (not recorded: a sweep may resume with other values). */
+  ep?: FinetuneOptions['ep'];
+  workers?: number;
   quiet?: boolean;
 }
 
@@ -133,6 +146,8 @@ async function runPending(o: SweepOptions, m: Manifest, fraction: number, seed: 
   if (!missing.length) return 0;
   const r = await runFinetune({
     ...m.training,
+    ep: o.ep,
+    workers: o.workers,
     from: m.from,
     labelsFraction: fraction,
     seed,
@@ -220,8 +235,7 @@ export function sweepChart(s: SweepSummary): string {
 export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
   const t0 = Date.now();
   const m = openSweep(o);
-  if (m.inits.includes('simclr'))
-    await pretrainBaseline(m.from, { ep: m.training.ep, workers: m.training.workers, quiet: o.quiet });
+  if (m.inits.includes('simclr')) await pretrainBaseline(m.from, { ep: o.ep, workers: o.workers, quiet: o.quiet });
   let ranNow = 0;
   for (const fraction of m.fractions) for (const seed of m.seeds) ranNow += await runPending(o, m, fraction, seed);
   const s = summarize(o, m, ranNow, (Date.now() - t0) / 1000);
