@@ -12,6 +12,7 @@ import { lowerComposites } from '../lower.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../training.js';
 import { searchTrunk } from './darts.js';
 import { Layers } from './layers.js';
+import { segReductions } from './seg.js';
 import { taskHead, type TaskShape } from './tasks.js';
 
 export const isArch = (p: Param): boolean => p.role === 'arch';
@@ -38,7 +39,9 @@ export function buildSearchForward(
   const L = new Layers(g, { trackRunningStats: false });
   const [c, h, w] = task.inputShape as [number, number, number];
   const x = g.input('x', 'float32', [o.batchRows, c, h, w]);
-  const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives });
+  // the seg objective searches UnNAS's segmentation network: ImageNet stem, one reduction
+  const seg = task.name === 'seg' ? { stem: 'imagenet' as const, reductions: segReductions(o.layers) } : {};
+  const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives, ...seg });
   const head = taskHead(L, trunk.features, {
     name: task.name,
     numClasses: task.numClasses,

@@ -211,3 +211,38 @@ export function segSearchTrunk(
     reductions: segReductions(o.layers),
   });
 }
+
+/**
+ * The labels input of a segmentation graph: int32 [N, H, W] (class ids, 255
+ * ignored; half the bytes of int64 to feed), cast to int64 in the graph.
+ */
+export function segLabelsInput(g: Graph, n: number, h: number, w: number): Value {
+  return cast(g, g.input('labels', 'int32', [n, h, w]), 'int64');
+}
+
+export interface SegTrainForward extends BuiltSegNet {
+  loss: Value;
+  /** `correct` and `valid` pixel counts of the batch. */
+  metrics: Record<string, Value>;
+}
+
+/** The evaluation network in training form with its loss: what a training step differentiates. */
+export function buildSegTrainForward(o: Omit<SegNetOptions, 'training'>): SegTrainForward {
+  const net = buildSegNet({ ...o, training: true });
+  const labels = segLabelsInput(net.g, o.batch, o.height, o.width);
+  const { loss, valid, correct } = segLoss(net.g, net.logits, labels);
+  return { ...net, loss, metrics: { correct, valid } };
+}
+
+/**
+ * The evaluation network in inference form that outputs only the confusion
+ * matrix `confusion` [K, K] of its batch against `labels`: a frame's logits
+ * stay on the device, only K² counts come back.
+ */
+export function buildSegEvalGraph(o: Omit<SegNetOptions, 'training'>): Graph {
+  const net = buildSegNet({ ...o, training: false });
+  const labels = segLabelsInput(net.g, o.batch, o.height, o.width);
+  net.g.output(confusionMatrix(net.g, net.logits, labels), 'confusion');
+  net.g.prune();
+  return net.g;
+}

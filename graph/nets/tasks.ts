@@ -7,7 +7,9 @@
  *  - col: 1×1 conv to the colour bins at the trunk's resolution, bilinear
  *    upsampling (align_corners) to the input size as two constant matrix
  *    products, per-pixel cross entropy averaged over pixels;
- *  - simclr: projection MLP, cosine similarities, InfoNCE over the 2N views.
+ *  - simclr: projection MLP, cosine similarities, InfoNCE over the 2N views;
+ *  - seg (supervised, UnNAS's Cityscapes baseline): ASPP 64 [6] and bilinear
+ *    upsampling (graph/nets/seg.ts), per-pixel cross entropy, label 255 ignored.
  */
 import { numel, tensorOf, type Graph, type Value } from '../ir.js';
 import {
@@ -25,10 +27,11 @@ import {
 import { correctCount, crossEntropy } from '../training.js';
 import { classifierHead } from './heads.js';
 import type { Layers } from './layers.js';
+import { ASPP_SEARCH, segHead, segLoss } from './seg.js';
 import { upsampleBilinear } from './upsample.js';
 
-export type Objective = 'cls' | 'rot' | 'col' | 'jig' | 'simclr';
-export const OBJECTIVES: readonly Objective[] = ['cls', 'rot', 'col', 'jig', 'simclr'];
+export type Objective = 'cls' | 'rot' | 'col' | 'jig' | 'simclr' | 'seg';
+export const OBJECTIVES: readonly Objective[] = ['cls', 'rot', 'col', 'jig', 'simclr', 'seg'];
 
 /** What a head needs to know of a task (structurally a subset of train/data's PretextTask). */
 export interface TaskShape {
@@ -131,6 +134,20 @@ export function taskHead(L: Layers, features: Value, task: TaskShape, o: TaskOpt
         logits,
       };
     }
+    case 'seg': {
+      // UnNAS's supervised search baseline: ASPP 64 [6] → upsampling, per-pixel CE with 255 ignored
+      const [, H, W] = task.inputShape as [number, number, number];
+      const logits = segHead(L, features, ASPP_SEARCH, task.numClasses, H, W);
+      const labels = g.input('labels', 'int64', [rows, H, W]);
+      const m = segLoss(g, logits, labels);
+      return {
+        loss: m.loss,
+        metrics: { correct: m.correct, valid: m.valid },
+        labels,
+        predictions: rows * H * W,
+        logits,
+      };
+    }
     case 'simclr': {
       const pooled = flatten(g, globalAvgPool(g, features), 1);
       const f = pooled.shape[1]!;
@@ -154,6 +171,6 @@ export function taskHead(L: Layers, features: Value, task: TaskShape, o: TaskOpt
 export function labelCount(task: TaskShape, rows: number): number {
   if (task.name === 'simclr') return 0;
   if (task.name === 'jig') return rows / task.groupSize;
-  if (task.name === 'col') return rows * numel(task.inputShape.slice(1));
+  if (task.name === 'col' || task.name === 'seg') return rows * numel(task.inputShape.slice(1));
   return rows;
 }

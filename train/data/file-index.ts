@@ -5,7 +5,12 @@
  *    split in train/ and test/ (or val/) — the ImageNet layout
  *    `train/<class>/*.JPEG`, `val/<class>/*.JPEG` is this one;
  *  - the Cityscapes layout `leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`
- *    with label maps `gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png`;
+ *    with label maps `gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png`,
+ *    or — the official download has only these — `*_gtFine_labelIds.png`,
+ *    mapped to the 19 training classes when read (seg-labels.ts);
+ *  - a pair of folders `images/` and `masks/` (optionally inside train/ and
+ *    val/ or test/): image `images/<path>.<ext>` has the label map
+ *    `masks/<path>.png` (class ids, 255 ignored);
  *  - a text file listing one image per line: `path`, or `path<TAB>label`
  *    (or `path label`: the last space-separated token), paths relative to the
  *    list's folder, labels integers or class names.
@@ -22,9 +27,10 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { DataError, errorText } from './errors.js';
+import type { LabelMapping } from './seg-labels.js';
 
 /** The layouts of a file index. */
-export type IndexLayout = 'folder' | 'classes' | 'cityscapes' | 'list';
+export type IndexLayout = 'folder' | 'classes' | 'cityscapes' | 'masks' | 'list';
 
 /** The files of one split. Paths are relative to `root`. */
 export interface FileIndex {
@@ -38,6 +44,8 @@ export interface FileIndex {
   classNames: string[] | null;
   /** Label map per file ('' when a file has none), or null when the layout has none. */
   masks: string[] | null;
+  /** How the label maps' values become class ids (default identity). */
+  maskMapping?: LabelMapping;
   /** Short name for messages: `<folder>/<split folder>`. */
   name: string;
   /** What the scan ignored (images outside the class sub-folders). */
@@ -180,25 +188,73 @@ export function isCityscapesRoot(dir: string): boolean {
 }
 
 const CITY_IMAGE = '_leftImg8bit.png';
-const CITY_LABELS = '_gtFine_labelTrainIds.png';
+const CITY_TRAIN_IDS = '_gtFine_labelTrainIds.png';
+const CITY_LABEL_IDS = '_gtFine_labelIds.png';
+
+/** The label map of each image with `suffix` ('' where there is none). */
+function cityMasks(dir: string, part: string, files: string[], suffix: string): string[] {
+  return files.map((f) => {
+    const city = basename(dirname(f));
+    const m = join('gtFine', part, city, basename(f).slice(0, -CITY_IMAGE.length) + suffix);
+    return isFileSync(join(dir, m)) ? m : '';
+  });
+}
 
 async function indexCityscapes(dir: string, split: 'train' | 'test'): Promise<FileIndex> {
   const part = split === 'train' ? 'train' : 'val';
   const imgRoot = join(dir, 'leftImg8bit', part);
   if (!isDirSync(imgRoot)) throw new DataError(`Cityscapes root ${dir} has no leftImg8bit/${part}/`);
   const files = (await imagesBelow(imgRoot, dir, true)).filter((f) => f.endsWith(CITY_IMAGE));
-  const gtRoot = join(dir, 'gtFine', part);
   let masks: string[] | null = null;
-  if (isDirSync(gtRoot)) {
-    masks = files.map((f) => {
-      const city = basename(dirname(f));
-      const m = join('gtFine', part, city, basename(f).slice(0, -CITY_IMAGE.length) + CITY_LABELS);
-      return isFileSync(join(dir, m)) ? m : '';
-    });
+  let maskMapping: LabelMapping = 'identity';
+  if (isDirSync(join(dir, 'gtFine', part))) {
+    // labelTrainIds (made by cityscapesScripts) when every image has one, else the official labelIds, mapped
+    masks = cityMasks(dir, part, files, CITY_TRAIN_IDS);
+    if (masks.some((m) => m === '')) {
+      const ids = cityMasks(dir, part, files, CITY_LABEL_IDS);
+      if (ids.filter((m) => m !== '').length > masks.filter((m) => m !== '').length) {
+        masks = ids;
+        maskMapping = 'cityscapes-labelIds';
+      }
+    }
     if (masks.every((m) => m === '')) masks = null;
   }
   const name = `${basename(resolve(dir))}/leftImg8bit/${part}`;
-  return { layout: 'cityscapes', root: resolve(dir), split, files, labels: null, classNames: null, masks, name };
+  const index: FileIndex = {
+    layout: 'cityscapes',
+    root: resolve(dir),
+    split,
+    files,
+    labels: null,
+    classNames: null,
+    masks,
+    name,
+  };
+  if (masks && maskMapping !== 'identity') index.maskMapping = maskMapping;
+  return index;
+}
+
+/** Whether `dir` (or its train/ split) holds an images/ and a masks/ folder. */
+export function isMaskPairRoot(dir: string): boolean {
+  const root = isDirSync(join(dir, 'train')) ? join(dir, 'train') : dir;
+  return isDirSync(join(root, 'images')) && isDirSync(join(root, 'masks'));
+}
+
+/** images/<path>.<ext> with masks/<path>.png ('' when missing), inside the split's folder. */
+async function indexMaskPairs(dir: string, split: 'train' | 'test'): Promise<FileIndex> {
+  const root = splitFolder(dir, split);
+  if (!isDirSync(join(root, 'images')) || !isDirSync(join(root, 'masks')))
+    throw new DataError(`${root} needs an images/ and a masks/ folder (image images/x.jpg, label map masks/x.png)`);
+  const files = await imagesBelow(join(root, 'images'), root, true);
+  const masks = files.map((f) => {
+    const rel = relative('images', f);
+    const m = join('masks', `${rel.slice(0, rel.length - extname(rel).length)}.png`);
+    return isFileSync(join(root, m)) ? m : '';
+  });
+  const missing = masks.filter((m) => m === '').length;
+  const warnings = missing ? [`${root}: ${missing} image(s) without a label map in masks/ (all pixels ignored)`] : [];
+  const name = `${basename(resolve(dir))}${root !== dir ? `/${basename(root)}` : ''}`;
+  return { layout: 'masks', root: resolve(root), split, files, labels: null, classNames: null, masks, name, warnings };
 }
 
 /** `train.txt` → `val.txt` / `test.txt` beside it for the test split (else the same list). */
@@ -273,6 +329,7 @@ export async function buildIndex(path: string, split: 'train' | 'test'): Promise
   if (isListFile(path)) index = await indexList(path, split);
   else if (!isDirSync(path)) throw new DataError(`${path} is neither an image folder nor an image list (.txt)`);
   else if (isCityscapesRoot(path)) index = await indexCityscapes(path, split);
+  else if (isMaskPairRoot(path)) index = await indexMaskPairs(path, split);
   else index = await indexFolder(path, split);
   if (index.files.length === 0) throw new DataError(`no PNG or JPEG images in ${index.root} (${index.layout} layout)`);
   return index;
@@ -291,6 +348,7 @@ interface StoredIndex {
   labels: number[] | null;
   classNames: string[] | null;
   masks: string[] | null;
+  maskMapping?: LabelMapping;
 }
 
 /** The file an index of `split` is kept in, inside a run's data folder. */
@@ -311,6 +369,7 @@ export function saveIndex(dir: string, source: string, index: FileIndex): void {
     labels: index.labels ? Array.from(index.labels) : null,
     classNames: index.classNames,
     masks: index.masks,
+    maskMapping: index.maskMapping,
   };
   writeFileAtomic(indexFile(dir, index.split), JSON.stringify(s));
 }
@@ -335,6 +394,7 @@ export function loadIndex(dir: string, source: string, split: 'train' | 'test'):
     labels: s.labels ? Int32Array.from(s.labels) : null,
     classNames: s.classNames,
     masks: s.masks,
+    ...(s.maskMapping ? { maskMapping: s.maskMapping } : {}),
   };
 }
 

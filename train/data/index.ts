@@ -103,3 +103,13 @@ export {
   type StreamJob,
   type StreamOptions,
 } from './stream.js';
+export { openSegTrainSet, type SegFrame, SegFrames, type SegSetOptions } from './seg.js';
+export {
+  CITYSCAPES_CLASSES,
+  checkLabels,
+  IGNORE,
+  type LabelMapping,
+  labelLut,
+  mapLabels,
+  paddedSide,
+} from './seg-labels.js';

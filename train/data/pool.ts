@@ -194,7 +194,7 @@ export interface LoaderOptions {
   /** Normalization constants (default: the dataset's, or computed from its pixels). */
   mean?: number[];
   std?: number[];
-  /** Streamed sets with label maps: cut them with their images (`batch.masks`). */
+  /** Streamed sets with label maps: cut them with their images (`batch.masks`; always for task seg). */
   masks?: boolean;
 }
 
@@ -262,7 +262,8 @@ export class DataLoader {
     }
     this.mean = norm.mean;
     this.std = norm.std;
-    this.streamJob = streamJobOf(dataset, taskOpts, this.task, !!opts.masks);
+    // segmentation always cuts the label maps with the images
+    this.streamJob = streamJobOf(dataset, taskOpts, this.task, !!opts.masks || taskOpts.name === 'seg');
     // Put the pixels in shared memory once (readers already do), so tasks never copy them.
     if (!(dataset.images.buffer instanceof SharedArrayBuffer)) dataset.images = toSharedImages(dataset.images);
     this.images = dataset.images;

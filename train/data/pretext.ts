@@ -29,8 +29,8 @@ import {
 } from './transforms.js';
 
 /** The tasks: supervised labels, rotation, colorization, jigsaw, SimCLR views. */
-export type TaskName = 'cls' | 'rot' | 'col' | 'jig' | 'simclr';
-export const TASK_NAMES: readonly TaskName[] = ['cls', 'rot', 'col', 'jig', 'simclr'];
+export type TaskName = 'cls' | 'rot' | 'col' | 'jig' | 'simclr' | 'seg';
+export const TASK_NAMES: readonly TaskName[] = ['cls', 'rot', 'col', 'jig', 'simclr', 'seg'];
 
 /** What the targets `y` of a batch are. */
 export type TargetKind = 'class' | 'pixel-class' | 'none';
@@ -289,6 +289,13 @@ function taskLayout(o: TaskOptions, r: ResolvedTask, shape: DataShape, what: str
     case 'simclr':
       r.numClasses = 0;
       return { ...plain, targetKind: 'none', mult: 2, yShape: () => [0] };
+    case 'seg':
+      // the label maps are cut with their images (stream.ts): no flip or crop here
+      r.numClasses = o.numClasses ?? 0;
+      if (!(r.numClasses > 0 && r.numClasses < 255)) throw new DataError(`task seg needs 1..254 classes${what}`);
+      r.flip = false;
+      r.cropPad = 0;
+      return { ...plain, targetKind: 'pixel-class', yShape: (n) => [n, h, w] };
   }
 }
 
@@ -340,6 +347,8 @@ export interface BatchJob {
   lighting?: Float32Array | null;
   /** Streamed sets: how the rows' images are cut (then `images` is empty; see stream.ts). */
   stream?: StreamJob;
+  /** Label maps of the rows, cut like their images (n × h × w, 255 = ignored): task seg. */
+  masks?: Uint8Array | null;
 }
 
 /** The RNG of batch `index` of epoch `epoch`. */
@@ -581,7 +590,8 @@ function buildSimclr(job: BatchJob, rng: Rng, x: Float32Array): void {
  * - col: x [N, 1, H, W] normalized L, y [N, H, W] ab-bin indices (0..312);
  * - jig: x [N·G², C, t, t], rows G²·i + s hold image i's tile for slot s
  *   (tile from grid cell k goes to slot perm[k]), y [N] permutation indices;
- * - simclr: x [2N, C, H, W], rows i and N+i are the two views of image i, y empty.
+ * - simclr: x [2N, C, H, W], rows i and N+i are the two views of image i, y empty;
+ * - seg: x [N, C, H, W], y [N, H, W] the label maps cut with the images (class ids, 255 ignored).
  */
 export function buildBatch(job: BatchJob): Batch {
   const t = job.task;
@@ -612,6 +622,12 @@ export function buildBatch(job: BatchJob): Batch {
       break;
     case 'simclr':
       buildSimclr(job, rng, x);
+      break;
+    case 'seg':
+      if (!job.masks || job.masks.length !== y.length)
+        throw new DataError('task seg needs the label maps of its images (a streamed set with masks)');
+      buildCls(job, rng, x, normalizationLut(job.mean, job.std, t.c));
+      y.set(job.masks);
       break;
   }
   return { x, xShape, y, yShape, size: n, epoch: job.epoch, index: job.index, rows: job.rows, labels };

@@ -25,6 +25,7 @@ import type { Dataset } from './dataset.js';
 import { type Batch, type BatchJob, buildBatch } from './pretext.js';
 import { decodeImage, decodeLabelMap, imageHeader, readImageBytes, toPlanar, UnreadableImage } from './decode.js';
 import { DataError } from './errors.js';
+import { checkLabels, labelLut, mapLabels } from './seg-labels.js';
 import {
   type FileIndex,
   type IndexLayout,
@@ -79,6 +80,10 @@ export interface ImageStream extends GeometrySettings {
   paths: PathTable;
   /** Label maps, row-aligned ('' for a row without one), or null. */
   masks: PathTable | null;
+  /** Byte value → class id of the label maps (Cityscapes labelIds → trainIds), or null (as they are). */
+  maskLut: Uint8Array | null;
+  /** Label maps must hold ids below this or 255 (0: not checked). */
+  maskClasses: number;
   channels: 1 | 3;
   skipCorrupt: boolean;
   cache: DecodedCache | null;
@@ -102,6 +107,10 @@ export interface StreamOptions {
   geometry?: GeometryKind;
   /** PCA lighting strength in training (default 0.1; 0 = off). */
   lighting?: number;
+  /** Cityscapes crops: the shorter side is scaled to max(crop, scaleBase·2^u) (default 512, UnNAS's search). */
+  scaleBase?: number;
+  /** Label maps must hold class ids below this or 255; a map that does not fails its batch, naming the file. */
+  maskClasses?: number;
 }
 
 /**
@@ -229,9 +238,12 @@ export async function openImageStream(path: string, o: StreamOptions): Promise<D
     kind: o.geometry ?? (index.layout === 'cityscapes' ? 'cityscapes' : 'imagenet'),
     size: o.crop,
     lighting: o.lighting ?? STREAM_DEFAULTS.lighting,
+    scaleBase: o.scaleBase ?? STREAM_DEFAULTS.scaleBase,
     layout: index.layout,
     paths,
     masks: index.masks ? pathTable(index.root, index.masks) : null,
+    maskLut: index.maskMapping && index.maskMapping !== 'identity' ? labelLut(index.maskMapping) : null,
+    maskClasses: o.maskClasses ?? 0,
     channels,
     skipCorrupt: !!o.skipCorrupt,
     cache: fill?.cache ?? null,
@@ -341,6 +353,8 @@ async function cutMask(
   const m = await decodeLabelMap(await readImageBytes(path), path);
   if (m.h !== size[0] || m.w !== size[1])
     throw new UnreadableImage(path, `label map is ${m.w}x${m.h} but its image is ${size[1]}x${size[0]}`);
+  if (set.maskLut) mapLabels(m.data, set.maskLut);
+  if (set.maskClasses > 0) checkLabels(m.data, set.maskClasses, path);
   resampleNearest(m.data, hwcLayout(m.w, 1), g, out, off);
 }
 
@@ -414,6 +428,14 @@ export async function buildStreamBatch(job: BatchJob): Promise<Batch> {
   if (!st) throw new DataError('buildStreamBatch needs a streamed batch job');
   const s = await cutBatch(st, job.rows, job.labels, job.seed, job.epoch, job.index);
   const rows = Int32Array.from(job.rows, (_, i) => i);
-  const b = buildBatch({ ...job, images: s.images, rows, labels: s.labels, lighting: s.lighting, stream: undefined });
+  const b = buildBatch({
+    ...job,
+    images: s.images,
+    rows,
+    labels: s.labels,
+    lighting: s.lighting,
+    masks: s.masks,
+    stream: undefined,
+  });
   return { ...b, rows: job.rows, masks: s.masks, corrupt: s.corrupt };
 }

@@ -141,6 +141,11 @@ export function i64(data: ArrayLike<number> | BigInt64Array, shape: readonly num
   return new ort.Tensor('int64', d, shape as number[]);
 }
 
+/** An int32 tensor (segmentation labels: half the bytes of int64). */
+export function i32(data: Int32Array, shape: readonly number[]): ort.Tensor {
+  return new ort.Tensor('int32', data, [...shape]);
+}
+
 /** A bool tensor from 0/1 bytes. */
 export function bool(data: Uint8Array, shape: readonly number[]): ort.Tensor {
   return new ort.Tensor('bool', data, [...shape]);
