@@ -107,7 +107,9 @@ describe('label maps through the crops (images/ + masks/)', () => {
       .toFile(join(bad, 'train', 'masks', '1.png'));
     const ds = await openSegTrainSet(bad, { classes: 3, crop: 32, scaleBase: 32 });
     const loader = new DataLoader(ds, { task: { name: 'seg', numClasses: 3 }, batchSize: 2, seed: 0, workers: 0 });
-    await expect(loader.batch(0, 0)).rejects.toThrow(/masks\/1\.png holds the value 40: expected class ids 0\.\.2 or 255/);
+    await expect(loader.batch(0, 0)).rejects.toThrow(
+      /masks\/1\.png holds the value 40: expected class ids 0\.\.2 or 255/,
+    );
     await loader.close();
   });
 });

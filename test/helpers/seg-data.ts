@@ -52,8 +52,12 @@ export function shapesImage(h: number, w: number, rng: Rng): { rgb: Uint8Array; 
 
 async function writePair(img: string, mask: string, h: number, w: number, rng: Rng): Promise<void> {
   const { rgb, labels } = shapesImage(h, w, rng);
-  await sharp(Buffer.from(rgb), { raw: { width: w, height: h, channels: 3 } }).png().toFile(img);
-  await sharp(Buffer.from(labels), { raw: { width: w, height: h, channels: 1 } }).png().toFile(mask);
+  await sharp(Buffer.from(rgb), { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toFile(img);
+  await sharp(Buffer.from(labels), { raw: { width: w, height: h, channels: 1 } })
+    .png()
+    .toFile(mask);
 }
 
 /** `dir/{train,val}/{images,masks}/<k>.png`: `n.train` and `n.val` h×w images of shapes on noise. */
