@@ -13,6 +13,7 @@ import { PRUNE_RULES } from '../../train/search/sswp/prune.js';
 import { parseSplit, PRUNE_MODES } from '../../train/search/sswp/schedule.js';
 import { SAMPLING_MODES } from '../../train/search/sswp/sampler.js';
 import { skipSummary } from '../../train/data/index.js';
+import type { EP } from '../../train/runtime/session.js';
 import { CliError } from '../errors.js';
 import { epOption, intOption, parsePositiveFloat, seedOption, sizeOption, skipCorruptOption } from '../options.js';
 
@@ -43,25 +44,9 @@ const OBJECTIVE_ALIASES: Record<string, 'rot' | 'col' | 'jig' | 'cls' | 'simclr'
   simclr: 'simclr',
 };
 
-export function register(program: Command): void {
-  program
-    .command('search')
-    .description('search an architecture with a (self-)supervised objective: UnNAS-DARTS, or SSWP-NAS (--method sswp)')
-    .option('--objective <task>', 'rot | color | jigsaw | cls | simclr (required for darts; sswp default: simclr)')
-    .option('--data <path>', 'images: an image folder, CIFAR batches directory or IDX file')
-    .option('--dataset <name>', 'a named data set (fashion-mnist, cifar10:<dir>, …)')
-    .addOption(new Option('--method <m>', 'search method').choices(['darts', 'sswp']).default('darts'))
-    .addOption(new Option('--order <n>', 'DARTS order').choices(['1', '2']).default('1'))
-    .addOption(intOption('--epochs <n>', 'epochs (darts 50, sswp 300)'))
-    .addOption(intOption('--batch <n>', 'images per batch (darts 64, sswp 96)'))
-    .addOption(intOption('--C <n>', 'initial channels (darts supernet 16, sswp 36)'))
-    .addOption(intOption('--layers <n>', 'cells (darts supernet 8, sswp 20)'))
-    .addOption(
-      new Option('--lr <x>', 'weight learning rate (cosine; darts to 0.001, sswp to 0)').argParser(parsePositiveFloat),
-    )
-    .addOption(
-      new Option('--arch-lr <x>', 'α learning rate, Adam (darts 3e-4, sswp 1e-3)').argParser(parsePositiveFloat),
-    )
+/** The options of SSWP-NAS (--method sswp). */
+function addSswpOptions(cmd: Command): void {
+  cmd
     .addOption(
       new Option(
         '--prune <mode>',
@@ -112,7 +97,152 @@ export function register(program: Command): void {
     )
     .addOption(
       intOption('--bn-batches <n>', 'sswp: batches of images for the final BN statistics', SSWP_DEFAULTS.bnBatches),
+    );
+}
+
+/** The parsed options of `search`. */
+interface SearchCliOptions {
+  objective?: string;
+  data?: string;
+  dataset?: string;
+  method: 'darts' | 'sswp';
+  order: '1' | '2';
+  epochs?: number;
+  batch?: number;
+  C?: number;
+  layers?: number;
+  lr?: number;
+  archLr?: number;
+  prune: (typeof PRUNE_MODES)[number];
+  pruneRule: (typeof PRUNE_RULES)[number];
+  fppSplit?: string;
+  sampling: (typeof SAMPLING_MODES)[number];
+  opDropout: number;
+  poolDropout: number;
+  bnAffine?: boolean;
+  temperature: number;
+  bnBatches: number;
+  evalC?: number;
+  evalLayers?: number;
+  limit?: number;
+  size?: number;
+  skipCorrupt?: boolean;
+  workers?: number;
+  checkpointEvery?: number;
+  stopAfter?: number;
+  ep: EP;
+  seed?: number;
+  out: string;
+  resume?: boolean;
+  quiet?: boolean;
+}
+
+type Objective = (typeof OBJECTIVE_ALIASES)[string];
+
+/** The options both methods take (method defaults filled in). */
+function commonOptions(o: SearchCliOptions, objective: Objective) {
+  const d = DEFAULTS[o.method];
+  return {
+    objective,
+    data: (o.data ?? o.dataset)!,
+    out: o.out,
+    epochs: o.epochs ?? d.epochs,
+    batch: o.batch ?? d.batch,
+    C: o.C ?? d.C,
+    layers: o.layers ?? d.layers,
+    lr: o.lr ?? d.lr,
+    archLr: o.archLr ?? d.archLr,
+    limit: o.limit,
+    size: o.size,
+    skipCorrupt: !!o.skipCorrupt,
+    workers: o.workers,
+    checkpointEvery: o.checkpointEvery,
+    stopAfterSteps: o.stopAfter,
+    ep: o.ep,
+    seed: o.seed,
+    resume: !!o.resume,
+    quiet: !!o.quiet,
+  };
+}
+
+async function searchSswp(common: ReturnType<typeof commonOptions>, o: SearchCliOptions): Promise<void> {
+  const r = await runSswpSearch({
+    ...common,
+    prune: o.prune,
+    pruneRule: o.pruneRule,
+    split: o.fppSplit === undefined ? undefined : parseSplit(o.fppSplit),
+    sampling: o.sampling,
+    opDropout: o.opDropout,
+    poolDropout: o.poolDropout,
+    affine: o.bnAffine !== false,
+    temperature: o.temperature,
+    bnBatches: o.bnBatches,
+  });
+  const t = r.timing
+    .map((x) => `${x.gated} gated cells: w ${x.wSeconds.toFixed(3)} s, α ${x.aSeconds.toFixed(3)} s (${x.steps} steps)`)
+    .join('; ');
+  const cells = r.arch.cells
+    .map((c) => `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}: ${JSON.stringify(c.ops)}`)
+    .join('\n');
+  process.stdout.write(
+    r.stopped
+      ? `stopped early after ${r.steps} steps (resume with --resume)\n`
+      : `${cells}\nsteps per phase: ${JSON.stringify(r.phases)}\ntime per step: ${t}\n` +
+          `written to ${o.out}/cells.json, cells.svg, model.onnx (concomitant weights) and final/ (checkpoint for nas-onnx finetune)\n`,
+  );
+  if (r.skipped && r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
+}
+
+async function searchDarts(common: ReturnType<typeof commonOptions>, o: SearchCliOptions): Promise<void> {
+  const r = await runSearch({
+    ...common,
+    order: Number(o.order) as 1 | 2,
+    evalNet: { C: o.evalC, layers: o.evalLayers },
+  });
+  const cost = r.history[r.history.length - 1]?.eval_net;
+  const costLine = cost
+    ? `evaluation network (${cost.net}, C=${cost.C}, ${cost.layers} cells): ${formatCost(cost)}\n`
+    : '';
+  const nodes = `w-step graph ${r.nodes.wStep} nodes, α-grad graph ${r.nodes.alphaGrad}${r.nodes.allGrad ? `, full-grad graph ${r.nodes.allGrad}` : ''}`;
+  process.stdout.write(
+    (r.stopped ? 'stopped early (resume with --resume)\n' : '') +
+      `genotype: ${JSON.stringify(r.genotype)}\n${costLine}${r.stepSeconds.toFixed(3)} s/step, ${nodes}\nwritten to ${o.out}/genotype.json and genotype.svg\n`,
+  );
+  if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
+}
+
+async function searchAction(o: SearchCliOptions): Promise<void> {
+  if (o.objective === undefined && o.method === 'darts')
+    throw new CliError("required option '--objective <task>' not specified (darts)");
+  const objective = OBJECTIVE_ALIASES[String(o.objective ?? 'simclr').toLowerCase()];
+  if (!objective) throw new CliError(`unknown objective '${o.objective}' (use rot, color, jigsaw, cls or simclr)`);
+  if (!!o.data === !!o.dataset) throw new CliError('give exactly one of --data PATH or --dataset NAME');
+  const common = commonOptions(o, objective);
+  if (o.method === 'sswp') await searchSswp(common, o);
+  else await searchDarts(common, o);
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('search')
+    .description('search an architecture with a (self-)supervised objective: UnNAS-DARTS, or SSWP-NAS (--method sswp)')
+    .option('--objective <task>', 'rot | color | jigsaw | cls | simclr (required for darts; sswp default: simclr)')
+    .option('--data <path>', 'images: an image folder, CIFAR batches directory or IDX file')
+    .option('--dataset <name>', 'a named data set (fashion-mnist, cifar10:<dir>, …)')
+    .addOption(new Option('--method <m>', 'search method').choices(['darts', 'sswp']).default('darts'))
+    .addOption(new Option('--order <n>', 'DARTS order').choices(['1', '2']).default('1'))
+    .addOption(intOption('--epochs <n>', 'epochs (darts 50, sswp 300)'))
+    .addOption(intOption('--batch <n>', 'images per batch (darts 64, sswp 96)'))
+    .addOption(intOption('--C <n>', 'initial channels (darts supernet 16, sswp 36)'))
+    .addOption(intOption('--layers <n>', 'cells (darts supernet 8, sswp 20)'))
+    .addOption(
+      new Option('--lr <x>', 'weight learning rate (cosine; darts to 0.001, sswp to 0)').argParser(parsePositiveFloat),
     )
+    .addOption(
+      new Option('--arch-lr <x>', 'α learning rate, Adam (darts 3e-4, sswp 1e-3)').argParser(parsePositiveFloat),
+    );
+  addSswpOptions(cmd);
+  cmd
     .addOption(
       intOption(
         '--eval-C <n>',
@@ -136,82 +266,5 @@ export function register(program: Command): void {
     .option('--out <dir>', 'run directory', 'runs/search')
     .option('--resume', 'continue the search in --out from its latest checkpoint')
     .option('--quiet', 'no progress output')
-    .action(async (o) => {
-      const method = o.method as 'darts' | 'sswp';
-      if (o.objective === undefined && method === 'darts')
-        throw new CliError("required option '--objective <task>' not specified (darts)");
-      const objective = OBJECTIVE_ALIASES[String(o.objective ?? 'simclr').toLowerCase()];
-      if (!objective) throw new CliError(`unknown objective '${o.objective}' (use rot, color, jigsaw, cls or simclr)`);
-      if (!!o.data === !!o.dataset) throw new CliError('give exactly one of --data PATH or --dataset NAME');
-      const d = DEFAULTS[method];
-      for (const k of ['epochs', 'batch', 'C', 'layers', 'lr', 'archLr'] as const) o[k] ??= d[k];
-      // the options both methods take
-      const common = {
-        objective,
-        data: o.data ?? o.dataset,
-        out: o.out,
-        epochs: o.epochs,
-        batch: o.batch,
-        C: o.C,
-        layers: o.layers,
-        lr: o.lr,
-        archLr: o.archLr,
-        limit: o.limit,
-        size: o.size,
-        skipCorrupt: !!o.skipCorrupt,
-        workers: o.workers,
-        checkpointEvery: o.checkpointEvery,
-        stopAfterSteps: o.stopAfter,
-        ep: o.ep,
-        seed: o.seed,
-        resume: !!o.resume,
-        quiet: !!o.quiet,
-      };
-      if (method === 'sswp') {
-        const r = await runSswpSearch({
-          ...common,
-          prune: o.prune,
-          pruneRule: o.pruneRule,
-          split: o.fppSplit === undefined ? undefined : parseSplit(o.fppSplit),
-          sampling: o.sampling,
-          opDropout: o.opDropout,
-          poolDropout: o.poolDropout,
-          affine: o.bnAffine !== false,
-          temperature: o.temperature,
-          bnBatches: o.bnBatches,
-        });
-        const t = r.timing
-          .map(
-            (x) =>
-              `${x.gated} gated cells: w ${x.wSeconds.toFixed(3)} s, α ${x.aSeconds.toFixed(3)} s (${x.steps} steps)`,
-          )
-          .join('; ');
-        const cells = r.arch.cells
-          .map((c) => `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}: ${JSON.stringify(c.ops)}`)
-          .join('\n');
-        process.stdout.write(
-          r.stopped
-            ? `stopped early after ${r.steps} steps (resume with --resume)\n`
-            : `${cells}\nsteps per phase: ${JSON.stringify(r.phases)}\ntime per step: ${t}\n` +
-                `written to ${o.out}/cells.json, cells.svg, model.onnx (concomitant weights) and final/ (checkpoint for nas-onnx finetune)\n`,
-        );
-        if (r.skipped && r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
-        return;
-      }
-      const r = await runSearch({
-        ...common,
-        order: Number(o.order) as 1 | 2,
-        evalNet: { C: o.evalC, layers: o.evalLayers },
-      });
-      const cost = r.history[r.history.length - 1]?.eval_net;
-      const costLine = cost
-        ? `evaluation network (${cost.net}, C=${cost.C}, ${cost.layers} cells): ${formatCost(cost)}\n`
-        : '';
-      const nodes = `w-step graph ${r.nodes.wStep} nodes, α-grad graph ${r.nodes.alphaGrad}${r.nodes.allGrad ? `, full-grad graph ${r.nodes.allGrad}` : ''}`;
-      process.stdout.write(
-        (r.stopped ? 'stopped early (resume with --resume)\n' : '') +
-          `genotype: ${JSON.stringify(r.genotype)}\n${costLine}${r.stepSeconds.toFixed(3)} s/step, ${nodes}\nwritten to ${o.out}/genotype.json and genotype.svg\n`,
-      );
-      if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
-    });
+    .action(searchAction);
 }

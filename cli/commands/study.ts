@@ -139,51 +139,50 @@ function printReport(store: TrialStore): void {
   );
 }
 
-async function studyAction(o: StudyCliOptions): Promise<void> {
-  const exists = existsSync(join(o.out, 'study.json'));
-  if (o.reportOnly) {
-    printReport(openStudy(o.out));
-    return;
-  }
-  let store: TrialStore;
-  if (exists && o.retryFailed) {
-    const n = openStudy(o.out).clearFailures();
+/** A new study in --out: the architectures, objectives and seeds the options select. */
+function newStudy(o: StudyCliOptions): TrialStore {
+  if (o.archs === undefined) throw new CliError('a new study needs --archs N (the number of architectures)');
+  const config = configFromOptions(o, defaultStudyConfig(o.space ?? 'darts'));
+  const sel: ArchSelection = o.pool
+    ? { source: 'pool', count: o.archs }
+    : { source: 'sample', count: o.archs, seed: o.archSeed ?? 0 };
+  const archs = selectArchitectures(config.space, sel);
+  const seeds = Array.from({ length: o.seeds ?? 1 }, (_, i) => i);
+  return openOrCreateStudy(o.out, {
+    config,
+    archs,
+    objectives: o.objectives ?? ['rot', 'cls'],
+    seeds,
+    archSource: sel,
+  });
+}
+
+/** The study in --out, with the architectures, objectives or seeds the options add. */
+function continueStudy(o: StudyCliOptions): TrialStore {
+  const existing = openStudy(o.out);
+  if (o.retryFailed) {
+    const n = existing.clearFailures();
     if (n) process.stderr.write(`study: ${n} failed trial(s) will run again (--retry-failed)\n`);
   }
-  if (!exists) {
-    if (o.archs === undefined) throw new CliError('a new study needs --archs N (the number of architectures)');
-    const config = configFromOptions(o, defaultStudyConfig(o.space ?? 'darts'));
-    const sel: ArchSelection = o.pool
+  const stored = studyConfigOf(existing);
+  const config = configFromOptions(o, stored);
+  const trials = existing.trials();
+  const objectives = o.objectives ?? [...new Set(trials.map((t) => t.objective))];
+  const seeds =
+    o.seeds !== undefined ? Array.from({ length: o.seeds }, (_, i) => i) : [...new Set(trials.map((t) => t.seed))];
+  const sel = (existing.meta as { archSource?: ArchSelection }).archSource ?? { source: 'sample', count: 0 };
+  let archs = manifestArchs(existing);
+  if (o.archs !== undefined) {
+    const s: ArchSelection = o.pool
       ? { source: 'pool', count: o.archs }
-      : { source: 'sample', count: o.archs, seed: o.archSeed ?? 0 };
-    const archs = selectArchitectures(config.space, sel);
-    const seeds = Array.from({ length: o.seeds ?? 1 }, (_, i) => i);
-    store = openOrCreateStudy(o.out, {
-      config,
-      archs,
-      objectives: o.objectives ?? ['rot', 'cls'],
-      seeds,
-      archSource: sel,
-    });
-  } else {
-    const existing = openStudy(o.out);
-    const stored = studyConfigOf(existing);
-    const config = configFromOptions(o, stored);
-    const trials = existing.trials();
-    const objectives = o.objectives ?? [...new Set(trials.map((t) => t.objective))];
-    const seeds =
-      o.seeds !== undefined ? Array.from({ length: o.seeds }, (_, i) => i) : [...new Set(trials.map((t) => t.seed))];
-    const sel = (existing.meta as { archSource?: ArchSelection }).archSource ?? { source: 'sample', count: 0 };
-    let archs = manifestArchs(existing);
-    if (o.archs !== undefined) {
-      const s: ArchSelection = o.pool
-        ? { source: 'pool', count: o.archs }
-        : { source: 'sample', count: o.archs, seed: o.archSeed ?? sel.seed ?? 0 };
-      archs = selectArchitectures(config.space, s);
-    }
-    store = openOrCreateStudy(o.out, { config, archs, objectives, seeds, archSource: sel });
+      : { source: 'sample', count: o.archs, seed: o.archSeed ?? sel.seed ?? 0 };
+    archs = selectArchitectures(config.space, s);
   }
+  return openOrCreateStudy(o.out, { config, archs, objectives, seeds, archSource: sel });
+}
 
+/** Run the pending trials (in process or through the queue); the first interrupt stops gracefully. */
+async function runTrials(store: TrialStore, o: StudyCliOptions): Promise<StudyRunStats> {
   const onEvent = (e: StudyEvent): void => {
     if (o.quiet && e.type !== 'trial-failed') return;
     const line = formatStudyEvent(e);
@@ -203,9 +202,8 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  let stats: StudyRunStats;
   try {
-    stats = o.queue
+    return o.queue
       ? await runStudyQueue(store, {
           url: o.queue,
           name: o.queueName,
@@ -226,7 +224,15 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-  finishStudy(store, stats);
+}
+
+async function studyAction(o: StudyCliOptions): Promise<void> {
+  if (o.reportOnly) {
+    printReport(openStudy(o.out));
+    return;
+  }
+  const store = existsSync(join(o.out, 'study.json')) ? continueStudy(o) : newStudy(o);
+  finishStudy(store, await runTrials(store, o));
 }
 
 /**
