@@ -189,6 +189,128 @@ export interface QueueRunOptions extends EnqueueOptions {
   signal?: AbortSignal;
 }
 
+/** A study waiting on the queue: what is still out and what came back. */
+interface QueueRun {
+  store: TrialStore;
+  o: QueueRunOptions;
+  name: string;
+  key: string;
+  emit: (e: StudyEvent) => void;
+  queue: Queue;
+  events: QueueEvents;
+  /** Pending trials without a final result yet, by trial (= job) id. */
+  waiting: Map<string, Trial>;
+  progress: StudyProgress;
+  failed: StudyRunStats['failed'];
+  recorded: number;
+  /** Ends the current wait early (a job finished). */
+  wake: (() => void) | null;
+}
+
+/** Wake the wait loop when a job of this study finishes; report failed attempts and stalls. */
+function listen(r: QueueRun): void {
+  const poke = (): void => {
+    r.wake?.();
+  };
+  r.events.on('completed', ({ jobId }) => {
+    if (r.waiting.has(jobId)) poke();
+  });
+  r.events.on('failed', ({ jobId, failedReason }) => {
+    const t = r.waiting.get(jobId);
+    if (t && !failedReason.startsWith(EVERY_TRY))
+      r.emit({ type: 'info', message: `trial ${jobId} failed an attempt: ${failedReason}` });
+    poke();
+  });
+  r.events.on('stalled', ({ jobId }) => {
+    if (r.waiting.has(jobId))
+      r.emit({ type: 'info', message: `trial ${jobId} stalled (its worker stopped answering): back in the queue` });
+  });
+}
+
+/** Record a completed job's result in the store and remove the job. */
+async function recordJob(r: QueueRun, trial: Trial, job: Job<TrialJobData, TrialOutcome>): Promise<void> {
+  const rv = job.returnvalue;
+  if (!rv || typeof rv !== 'object' || !rv.metrics) return;
+  const info = {
+    ...rv.info,
+    attemptsStarted: job.attemptsStarted,
+    attemptsMade: job.attemptsMade,
+    stalled: job.stalledCounter,
+  };
+  if (r.store.recordResult(trial.id, rv.metrics, info)) r.recorded++;
+  r.waiting.delete(trial.id);
+  r.emit({ type: 'trial-done', trial, outcome: { metrics: rv.metrics, info }, ...r.progress.finish() });
+  await job.remove().catch(() => undefined);
+}
+
+/** A job that failed for good: reported; one that fails on every try is recorded as failed in the store. */
+function recordFailedJob(r: QueueRun, trial: Trial, job: Job<TrialJobData, TrialOutcome>): void {
+  const reason = job.failedReason || 'failed';
+  const everyTry = reason.startsWith(EVERY_TRY);
+  const error = everyTry ? reason.slice(EVERY_TRY.length) : reason;
+  if (everyTry) r.store.recordFailure(trial.id, error, { attemptsMade: job.attemptsMade });
+  r.waiting.delete(trial.id);
+  r.failed.push({ trialId: trial.id, error, everyTry });
+  r.emit({ type: 'trial-failed', trial, error, final: true, everyTry });
+}
+
+/** Collect the finished jobs of this study. */
+async function sweep(r: QueueRun): Promise<void> {
+  const jobs = (await r.queue.getJobs(['completed', 'failed'])) as Job<TrialJobData, TrialOutcome>[];
+  for (const job of jobs) {
+    const id = job.id;
+    const trial = id === undefined ? undefined : r.waiting.get(id);
+    if (!trial || job.data?.studyKey !== r.key) continue;
+    const state = await job.getState();
+    if (state === 'completed') await recordJob(r, trial, job);
+    else if (state === 'failed') recordFailedJob(r, trial, job);
+  }
+}
+
+/** Say how to start workers when none is connected. */
+async function hintWorkers(r: QueueRun): Promise<void> {
+  if ((await r.queue.getWorkersCount()) > 0) return;
+  const { name } = r;
+  r.emit({
+    type: 'info',
+    message: `no worker is connected to queue '${name}': start some with  nas-onnx worker --queue ${r.o.url}${name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : ''}`,
+  });
+}
+
+/** Wait `ms`, or less when a job finishes (r.wake) or the run is aborted. */
+function pause(r: QueueRun, ms: number): Promise<void> {
+  const { signal } = r.o;
+  return new Promise<void>((resolve) => {
+    const finish = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', finish);
+      r.wake = null;
+      resolve();
+    };
+    const timer = setTimeout(finish, ms);
+    signal?.addEventListener('abort', finish, { once: true });
+    r.wake = finish;
+  });
+}
+
+/** Sweep and wait until every trial has a final result (or the run is aborted). */
+async function collect(r: QueueRun): Promise<void> {
+  const pollMs = r.o.pollMs ?? 2000;
+  const idleHintMs = r.o.idleHintMs ?? 30_000;
+  let lastActivity = Date.now();
+  while (r.waiting.size > 0 && !r.o.signal?.aborted) {
+    const before = r.waiting.size;
+    await sweep(r);
+    if (r.waiting.size !== before) lastActivity = Date.now();
+    if (r.waiting.size === 0) break;
+    if (Date.now() - lastActivity > idleHintMs) {
+      lastActivity = Date.now();
+      await hintWorkers(r);
+    }
+    await pause(r, pollMs);
+  }
+}
+
 /**
  * Runs the pending trials of a study on the queue's workers: enqueues them,
  * waits, and records every finished job in the store (this process is the
@@ -205,14 +327,20 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
   const events = new QueueEvents(name, { connection });
   events.on('error', () => undefined); // without a listener an error event would be thrown
   const pending = store.pendingTrials();
-  const waiting = new Map(pending.map((t) => [t.id, t]));
   const { done, total } = store.progress();
-  const progress = new StudyProgress(total, done);
-  const failed: StudyRunStats['failed'] = [];
-  let recorded = 0;
-  let wake: (() => void) | null = null;
-  const poke = (): void => {
-    wake?.();
+  const r: QueueRun = {
+    store,
+    o,
+    name,
+    key: studyKey(config),
+    emit,
+    queue,
+    events,
+    waiting: new Map(pending.map((t) => [t.id, t])),
+    progress: new StudyProgress(total, done),
+    failed: [],
+    recorded: 0,
+    wake: null,
   };
   try {
     await ready(events, o.url);
@@ -223,84 +351,13 @@ export async function runStudyQueue(store: TrialStore, o: QueueRunOptions): Prom
         type: 'info',
         message: `queue '${name}' at ${o.url}: ${added} trials enqueued, ${pending.length - added} already there`,
       });
-    events.on('completed', ({ jobId }) => {
-      if (waiting.has(jobId)) poke();
-    });
-    events.on('failed', ({ jobId, failedReason }) => {
-      const t = waiting.get(jobId);
-      if (t && !failedReason.startsWith(EVERY_TRY))
-        emit({ type: 'info', message: `trial ${jobId} failed an attempt: ${failedReason}` });
-      poke();
-    });
-    events.on('stalled', ({ jobId }) => {
-      if (waiting.has(jobId))
-        emit({ type: 'info', message: `trial ${jobId} stalled (its worker stopped answering): back in the queue` });
-    });
-    const sweep = async (): Promise<void> => {
-      const jobs = (await queue.getJobs(['completed', 'failed'])) as Job<TrialJobData, TrialOutcome>[];
-      for (const job of jobs) {
-        const id = job.id;
-        const trial = id === undefined ? undefined : waiting.get(id);
-        if (!trial || job.data?.studyKey !== studyKey(config)) continue;
-        const state = await job.getState();
-        if (state === 'completed') {
-          const rv = job.returnvalue;
-          if (!rv || typeof rv !== 'object' || !rv.metrics) continue;
-          const info = {
-            ...rv.info,
-            attemptsStarted: job.attemptsStarted,
-            attemptsMade: job.attemptsMade,
-            stalled: job.stalledCounter,
-          };
-          if (store.recordResult(trial.id, rv.metrics, info)) recorded++;
-          waiting.delete(trial.id);
-          emit({ type: 'trial-done', trial, outcome: { metrics: rv.metrics, info }, ...progress.finish() });
-          await job.remove().catch(() => undefined);
-        } else if (state === 'failed') {
-          const reason = job.failedReason || 'failed';
-          const everyTry = reason.startsWith(EVERY_TRY);
-          const error = everyTry ? reason.slice(EVERY_TRY.length) : reason;
-          if (everyTry) store.recordFailure(trial.id, error, { attemptsMade: job.attemptsMade });
-          waiting.delete(trial.id);
-          failed.push({ trialId: trial.id, error, everyTry });
-          emit({ type: 'trial-failed', trial, error, final: true, everyTry });
-        }
-      }
-    };
-    const pollMs = o.pollMs ?? 2000;
-    const idleHintMs = o.idleHintMs ?? 30_000;
-    let lastActivity = Date.now();
-    while (waiting.size > 0 && !o.signal?.aborted) {
-      const before = waiting.size;
-      await sweep();
-      if (waiting.size !== before) lastActivity = Date.now();
-      if (waiting.size === 0) break;
-      if (Date.now() - lastActivity > idleHintMs) {
-        lastActivity = Date.now();
-        const workers = await queue.getWorkersCount();
-        if (workers === 0)
-          emit({
-            type: 'info',
-            message: `no worker is connected to queue '${name}': start some with  nas-onnx worker --queue ${o.url}${name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : ''}`,
-          });
-      }
-      await new Promise<void>((resolve) => {
-        const finish = (): void => {
-          clearTimeout(timer);
-          o.signal?.removeEventListener('abort', finish);
-          wake = null;
-          resolve();
-        };
-        const timer = setTimeout(finish, pollMs);
-        o.signal?.addEventListener('abort', finish, { once: true });
-        wake = finish;
-      });
-    }
+    listen(r);
+    await collect(r);
   } finally {
     await closeWithin(events);
     await closeWithin(queue);
   }
-  return { pending: pending.length, recorded, failed, seconds: (performance.now() - t0) / 1000 };
+  return { pending: pending.length, recorded: r.recorded, failed: r.failed, seconds: (performance.now() - t0) / 1000 };
 }
 
 // ---------------------------------------------------------------------------
