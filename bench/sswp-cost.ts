@@ -30,7 +30,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type * as ort from 'onnxruntime-node';
 import { loadGenotype } from '../graph/genotype.js';
-import type { Graph } from '../graph/ir.js';
+import type { Graph, Value } from '../graph/ir.js';
 import { buildSswpForward, type CellOps } from '../graph/nets/sswp.js';
 import { reductionCells } from '../graph/nets/darts.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo } from '../graph/training.js';
@@ -54,105 +54,78 @@ function rssMiB(): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function one(what: string): Promise<Record<string, unknown>> {
-  const rows = 2 * batch;
-  const task = {
-    name: 'simclr',
-    numClasses: 0,
-    groupSize: 1,
-    inputShape: [3, size, size] as [number, number, number],
-    targetKind: 'none',
-    batchMultiplier: 2,
-  } as never;
-  const sgd: OptimizerSpec = { kind: 'sgd', momentum: 0.9, weightDecay: 4e-5 };
-  const weightStep = what.includes('-w');
-  let g: Graph;
-  let lastInfo: StepGraphInfo | null = null;
-  const extra: Record<string, ort.Tensor> = {};
-  if (what === 'darts-w' || what === 'darts-a') {
-    const fw = buildSearchForward(task, { C, layers, batchRows: rows });
-    g = fw.g;
-    if (weightStep)
-      lastInfo = assembleStep(g, {
-        loss: fw.loss,
-        metrics: fw.metrics,
-        update: (p) => p.role === 'weight',
-        optimizer: sgd,
-        clipNorm: 5,
-        stateOutputs: false,
-      });
-    else
-      lastInfo = assembleStep(g, {
-        loss: fw.loss,
-        metrics: fw.metrics,
-        update: () => false,
-        outputGrads: (p) => p.role === 'arch',
-        gradientsOnly: true,
-        optimizer: sgd,
-        stateOutputs: false,
-      });
-  } else {
-    const geno = loadGenotype('darts_v2');
-    const reds = reductionCells(layers);
-    const cells: (CellOps | null)[] = Array.from({ length: layers }, (_, i) =>
-      what === 'disc-w' ? ((reds.includes(i) ? geno.reduce : geno.normal) as CellOps) : null,
-    );
-    const fw = buildSswpForward(task, {
-      C,
-      layers,
-      cells,
-      rows,
-      affine: what !== 'sswp-w-plain',
-      ifGates: !what.endsWith('-mul'),
+const SGD: OptimizerSpec = { kind: 'sgd', momentum: 0.9, weightDecay: 4e-5 };
+
+/** A step graph: its graph, step info, and the feeds besides `x` (gates, run). */
+interface Built {
+  g: Graph;
+  info: StepGraphInfo;
+  extra: Record<string, ort.Tensor>;
+}
+
+/** The weight step (SGD, clipping) or an α-gradient step (∂L/∂α params, or ∂L/∂gates) of a forward graph. */
+function stepOf(
+  fw: { g: Graph; loss: Value; metrics: Record<string, Value> },
+  kind: 'w' | 'alpha' | 'gates',
+): StepGraphInfo {
+  const common = { loss: fw.loss, metrics: fw.metrics, optimizer: SGD, stateOutputs: false };
+  if (kind === 'w') return assembleStep(fw.g, { ...common, update: (p) => p.role === 'weight', clipNorm: 5 });
+  if (kind === 'alpha')
+    return assembleStep(fw.g, {
+      ...common,
+      update: () => false,
+      outputGrads: (p) => p.role === 'arch',
+      gradientsOnly: true,
     });
-    g = fw.g;
-    if (weightStep)
-      lastInfo = assembleStep(g, {
-        loss: fw.loss,
-        metrics: fw.metrics,
-        update: (p) => p.role === 'weight',
-        optimizer: sgd,
-        clipNorm: 5,
-        stateOutputs: false,
-      });
-    else
-      lastInfo = assembleStep(g, {
-        loss: fw.loss,
-        metrics: fw.metrics,
-        update: () => false,
-        gradientsOnly: true,
-        inputGrads: ['gates'],
-        optimizer: sgd,
-        stateOutputs: false,
-      });
-    if (fw.trunk.gates) {
-      const alphas = Array.from({ length: layers }, () => new Float32Array(14 * 7));
-      const sample = sampleGates(
-        new Rng(1),
-        alphas,
-        cells.map((c) => c === null),
-        'two-path',
-        null,
-      );
-      extra.gates = f32(sample.gates, [layers, 14, 7]);
-      // If-gated graphs compute the active op (w step) or both sampled ops (α step) of each edge
-      if (fw.trunk.run) extra.run = bool(runMask(sample, weightStep ? 'active' : 'involved'), [layers, 14, 7]);
-    }
+  return assembleStep(fw.g, { ...common, update: () => false, gradientsOnly: true, inputGrads: ['gates'] });
+}
+
+function dartsStep(what: string, task: never, rows: number): Built {
+  const fw = buildSearchForward(task, { C, layers, batchRows: rows });
+  return { g: fw.g, info: stepOf(fw, what === 'darts-w' ? 'w' : 'alpha'), extra: {} };
+}
+
+/** The SSWP gated network (or the discretized one, disc-w) and the gates of one sampled path. */
+function sswpStep(what: string, task: never, rows: number): Built {
+  const weightStep = what.includes('-w');
+  const geno = loadGenotype('darts_v2');
+  const reds = reductionCells(layers);
+  const cells: (CellOps | null)[] = Array.from({ length: layers }, (_, i) =>
+    what === 'disc-w' ? ((reds.includes(i) ? geno.reduce : geno.normal) as CellOps) : null,
+  );
+  const fw = buildSswpForward(task, {
+    C,
+    layers,
+    cells,
+    rows,
+    affine: what !== 'sswp-w-plain',
+    ifGates: !what.endsWith('-mul'),
+  });
+  const info = stepOf(fw, weightStep ? 'w' : 'gates');
+  const extra: Record<string, ort.Tensor> = {};
+  if (fw.trunk.gates) {
+    const alphas = Array.from({ length: layers }, () => new Float32Array(14 * 7));
+    const sample = sampleGates(
+      new Rng(1),
+      alphas,
+      cells.map((c) => c === null),
+      'two-path',
+      null,
+    );
+    extra.gates = f32(sample.gates, [layers, 14, 7]);
+    // If-gated graphs compute the active op (w step) or both sampled ops (α step) of each edge
+    if (fw.trunk.run) extra.run = bool(runMask(sample, weightStep ? 'active' : 'involved'), [layers, 14, 7]);
   }
-  const info = lastInfo!;
-  const st = newTrainState(initParams(g, 0));
-  const feeds: Record<string, ort.Tensor> = {
-    ...extra,
-    x: f32(
-      Float32Array.from({ length: rows * 3 * size * size }, (_, i) => Math.sin(i * 0.37)),
-      [rows, 3, size, size],
-    ),
-  };
-  const params = [...g.params.values()]
-    .filter((p) => p.role === 'weight')
-    .reduce((s, p) => s + p.shape.reduce((x, y) => x * y, 1), 0);
+  return { g: fw.g, info, extra };
+}
+
+/** Session time, median step time and CPU time, and the peak RSS of the steps. */
+async function measure(b: Built, weightStep: boolean, rows: number): Promise<Record<string, number>> {
+  const st = newTrainState(initParams(b.g, 0));
+  const x = Float32Array.from({ length: rows * 3 * size * size }, (_, i) => Math.sin(i * 0.37));
+  const feeds: Record<string, ort.Tensor> = { ...b.extra, x: f32(x, [rows, 3, size, size]) };
   const t0 = performance.now();
-  const runner = await StepRunner.create(g, info, weightStep ? sgd : null, { optimization: 'disabled' });
+  const runner = await StepRunner.create(b.g, b.info, weightStep ? SGD : null, { optimization: 'disabled' });
   const sessionMs = performance.now() - t0;
   const rssBefore = rssMiB();
   writeFileSync('/proc/self/clear_refs', '5'); // reset VmHWM: the peak below is the steps'
@@ -170,13 +143,6 @@ async function one(what: string): Promise<Record<string, unknown>> {
   }
   await runner.release();
   return {
-    what,
-    C,
-    layers,
-    batch,
-    size,
-    nodes: g.nodes.length,
-    weights: params,
     session_s: +(sessionMs / 1000).toFixed(1),
     s_per_step: +(median(times) / 1000).toFixed(3),
     min_s_per_step: +(Math.min(...times) / 1000).toFixed(3),
@@ -184,6 +150,24 @@ async function one(what: string): Promise<Record<string, unknown>> {
     rss_before_mib: Math.round(rssBefore),
     peak_rss_steps_mib: Math.round(peakRssMiB()),
   };
+}
+
+async function one(what: string): Promise<Record<string, unknown>> {
+  const rows = 2 * batch;
+  const task = {
+    name: 'simclr',
+    numClasses: 0,
+    groupSize: 1,
+    inputShape: [3, size, size] as [number, number, number],
+    targetKind: 'none',
+    batchMultiplier: 2,
+  } as never;
+  const b = what.startsWith('darts-') ? dartsStep(what, task, rows) : sswpStep(what, task, rows);
+  const weights = [...b.g.params.values()]
+    .filter((p) => p.role === 'weight')
+    .reduce((s, p) => s + p.shape.reduce((x, y) => x * y, 1), 0);
+  const m = await measure(b, what.includes('-w'), rows);
+  return { what, C, layers, batch, size, nodes: b.g.nodes.length, weights, ...m };
 }
 
 if (a.all) {
