@@ -25,13 +25,18 @@ function parseProbability(value: string): number {
   return n;
 }
 
-/** Method defaults for options whose DARTS and SSWP defaults differ. */
+/**
+ * Method defaults for options whose DARTS and SSWP defaults differ, and those
+ * of the seg objective: UnNAS's Cityscapes search (12 cells, one reduction,
+ * batch 32, 321 crops, lr 0.1, 400 epochs).
+ */
 const DEFAULTS = {
   darts: { epochs: 50, batch: 64, C: 16, layers: 8, lr: 0.025, archLr: 3e-4 },
   sswp: { epochs: 300, batch: 96, C: 36, layers: 20, lr: 0.025, archLr: 1e-3 },
+  seg: { epochs: 400, batch: 32, C: 16, layers: 12, lr: 0.1, archLr: 3e-4 },
 } as const;
 
-const OBJECTIVE_ALIASES: Record<string, 'rot' | 'col' | 'jig' | 'cls' | 'simclr'> = {
+const OBJECTIVE_ALIASES: Record<string, 'rot' | 'col' | 'jig' | 'cls' | 'simclr' | 'seg'> = {
   rot: 'rot',
   rotation: 'rot',
   color: 'col',
@@ -42,6 +47,8 @@ const OBJECTIVE_ALIASES: Record<string, 'rot' | 'col' | 'jig' | 'cls' | 'simclr'
   cls: 'cls',
   supervised: 'cls',
   simclr: 'simclr',
+  seg: 'seg',
+  segmentation: 'seg',
 };
 
 /** The options of SSWP-NAS (--method sswp). */
@@ -124,6 +131,7 @@ interface SearchCliOptions {
   bnBatches: number;
   evalC?: number;
   evalLayers?: number;
+  classes?: number;
   limit?: number;
   size?: number;
   skipCorrupt?: boolean;
@@ -141,7 +149,7 @@ type Objective = (typeof OBJECTIVE_ALIASES)[string];
 
 /** The options both methods take (method defaults filled in). */
 function commonOptions(o: SearchCliOptions, objective: Objective) {
-  const d = DEFAULTS[o.method];
+  const d = objective === 'seg' ? DEFAULTS.seg : DEFAULTS[o.method];
   return {
     objective,
     data: (o.data ?? o.dataset)!,
@@ -197,6 +205,7 @@ async function searchDarts(common: ReturnType<typeof commonOptions>, o: SearchCl
   const r = await runSearch({
     ...common,
     order: Number(o.order) as 1 | 2,
+    classes: o.classes,
     evalNet: { C: o.evalC, layers: o.evalLayers },
   });
   const cost = r.history[r.history.length - 1]?.eval_net;
@@ -215,8 +224,10 @@ async function searchAction(o: SearchCliOptions): Promise<void> {
   if (o.objective === undefined && o.method === 'darts')
     throw new CliError("required option '--objective <task>' not specified (darts)");
   const objective = OBJECTIVE_ALIASES[String(o.objective ?? 'simclr').toLowerCase()];
-  if (!objective) throw new CliError(`unknown objective '${o.objective}' (use rot, color, jigsaw, cls or simclr)`);
+  if (!objective) throw new CliError(`unknown objective '${o.objective}' (use rot, color, jigsaw, cls, simclr or seg)`);
   if (!!o.data === !!o.dataset) throw new CliError('give exactly one of --data PATH or --dataset NAME');
+  if (objective === 'seg' && o.method !== 'darts') throw new CliError('--objective seg searches with --method darts');
+  if (objective === 'seg' && !o.data) throw new CliError('--objective seg reads label maps: give --data <root>');
   const common = commonOptions(o, objective);
   if (o.method === 'sswp') await searchSswp(common, o);
   else await searchDarts(common, o);
@@ -226,7 +237,11 @@ export function register(program: Command): void {
   const cmd = program
     .command('search')
     .description('search an architecture with a (self-)supervised objective: UnNAS-DARTS, or SSWP-NAS (--method sswp)')
-    .option('--objective <task>', 'rot | color | jigsaw | cls | simclr (required for darts; sswp default: simclr)')
+    .option(
+      '--objective <task>',
+      'rot | color | jigsaw | cls | simclr | seg (required for darts; sswp default: simclr). seg: label maps of a ' +
+        'Cityscapes root or images/ + masks/ folder, UnNAS network (one reduction, ASPP 64 [6]), 321 crops',
+    )
     .option('--data <path>', 'images: an image folder, CIFAR batches directory or IDX file')
     .option('--dataset <name>', 'a named data set (fashion-mnist, cifar10:<dir>, …)')
     .addOption(new Option('--method <m>', 'search method').choices(['darts', 'sswp']).default('darts'))
@@ -255,6 +270,7 @@ export function register(program: Command): void {
         `darts: cells of the evaluation network costed per epoch (${EVAL_NET_DEFAULTS.layers})`,
       ),
     )
+    .addOption(intOption('--classes <n>', 'seg: classes of the label maps (ids 0..n-1, 255 ignored; default 19)'))
     .addOption(intOption('--limit <n>', 'use only the first N images'))
     .addOption(sizeOption())
     .addOption(skipCorruptOption())

@@ -1,6 +1,7 @@
 /**
  * Label-free DARTS search (UnNAS): the supernet is trained with a pretext
- * objective (rot, col, jig, simclr — or cls for comparison). Each step: one α
+ * objective (rot, col, jig, simclr — or cls, and seg on label maps, the
+ * supervised baselines UnNAS compares with). Each step: one α
  * step on a batch of the architecture half, then one w step on a batch of the
  * weight half (darts.md). First order: ∇α L_val(w, α). Second order: the
  * unrolled step with the finite-difference Hessian-vector product.
@@ -60,6 +61,7 @@ import {
   type LoadOptions,
   limitDataset,
   loadDataset,
+  openSegTrainSet,
   runDataDir,
   type SkipReport,
   skipReport,
@@ -94,6 +96,8 @@ export interface SearchOptions extends BilevelOptimizerOptions {
   limit?: number;
   /** Crop size: image folders and lists are streamed from disk as size×size crops (train/data/stream.ts). */
   size?: number;
+  /** Objective seg: classes of the label maps (default 19, Cityscapes). */
+  classes?: number;
   /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
   /** Checkpoint every N steps (besides epoch ends); 0 = epoch ends only. */
@@ -139,6 +143,10 @@ export interface SearchResult {
   skipped: SkipReport;
 }
 
+/** Objective seg: the classes of the label maps and UnNAS's search crop (321). */
+const segClasses = (o: SearchOptions): number => o.classes ?? 19;
+const SEG_SEARCH_CROP = 321;
+
 export function searchConfig(o: SearchOptions): Record<string, unknown> {
   return {
     objective: o.objective,
@@ -152,6 +160,7 @@ export function searchConfig(o: SearchOptions): Record<string, unknown> {
     limit: o.limit ?? null,
     // recorded when set (configs of runs from before streaming have no such key)
     ...(o.size !== undefined ? { size: o.size } : {}),
+    ...(o.objective === 'seg' ? { classes: segClasses(o) } : {}),
     lr: o.lr ?? 0.025,
     lrMin: o.lrMin ?? 0.001,
     momentum: o.momentum ?? 0.9,
@@ -422,7 +431,7 @@ async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
   const seed = o.seed ?? 0;
   const halves = dartsSplit(full, { seed });
   const pool = new DataPool({ workers: o.workers });
-  const taskOpts = { name: o.objective };
+  const taskOpts = o.objective === 'seg' ? { name: 'seg' as const, numClasses: segClasses(o) } : { name: o.objective };
   const wLoader = new DataLoader(halves.weights, { task: taskOpts, batchSize: o.batch, seed, dropLast: true, pool });
   const aLoader = new DataLoader(halves.arch, {
     task: taskOpts,
@@ -488,14 +497,35 @@ function freshState(s: Search, seed: number): void {
   }
 }
 
+/**
+ * The images a search trains on; the seg objective's come with their label
+ * maps (Cityscapes or images/ + masks/), cut as UnNAS's search does: shorter
+ * side to max(321, 512·2^u), 321 crops, flips, label maps alike.
+ */
+async function openSearchData(o: SearchOptions, fresh: boolean): Promise<Dataset> {
+  if (o.objective !== 'seg') return limitDataset(await loadDataset(o.data, searchDataOptions(o, fresh)), o.limit);
+  const d = searchDataOptions({ ...o, size: o.size ?? SEG_SEARCH_CROP }, fresh);
+  return openSegTrainSet(o.data, {
+    classes: segClasses(o),
+    crop: d.crop!,
+    indexDir: d.indexDir,
+    limit: o.limit,
+    skipCorrupt: o.skipCorrupt,
+  });
+}
+
 async function openSearch(o: SearchOptions): Promise<Search> {
   const cfg = searchConfig(o);
   const resumeFrom = resumePoint(o, cfg);
   // the readers stop after `limit` images (a quick run on a large folder does not decode all of it);
   // a streamed set's file index is kept in the run directory, so a resumed run does not rescan the disk
-  const full = limitDataset(await loadDataset(o.data, searchDataOptions(o, !resumeFrom)), o.limit);
+  const full = await openSearchData(o, !resumeFrom);
   const logPath = prepareRunDir(o, cfg, !resumeFrom);
-  const coster = o.evalNet === false ? null : new EvalNetCoster(evalNetShape(o.evalNet, full), { ep: o.ep });
+  // (the seg objective's evaluation network is UnNAS's ASPP network, which the coster does not build)
+  const coster =
+    o.evalNet === false || o.objective === 'seg'
+      ? null
+      : new EvalNetCoster(evalNetShape(o.evalNet, full), { ep: o.ep });
   const data = await openData(o, full);
   const runners = await openRunners(o, cfg, data);
   const s: Search = {
