@@ -320,15 +320,10 @@ interface SubStep {
 }
 
 /**
- * The supernet: `steps` first-order DARTS search steps, each one α update
- * (Adam, val batch) then one w update (SGD, clipped, train batch), with
- * train/engine's StepRunner feeding the updated parameters and optimizer state
- * back. The α-step graph also outputs every weight and α gradient (unclipped);
- * those of the first step, at the initial parameters, are the gradient check.
+ * The two step graphs of the supernet case and their runners: the α step (Adam,
+ * also outputting every gradient) and the w step (clipped SGD).
  */
-async function supernetCase(d: Dump, name: string, steps: number, values: ParamValues, rng: Rng) {
-  const s = SUPERNET;
-  const xShape = [s.batch, s.channels, s.size, s.size];
+async function supernetSteps() {
   const arch = supernetGraph();
   const archOpt: OptimizerSpec = {
     kind: 'adam',
@@ -353,6 +348,20 @@ async function supernetCase(d: Dump, name: string, steps: number, values: ParamV
   });
   const archRunner = await StepRunner.create(arch.g, archInfo, archOpt, { group: 'arch', threads: ORT_THREADS });
   const wRunner = await StepRunner.create(weight.g, wInfo, wOpt, { group: 'weight', threads: ORT_THREADS });
+  return { arch, archInfo, archRunner, weight, wInfo, wRunner };
+}
+
+/**
+ * The supernet: `steps` first-order DARTS search steps, each one α update
+ * (Adam, val batch) then one w update (SGD, clipped, train batch), with
+ * train/engine's StepRunner feeding the updated parameters and optimizer state
+ * back. The α-step graph also outputs every weight and α gradient (unclipped);
+ * those of the first step, at the initial parameters, are the gradient check.
+ */
+async function supernetCase(d: Dump, name: string, steps: number, values: ParamValues, rng: Rng) {
+  const s = SUPERNET;
+  const xShape = [s.batch, s.channels, s.size, s.size];
+  const { arch, archInfo, archRunner, weight, wInfo, wRunner } = await supernetSteps();
   const initial = dumpParams(d, name, weight.g, values);
   const st: TrainState = newTrainState(clone(values));
   const batches: string[] = [];
