@@ -17,7 +17,7 @@ import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '..
 import { resolveTask } from '../train/data/index.js';
 import { newTrainState, StepRunner, type TrainState } from '../train/runtime/engine.js';
 import { initParams } from '../train/runtime/params.js';
-import { f32, i64, type EP } from '../train/runtime/session.js';
+import { f32, i64, loweringFor, type EP } from '../train/runtime/session.js';
 import { createSearchRunners, searchStep, type SearchRunners } from '../train/search/darts.js';
 import { args, peakRssMiB } from './util.js';
 
@@ -36,7 +36,11 @@ interface WorkerOpts {
   ep: EP;
   spinning: boolean;
   profile: string;
+  /** Lever switches (--set a,b): `portable` turns the CPU lowering off. */
+  set: Set<string>;
 }
+
+const LEVER_NAMES = ['portable'];
 
 /** A step the worker can run: `run` returns the training loss. */
 interface Step {
@@ -67,6 +71,7 @@ async function searchStepOf(o: WorkerOpts, order: 1 | 2): Promise<Step> {
     threads: o.threads,
     spinning: o.spinning,
     profilePrefix: o.profile ? join(o.profile, 'ort_') : undefined,
+    lowering: await loweringFor(o.ep, o.set.has('portable')),
   });
   const st = newTrainState(initParams(r.w.graph, 0));
   for (const n of r.archNames) {
@@ -101,6 +106,7 @@ async function evalStepOf(o: WorkerOpts): Promise<Step> {
     size: 32,
   });
   const g = m.g;
+  g.lowering = await loweringFor(o.ep, o.set.has('portable'));
   const labels = g.input('labels', 'int64', [o.batch]);
   const loss = add(
     g,
@@ -202,7 +208,10 @@ export async function startWorker(): Promise<void> {
     ep: String(a.ep) as EP,
     spinning: !a['no-spin'],
     profile: String(a.profile),
+    set: new Set(String(a.set).split(',').filter(Boolean)),
   };
+  for (const k of o.set)
+    if (!LEVER_NAMES.includes(k)) throw new Error(`--set: unknown lever '${k}' (${LEVER_NAMES.join(', ')})`);
   const say = (x: unknown): void => {
     process.stdout.write(`${JSON.stringify(x)}\n`);
   };

@@ -10,6 +10,9 @@
  *   options: --kinds first,second,eval  --steps N (timed, default 5)  --warmup N (default 1)
  *            --threads N (both sides, default 2)  --no-spin (neither side's threads spin: for a busy machine)
  *            --ep cpu|cuda  --no-profile  --torch-profile  --json  --config C,cells,batch (one other configuration)
+ *            --set L1,L2  lever switches of the nas-onnx side (bench/speed-worker.ts LEVERS)
+ *            --baseline L1,L2|defaults  a second nas-onnx process with these switches in the same
+ *                       interleave: the table adds its time and the gain of the levers that differ
  *
  * Step kinds: `first` and `second` are the DARTS search steps (first order: ∇α on a
  * validation batch, Adam on α, SGD weight step with clipping; second order: the
@@ -95,10 +98,23 @@ interface Side {
   peakMiB: number;
 }
 
+interface OursFigures {
+  s: number;
+  cpu: number;
+  peakMiB: number;
+  setupS: number;
+  nodes: unknown;
+}
+
 export interface Row {
   config: string;
   kind: Kind;
-  ours: { s: number; cpu: number; peakMiB: number; setupS: number; nodes: unknown; bytes: unknown };
+  ours: OursFigures;
+  /** The same steps with the baseline levers (--baseline), when asked. */
+  baseline?: OursFigures;
+  /** Baseline time / nas-onnx time: the gain of the levers that differ. */
+  leverGain?: number;
+  leverCpuGain?: number;
   torch: { s: number; cpu: number; peakMiB: number };
   /** PyTorch time / nas-onnx time (> 1: nas-onnx is faster). */
   speedup: number;
@@ -113,6 +129,8 @@ interface Opts {
   ep: string;
   torchProfile: boolean;
   set: string;
+  /** Lever set of a second nas-onnx process timed alongside (null: none). */
+  baseline: string | null;
 }
 
 function workerArgs(c: StepConfig, kind: Kind, o: Opts, extra: string[] = []): string[] {
@@ -158,54 +176,68 @@ function torchChild(python: string, c: StepConfig, kind: Kind, o: Opts): Child {
   return Child.start('PyTorch', python, argv, env);
 }
 
-/** Time one step kind: both processes up, then steps alternating (who goes first alternates too). */
-async function measure(python: string, c: StepConfig, kind: Kind, o: Opts): Promise<Row> {
-  const ours = Child.start('nas-onnx', process.execPath, workerArgs(c, kind, o), process.env);
-  const torch = torchChild(python, c, kind, o);
-  try {
-    const sides: Side[] = [];
-    for (const ch of [ours, torch]) sides.push({ wall: [], cpu: [], ready: await ch.read(), peakMiB: 0 });
-    const [a, b] = sides as [Side, Side];
-    for (let i = 0; i < o.warmup + o.steps; i++) {
-      const order: [Child, Side][] = [
-        [ours, a],
-        [torch, b],
-      ];
-      if (i % 2) order.reverse();
-      for (const [ch, side] of order) {
-        const r = await ch.ask('step');
-        if (i >= o.warmup) {
-          side.wall.push(r.wall as number);
-          side.cpu.push(r.cpu as number);
-        }
-        process.stderr.write(
-          `  ${c.name} ${kind} step ${i + 1}/${o.warmup + o.steps}${i < o.warmup ? ' (warm-up)' : ''} ${ch.name}: ${(r.wall as number).toFixed(2)} s\n`,
-        );
-      }
+interface Timed {
+  child: Child;
+  side: Side;
+}
+
+async function stepAll(ts: Timed[], i: number, o: Opts, what: string): Promise<void> {
+  // the order rotates each round, so no side always runs right after the same other one
+  const order = ts.map((_, k) => ts[(k + i) % ts.length]!);
+  for (const { child, side } of order) {
+    const r = await child.ask('step');
+    if (i >= o.warmup) {
+      side.wall.push(r.wall as number);
+      side.cpu.push(r.cpu as number);
     }
-    if (o.torchProfile) printTorchProfile(c, kind, await torch.ask('profile'));
-    a.peakMiB = (await ours.ask('quit')).peak_rss_mib as number;
-    b.peakMiB = (await torch.ask('quit')).peak_rss_mib as number;
-    const s = median(a.wall);
-    const t = median(b.wall);
+    const tag = i < o.warmup ? ' (warm-up)' : '';
+    process.stderr.write(
+      `  ${what} step ${i + 1}/${o.warmup + o.steps}${tag} ${child.name}: ${(r.wall as number).toFixed(2)} s\n`,
+    );
+  }
+}
+
+const sideOf = (t: Timed) => ({
+  s: median(t.side.wall),
+  cpu: median(t.side.cpu),
+  peakMiB: t.side.peakMiB,
+  setupS: t.side.ready.setup_s as number,
+  nodes: t.side.ready.nodes,
+});
+
+/**
+ * Time one step kind: the processes up (nas-onnx, the baseline nas-onnx with other
+ * levers when asked, PyTorch), then one step of each in turn, round after round.
+ */
+async function measure(python: string, c: StepConfig, kind: Kind, o: Opts): Promise<Row> {
+  const children = [Child.start('nas-onnx', process.execPath, workerArgs(c, kind, o), process.env)];
+  if (o.baseline !== null) {
+    const argv = workerArgs(c, kind, { ...o, set: o.baseline });
+    children.push(Child.start(`nas-onnx [${o.baseline || 'defaults'}]`, process.execPath, argv, process.env));
+  }
+  children.push(torchChild(python, c, kind, o));
+  try {
+    const ts: Timed[] = [];
+    for (const child of children)
+      ts.push({ child, side: { wall: [], cpu: [], ready: await child.read(), peakMiB: 0 } });
+    for (let i = 0; i < o.warmup + o.steps; i++) await stepAll(ts, i, o, `${c.name} ${kind}`);
+    const torch = ts[ts.length - 1]!;
+    if (o.torchProfile) printTorchProfile(c, kind, await torch.child.ask('profile'));
+    for (const t of ts) t.side.peakMiB = (await t.child.ask('quit')).peak_rss_mib as number;
+    const ours = sideOf(ts[0]!);
+    const ref = sideOf(torch);
+    const base = o.baseline !== null ? sideOf(ts[1]!) : undefined;
     return {
       config: c.name,
       kind,
-      ours: {
-        s,
-        cpu: median(a.cpu),
-        peakMiB: a.peakMiB,
-        setupS: a.ready.setup_s as number,
-        nodes: a.ready.nodes,
-        bytes: a.ready.bytes,
-      },
-      torch: { s: t, cpu: median(b.cpu), peakMiB: b.peakMiB },
-      speedup: t / s,
-      cpuSpeedup: median(b.cpu) / median(a.cpu),
+      ours,
+      torch: { s: ref.s, cpu: ref.cpu, peakMiB: ref.peakMiB },
+      speedup: ref.s / ours.s,
+      cpuSpeedup: ref.cpu / ours.cpu,
+      ...(base ? { baseline: base, leverGain: base.s / ours.s, leverCpuGain: base.cpu / ours.cpu } : {}),
     };
   } finally {
-    ours.kill();
-    torch.kill();
+    for (const ch of children) ch.kill();
   }
 }
 
@@ -238,13 +270,34 @@ async function profileOurs(c: StepConfig, kind: Kind, o: Opts): Promise<string> 
 const f2 = (x: number): string => x.toFixed(2);
 
 export function formatTable(rows: Row[]): string {
-  const head =
-    '| config | step | nas-onnx s/step | PyTorch s/step | speed-up (PyTorch ÷ nas-onnx) | CPU s/step nas-onnx / PyTorch | peak MiB nas-onnx / PyTorch | nas-onnx set-up s |';
-  const lines = [head, '|---|---|---|---|---|---|---|---|'];
-  for (const r of rows)
-    lines.push(
-      `| ${r.config} | ${KIND_NAME[r.kind]} | ${f2(r.ours.s)} | ${f2(r.torch.s)} | ${f2(r.speedup)}× | ${f2(r.ours.cpu)} / ${f2(r.torch.cpu)} (${f2(r.cpuSpeedup)}×) | ${r.ours.peakMiB.toFixed(0)} / ${r.torch.peakMiB.toFixed(0)} | ${r.ours.setupS.toFixed(1)} |`,
-    );
+  const base = rows.some((r) => r.baseline);
+  const head = [
+    'config',
+    'step',
+    'nas-onnx s/step',
+    'PyTorch s/step',
+    'speed-up (PyTorch ÷ nas-onnx)',
+    'CPU s/step nas-onnx / PyTorch',
+    'peak MiB nas-onnx / PyTorch',
+    'nas-onnx set-up s',
+    ...(base ? ['baseline s/step (CPU s)', 'lever gain (CPU)'] : []),
+  ];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    const cells = [
+      r.config,
+      KIND_NAME[r.kind],
+      f2(r.ours.s),
+      f2(r.torch.s),
+      `${f2(r.speedup)}×`,
+      `${f2(r.ours.cpu)} / ${f2(r.torch.cpu)} (${f2(r.cpuSpeedup)}×)`,
+      `${r.ours.peakMiB.toFixed(0)} / ${r.torch.peakMiB.toFixed(0)}`,
+      r.ours.setupS.toFixed(1),
+    ];
+    if (r.baseline)
+      cells.push(`${f2(r.baseline.s)} (${f2(r.baseline.cpu)})`, `${f2(r.leverGain!)}× (${f2(r.leverCpuGain!)}×)`);
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
   return lines.join('\n');
 }
 
@@ -261,6 +314,7 @@ async function main(): Promise<void> {
     'no-profile': false,
     'torch-profile': false,
     set: '',
+    baseline: '',
     json: false,
   });
   const kinds = String(a.kinds).split(',') as Kind[];
@@ -286,6 +340,7 @@ async function main(): Promise<void> {
     ep: String(a.ep),
     torchProfile: !!a['torch-profile'],
     set: String(a.set),
+    baseline: a.baseline === '' ? null : String(a.baseline) === 'defaults' ? '' : String(a.baseline),
   };
   const { python, torch } = findTorchPython();
   const load0 = loadavg()[0]!;
@@ -299,7 +354,7 @@ async function main(): Promise<void> {
   const load1 = loadavg()[0]!;
   const header =
     `nas-onnx (onnxruntime-node, ep ${o.ep}) vs PyTorch ${torch} (CPU), ${o.threads} threads each, threads ${o.spin ? 'spin (library defaults)' : 'do not spin'}; ` +
-    `median of ${o.steps} steps after ${o.warmup} warm-up, steps interleaved; load average ${load0.toFixed(1)} at start, ${load1.toFixed(1)} at end${o.set ? `; levers: ${o.set}` : ''}`;
+    `median of ${o.steps} steps after ${o.warmup} warm-up, steps interleaved; load average ${load0.toFixed(1)} at start, ${load1.toFixed(1)} at end${o.set ? `; levers set: ${o.set}` : ''}${o.baseline !== null ? `; baseline levers: ${o.baseline || 'defaults'}` : ''}`;
   if (a.json) console.log(JSON.stringify({ header, rows, profiles }));
   else console.log([header, '', formatTable(rows), '', ...profiles].join('\n'));
 }

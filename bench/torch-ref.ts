@@ -16,7 +16,10 @@
  * into its own modules, checking every shape, recomputes everything in float64
  * and float32 with torch / torch.optim and reports the errors.
  *
- *   npx tsx bench/torch-ref.ts [--out DIR] [--python PYTHON] [--json]
+ *   npx tsx bench/torch-ref.ts [--out DIR] [--python PYTHON] [--portable] [--json]
+ *
+ * The graphs are lowered for ORT's CPU EP as training runs lower them (NCHWc depthwise
+ * convs where ORT has those kernels); --portable checks the standard-op form instead.
  *
  * Exit status 0 when every figure is within tolerance, 1 otherwise.
  */
@@ -25,7 +28,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Graph, Param, Value } from '../graph/ir.js';
+import type { Graph, Lowering, Param, Value } from '../graph/ir.js';
 import { loadGenotype, type Genotype } from '../graph/genotype.js';
 import { buildEvalNet, buildSupernet } from '../graph/nets/models.js';
 import { repoPath } from '../graph/paths.js';
@@ -35,7 +38,7 @@ import { LEVERS } from '../graph/nets/layers.js';
 import { assembleStep, crossEntropy, type OptimizerSpec, type StepGraphInfo } from '../graph/training.js';
 import { initParams, type ParamValues } from '../train/runtime/params.js';
 import { newTrainState, StepRunner, type TrainState } from '../train/runtime/engine.js';
-import { f32, i64, scalarOf, Session } from '../train/runtime/session.js';
+import { f32, i64, loweringFor, scalarOf, Session } from '../train/runtime/session.js';
 import { serialize } from '../graph/onnx.js';
 import type * as ort from 'onnxruntime-node';
 
@@ -248,9 +251,13 @@ const clone = (m: ParamValues): ParamValues => new Map([...m].map(([k, v]) => [k
 
 // ---- the cases ----------------------------------------------------------------------
 
+/** How the dumped graphs are lowered for ORT's CPU EP (set by dumpCases). */
+let lowering: Lowering = {};
+
 function supernetGraph(): { g: Graph; loss: Value } {
   const s = SUPERNET;
   const net = buildSupernet({ ...s, training: true });
+  net.g.lowering = lowering;
   const labels = net.g.input('labels', 'int64', [s.batch]);
   return { g: net.g, loss: crossEntropy(net.g, net.logits, labels) };
 }
@@ -259,6 +266,7 @@ function evalnetGraph(): { g: Graph; loss: Value; main: Value; aux: Value; genot
   const e = EVALNET;
   const genotype = loadGenotype(e.genotype);
   const ev = buildEvalNet({ ...e, genotype, net: 'cifar', training: true, auxiliary: true, dropPath: false });
+  ev.g.lowering = lowering;
   const labels = ev.g.input('labels', 'int64', [e.batch]);
   const main = crossEntropy(ev.g, ev.logits, labels);
   const aux = crossEntropy(ev.g, ev.auxLogits!, labels);
@@ -432,8 +440,13 @@ async function supernetCase(d: Dump, name: string, steps: number, values: ParamV
   };
 }
 
-/** Build, run and dump every case into `outDir` (manifest.json + tensors.bin). */
-export async function dumpCases(outDir: string): Promise<void> {
+/**
+ * Build, run and dump every case into `outDir` (manifest.json + tensors.bin), with the
+ * graphs lowered as `cpu` (session.ts loweringFor: NCHWc depthwise convs where ORT has
+ * those kernels, as runs on this machine get them) or `portable` (standard ops only).
+ */
+export async function dumpCases(outDir: string, form: LoweringForm = 'cpu'): Promise<void> {
+  lowering = await loweringFor('cpu', form === 'portable');
   mkdirSync(outDir, { recursive: true });
   const d = new Dump();
   const rng = new Rng(SEED);
@@ -466,7 +479,7 @@ export async function dumpCases(outDir: string): Promise<void> {
   const manifest = {
     seed: SEED,
     alphaStd: ALPHA_STD,
-    ort: `onnxruntime-node CPU EP, ${ORT_THREADS} intra-op thread, sessions made by train/engine StepRunner.create (its default graph optimization level)`,
+    ort: `onnxruntime-node CPU EP, ${ORT_THREADS} intra-op thread, sessions made by train/engine StepRunner.create (its default graph optimization level), ${lowering.nchwcBlock ? `NCHWc lowering (block ${lowering.nchwcBlock})` : 'portable lowering'}`,
     supernet: { config: SUPERNET, ...supernet },
     evalnet: { config: EVALNET, ...evalnet },
     index: d.index,
@@ -505,13 +518,19 @@ export interface TorchRefReport {
   cases: Record<string, any>;
   table: string;
   seconds: { ts: number; python: number };
+  /** How the checked graphs were lowered. */
+  lowering: Lowering;
 }
 
-export async function runTorchReference(o: { outDir?: string; python?: string } = {}): Promise<TorchRefReport> {
+export type LoweringForm = 'cpu' | 'portable';
+
+export async function runTorchReference(
+  o: { outDir?: string; python?: string; lowering?: LoweringForm } = {},
+): Promise<TorchRefReport> {
   const { python, torch } = findTorchPython(o.python);
   const outDir = resolve(o.outDir ?? mkdtempSync(join(tmpdir(), 'nas-onnx-torch-ref-')));
   const t0 = performance.now();
-  await dumpCases(outDir);
+  await dumpCases(outDir, o.lowering);
   const t1 = performance.now();
   const script = repoPath('bench', 'torch_ref', 'compare.py');
   const r = spawnSync(python, [script, outDir], {
@@ -528,7 +547,13 @@ export async function runTorchReference(o: { outDir?: string; python?: string } 
     );
   }
   const res = JSON.parse(readFileSync(results, 'utf8')) as Omit<TorchRefReport, 'table' | 'seconds' | 'torch'>;
-  return { ...res, torch, table: r.stdout, seconds: { ts: (t1 - t0) / 1000, python: (t2 - t1) / 1000 } };
+  return {
+    ...res,
+    torch,
+    table: r.stdout,
+    seconds: { ts: (t1 - t0) / 1000, python: (t2 - t1) / 1000 },
+    lowering,
+  };
 }
 
 async function main(): Promise<void> {
@@ -537,7 +562,11 @@ async function main(): Promise<void> {
     const i = args.indexOf(k);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const rep = await runTorchReference({ outDir: opt('--out'), python: opt('--python') });
+  const rep = await runTorchReference({
+    outDir: opt('--out'),
+    python: opt('--python'),
+    lowering: args.includes('--portable') ? 'portable' : 'cpu',
+  });
   if (args.includes('--json')) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
   else process.stdout.write(rep.table);
   process.stdout.write(

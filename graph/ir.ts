@@ -114,6 +114,20 @@ export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
 
+/**
+ * Execution-provider-specific lowering of a graph (graph/ops rules read it while
+ * emitting gradients and lowering composites). Absent: portable standard ONNX ops
+ * (what the CUDA EP runs and what ships).
+ */
+export interface Lowering {
+  /**
+   * Block size of onnxruntime's NCHWc CPU kernels (com.microsoft.nchwc ops; 8 with
+   * AVX2, 16 with AVX-512): depthwise convolutions and their gradients run in that
+   * blocked layout. Only for graphs run on ORT's CPU EP.
+   */
+  nchwcBlock?: number;
+}
+
 export class GraphError extends Error {
   override name = 'GraphError';
 }
@@ -142,6 +156,9 @@ export class Graph {
    * MaxPool keeps its argmax indices for the backward pass.
    */
   training = false;
+
+  /** EP-specific lowering (set before building the graph; see Lowering). */
+  lowering: Lowering = {};
 
   constructor(readonly name = 'nas_onnx') {}
 

@@ -1,30 +1,41 @@
 /**
- * Expansion of composite ops (OpDef.lower) into standard ONNX nodes, in place
- * and in topological order. Each composite's outputs keep their names: the
- * expansion's nodes are rewired to produce them.
+ * Expansion of composite ops (OpDef.lower) into standard ONNX nodes, and the
+ * execution-provider-specific formulations of standard ops (OpDef.lowerFor, per
+ * g.lowering), in place and in topological order. Each replaced node's outputs
+ * keep their names: the expansion's nodes are rewired to produce them.
  */
 import { GraphError, type Graph, type Node } from './ir.js';
 import { getOp } from './ops/registry.js';
 
 export function hasComposites(g: Graph): boolean {
-  return g.nodes.some((n) => getOp(n.op).lower);
+  const ep = Object.keys(g.lowering).length > 0;
+  return g.nodes.some((n) => {
+    const d = getOp(n.op);
+    return d.lower || (ep && d.lowerFor);
+  });
 }
 
 export function lowerComposites(g: Graph): number {
   if (!hasComposites(g)) return 0;
   const orig = g.nodes.splice(0, g.nodes.length);
   let count = 0;
+  const ep = Object.keys(g.lowering).length > 0;
   for (const n of orig) {
     const def = getOp(n.op);
-    if (!def.lower) {
+    const rule = def.lower ?? (ep ? def.lowerFor : undefined);
+    if (!rule) {
+      g.nodes.push(n);
+      continue;
+    }
+    const start = g.nodes.length;
+    const x = n.inputs.map((i) => (i ? g.value(i) : null));
+    const y = n.outputs.map((o) => g.value(o));
+    const vals = g.scope(n.name, () => rule({ g, node: n, x, y }));
+    if (!vals) {
       g.nodes.push(n);
       continue;
     }
     count++;
-    const start = g.nodes.length;
-    const x = n.inputs.map((i) => (i ? g.value(i) : null));
-    const y = n.outputs.map((o) => g.value(o));
-    const vals = g.scope(n.name, () => def.lower!({ g, node: n, x, y }));
     if (vals.length !== y.length)
       throw new GraphError(`${n.op} lowering returned ${vals.length} values for ${y.length} outputs`);
     const rename = new Map<string, string>();

@@ -7,6 +7,7 @@ import onnxProto from 'onnx-proto';
 import { symbolicBatch, type BatchPlan } from './batch.js';
 import { lowerComposites } from './lower.js';
 import { GraphError, numel, type Attr, type DType, type Graph, type TensorData, type Value } from './ir.js';
+import { getOp } from './ops/registry.js';
 
 const { onnx } = onnxProto;
 
@@ -104,13 +105,17 @@ function graphProto(g: Graph, opts: SerializeOptions, top = false): onnxProto.on
   }
   return {
     name: g.name,
-    node: nodes.map((n) => ({
-      opType: n.op,
-      name: n.name,
-      input: n.inputs.map(rn),
-      output: n.outputs.map(rn),
-      attribute: Object.entries(n.attrs).map(([k, a]) => attrProto(k, a, opts)),
-    })),
+    node: nodes.map((n) => {
+      const def = getOp(n.op);
+      return {
+        opType: def.onnxType ?? n.op,
+        ...(def.domain ? { domain: def.domain } : {}),
+        name: n.name,
+        input: n.inputs.map(rn),
+        output: n.outputs.map(rn),
+        attribute: Object.entries(n.attrs).map(([k, a]) => attrProto(k, a, opts)),
+      };
+    }),
     initializer,
     input: inputs,
     output: g.outputs.map((v) => valueInfo(v, plan)),
@@ -118,12 +123,26 @@ function graphProto(g: Graph, opts: SerializeOptions, top = false): onnxProto.on
   };
 }
 
+/** Non-standard op domains a graph (or a subgraph of it) uses. */
+function opDomains(g: Graph): string[] {
+  const out = new Set<string>();
+  const visit = (h: Graph): void => {
+    for (const n of h.nodes) {
+      const d = getOp(n.op).domain;
+      if (d) out.add(d);
+      for (const a of Object.values(n.attrs)) if (a.kind === 'graph') visit(a.v);
+    }
+  };
+  visit(g);
+  return [...out].sort();
+}
+
 /** Encode a graph as ONNX model bytes. */
 export function serialize(g: Graph, opts: SerializeOptions): Uint8Array {
   lowerComposites(g);
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...opDomains(g).map((domain) => ({ domain, version: 1 }))],
     producerName: 'nas-onnx',
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',

@@ -30,6 +30,7 @@ import * as ops from '../graph/ops/index.js';
 import { getOp, registeredOps } from '../graph/ops/index.js';
 import type { OpDef } from '../graph/ops/registry.js';
 import { gradCheck, type GradCheckOptions, type GradInput, type GradCheckResult } from './helpers/gradcheck.js';
+import { loweringFor, nchwcBlockSize } from '../train/runtime/session.js';
 
 const LINEAR = 1e-3;
 const SMOOTH = 3e-3;
@@ -854,6 +855,86 @@ describe('composites', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// The CPU lowering (graph/ops/nchwc.ts): depthwise convs and their gradients in ORT's NCHWc
+// layout. Each case is checked against finite differences under that lowering, and its
+// outputs and gradients against the portable form's (same inputs).
+const nchwcSeen = { forward: 0, dx: 0, dw: 0, dwFromSharedDy: 0, dxConvTranspose: 0 };
+describe('NCHWc CPU lowering of depthwise convs', () => {
+  interface DwCase {
+    label: string;
+    x: number[];
+    k: number;
+    o: ops.ConvOpts;
+    pads?: number[];
+  }
+  const cases = (b: number): DwCase[] => [
+    { label: `3×3 pad 1, C=${b} (B divides C: dy reordered once)`, x: [2, b, 6, 6], k: 3, o: { pad: 1 } },
+    { label: '3×3 pad 1, C=4 (channels padded to the block)', x: [2, 4, 6, 6], k: 3, o: { pad: 1 } },
+    { label: `5×5 pad 2, C=${b}`, x: [2, b, 7, 7], k: 5, o: { pad: 2 } },
+    { label: '3×3 dilation 2 pad 2 (dil_conv_3x3), C=8', x: [2, 8, 7, 7], k: 3, o: { pad: 2, dilation: 2 } },
+    { label: '5×5 dilation 2 pad 4 (dil_conv_5x5), C=4', x: [1, 4, 9, 9], k: 5, o: { pad: 4, dilation: 2 } },
+    { label: `3×3 stride 2 pad 1, odd input 7, C=${b}`, x: [2, b, 7, 7], k: 3, o: { pad: 1, stride: 2 } },
+    { label: '5×5 dilation 2 stride 2 pad 4, C=4', x: [2, 4, 8, 8], k: 5, o: { pad: 4, stride: 2, dilation: 2 } },
+    { label: '3×3 asymmetric pads [1,0,0,1], C=4', x: [2, 4, 6, 6], k: 3, o: {}, pads: [1, 0, 0, 1] },
+  ];
+  it('the machine has ORT NCHWc kernels (x64: block 8 or 16)', async () => {
+    const b = await nchwcBlockSize();
+    if (process.arch === 'x64') expect([8, 16]).toContain(b);
+    expect((await loweringFor('cuda')).nchwcBlock).toBeUndefined();
+    expect((await loweringFor('cpu', true)).nchwcBlock).toBeUndefined();
+  });
+  it('every case: finite differences, and the same outputs and gradients as the portable form', async () => {
+    const b = await nchwcBlockSize();
+    expect(b).toBeGreaterThan(0);
+    for (const c of cases(b)) {
+      const ch = c.x[1]!;
+      const w = [ch, 1, c.k, c.k];
+      const xs = [inp('x', c.x), inp('w', w, normal(w, 0.5))];
+      const build = (g: Graph, [x, wv]: Value[]): Value =>
+        c.pads
+          ? g.op('Conv', [x!, wv!], {
+              kernel_shape: A.ints([c.k, c.k]),
+              strides: A.ints([1, 1]),
+              pads: A.ints(c.pads),
+              dilations: A.ints([1, 1]),
+              group: A.i(ch),
+            })
+          : ops.conv(g, x!, wv!, { ...c.o, group: ch });
+      const portable = await gradCheck(xs, build);
+      const r = await check('Conv', `NCHWc ${c.label}`, xs, build, LINEAR, {
+        samples: 150,
+        lowering: { nchwcBlock: b },
+      });
+      const close = (u: Float32Array, v: Float32Array): number => {
+        let e = 0;
+        let m = 0;
+        for (let i = 0; i < u.length; i++) {
+          e = Math.max(e, Math.abs(u[i]! - v[i]!));
+          m = Math.max(m, Math.abs(v[i]!));
+        }
+        return e / m;
+      };
+      expect(close(r.outputs[0]!, portable.outputs[0]!), c.label).toBeLessThan(1e-5);
+      for (const k of [0, 1]) expect(close(r.analytic[k]!, portable.analytic[k]!), c.label).toBeLessThan(1e-4);
+      // the forward, dw and (stride 1) dx run as NCHWc convs; stride 2's dx stays a ConvTranspose
+      const stride1 = (c.o.stride ?? 1) === 1;
+      expect(r.loweredOps.NchwcConv, c.label).toBe(stride1 ? 3 : 2);
+      expect(r.loweredOps.ConvTranspose ?? 0, c.label).toBe(stride1 ? 0 : 1);
+      expect(r.loweredOps.Conv ?? 0, c.label).toBe(0);
+      nchwcSeen.forward++;
+      nchwcSeen.dw++;
+      if (stride1) nchwcSeen.dx++;
+      else nchwcSeen.dxConvTranspose++;
+      // reorders: x twice (forward, dw), and dy once when shared by dx and dw
+      if (stride1 && ch % b === 0) {
+        expect(r.loweredOps.NchwcReorderInput, c.label).toBe(3);
+        nchwcSeen.dwFromSharedDy++;
+      }
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 describe('the checker itself', () => {
   it('fails on a wrong gradient rule (Tanh rule replaced by 1 − y)', async () => {
     const def = getOp('Tanh') as { -readonly [K in keyof OpDef]: OpDef[K] };
@@ -888,6 +969,11 @@ const NO_GRAD_RULE_EXPECTED = new Set([
   'ScatterElements',
   'ReduceMax',
   'If',
+  'Shape',
+  // ORT's NCHWc CPU kernels: emitted only by the CPU lowering (forward lowering, gradient rules), never differentiated
+  'NchwcReorderInput',
+  'NchwcReorderOutput',
+  'NchwcConv',
 ]);
 
 describe('coverage', () => {
@@ -895,6 +981,8 @@ describe('coverage', () => {
     const withGrad = registeredOps().filter((t) => getOp(t).grad);
     const missing = withGrad.filter((t) => !covered.has(t));
     expect(missing).toEqual([]);
+    // every formulation of the NCHWc lowering was checked
+    for (const [k, n] of Object.entries(nchwcSeen)) expect(n, `NCHWc ${k}`).toBeGreaterThan(0);
     // ops without a rule are exactly the non-differentiable ones
     expect(
       registeredOps()

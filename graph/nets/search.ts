@@ -7,7 +7,7 @@
  * head of the pretext objective (graph/nets/tasks.ts).
  */
 import type { OpName } from '../genotype.js';
-import { Graph, numel, type Param } from '../ir.js';
+import { Graph, numel, type Lowering, type Param } from '../ir.js';
 import { lowerComposites } from '../lower.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../training.js';
 import { searchTrunk } from './darts.js';
@@ -88,6 +88,8 @@ export interface SearchGraphOptions {
   momentum: number;
   weightDecay: number;
   clip: number;
+  /** EP-specific lowering of the step graphs (default: portable standard ops). */
+  lowering?: Lowering;
 }
 
 /** The step graphs of a search, built (no sessions yet). */
@@ -103,8 +105,11 @@ export interface SearchGraphs {
 /** Build the step graphs of a search: exactly those train/search/darts.ts runSearch runs. */
 export function buildSearchGraphs(task: TaskShape, o: SearchGraphOptions): SearchGraphs {
   const sgd: SgdSpec = { kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay };
-  const build = () =>
-    buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
+  const build = (): SearchForward => {
+    const f = buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
+    f.g.lowering = o.lowering ?? {};
+    return f;
+  };
   const fw = build();
   const wInfo = assembleStep(fw.g, {
     loss: fw.loss,

@@ -27,50 +27,14 @@ import { reshape, scatterAdd, slice, transpose, zeros } from './shape.js';
 import { add, mul, pow, sub } from './elementwise.js';
 import { reduceSum } from './reduce.js';
 import { einsum } from './einsum.js';
+import { convOut, geom, geomAttrs, type Geom } from './conv-geom.js';
+import { depthwiseForward, depthwiseInputGrad, depthwiseWeightGrad, nchwcDepthwise, reorderInput } from './nchwc.js';
 
 export interface ConvOpts {
   stride?: number;
   pad?: number;
   dilation?: number;
   group?: number;
-}
-
-interface Geom {
-  k: number[];
-  s: number[];
-  d: number[];
-  p: number[]; // [begin..., end...]
-  group: number;
-}
-
-function geom(attrs: Attrs, k: number[]): Geom {
-  const r = k.length;
-  const p = attrInts(attrs, 'pads', new Array<number>(2 * r).fill(0));
-  if (attrString(attrs, 'auto_pad', 'NOTSET') !== 'NOTSET') throw new Error('auto_pad is not supported; give pads');
-  return {
-    k,
-    s: attrInts(attrs, 'strides', new Array<number>(r).fill(1)),
-    d: attrInts(attrs, 'dilations', new Array<number>(r).fill(1)),
-    p,
-    group: attrInt(attrs, 'group', 1),
-  };
-}
-
-function convOut(inp: number, k: number, s: number, d: number, pb: number, pe: number, ceil = false): number {
-  const span = inp + pb + pe - d * (k - 1) - 1;
-  if (span < 0) throw new Error(`kernel ${k} (dilation ${d}) larger than padded input ${inp + pb + pe}`);
-  return (ceil ? Math.ceil(span / s) : Math.floor(span / s)) + 1;
-}
-
-function geomAttrs(gm: Geom, extra: Attrs = {}): Attrs {
-  return {
-    kernel_shape: A.ints(gm.k),
-    strides: A.ints(gm.s),
-    dilations: A.ints(gm.d),
-    pads: A.ints(gm.p),
-    group: A.i(gm.group),
-    ...extra,
-  };
 }
 
 // ---- Conv ------------------------------------------------------------------
@@ -110,13 +74,34 @@ registerOp({
     const [x, w, b] = a.x;
     const dy = a.dy[0]!;
     const gm = geom(a.node.attrs, attrInts(a.node.attrs, 'kernel_shape', w!.shape.slice(2)));
+    const db = b && a.needs[2] ? reduceSum(g, dy, [0, ...dy.shape.slice(2).map((_, i) => i + 2)], false) : null;
+    if (nchwcDepthwise(g, x!, w!, gm)) return [...depthwiseGrads(g, x!, w!, dy, gm, a.needs), db];
     return [
       a.needs[0] ? convInputGrad(g, dy, w!, gm, x!.shape) : null,
       a.needs[1] ? convWeightGrad(g, x!, dy, gm, w!.shape) : null,
-      b && a.needs[2] ? reduceSum(g, dy, [0, ...dy.shape.slice(2).map((_, i) => i + 2)], false) : null,
+      db,
     ];
   },
+  // CPU lowering: a depthwise conv runs in ORT's NCHWc layout (graph/ops/nchwc.ts)
+  lowerFor: ({ g, node, x }) => {
+    const [xv, w, b] = x;
+    const gm = geom(node.attrs, attrInts(node.attrs, 'kernel_shape', w!.shape.slice(2)));
+    return !b && nchwcDepthwise(g, xv!, w!, gm) ? [depthwiseForward(g, xv!, w!, gm)] : null;
+  },
 });
+
+/** dx and dw of a depthwise conv in NCHWc; one reorder of dy serves both where it can. */
+function depthwiseGrads(g: Graph, x: Value, w: Value, dy: Value, gm: Geom, needs: boolean[]): (Value | null)[] {
+  const block = g.lowering.nchwcBlock!;
+  const stride1 = gm.s.every((s) => s === 1);
+  const shareDy = (needs[0] && stride1) || (needs[1] && x.shape[1]! % block === 0);
+  const dyr = shareDy ? reorderInput(g, dy) : null;
+  const dx = needs[0]
+    ? ((dyr && depthwiseInputGrad(g, dyr, w, gm, x.shape[1]!)) ?? convInputGrad(g, dy, w, gm, x.shape))
+    : null;
+  const dw = needs[1] ? depthwiseWeightGrad(g, x, dy, dyr, gm) : null;
+  return [dx, dw];
+}
 
 /**
  * dX of a conv: ConvTranspose of dy by the same weights, output_padding

@@ -3,6 +3,7 @@ export * from './elementwise.js';
 export * from './shape.js';
 export * from './reduce.js';
 export * from './conv.js';
+export * from './nchwc.js';
 export * from './einsum.js';
 export * from './batchnorm.js';
 export * from './gated.js';

@@ -35,6 +35,10 @@ export type Differentiate = (
 
 export interface OpDef {
   readonly type: string;
+  /** ONNX domain of the op (default: the standard domain). */
+  readonly domain?: string;
+  /** ONNX op type when it differs from `type` (ops of another domain named apart in the IR). */
+  readonly onnxType?: string;
   /** Shape rule: output dtypes and static shapes from the inputs and attributes. */
   infer(inputs: (Value | null)[], attrs: Attrs, g: Graph): OutSpec[];
   /**
@@ -50,6 +54,11 @@ export interface OpDef {
    * them before serialization, so no composite reaches an ONNX file.
    */
   lower?(a: { g: Graph; node: Node; x: (Value | null)[]; y: Value[] }): Value[];
+  /**
+   * An execution-provider-specific formulation of a standard op (per g.lowering),
+   * applied with the composites' expansion (graph/lower.ts); null keeps the node as it is.
+   */
+  lowerFor?(a: { g: Graph; node: Node; x: (Value | null)[]; y: Value[] }): Value[] | null;
 }
 
 const registry = new Map<string, OpDef>();

@@ -10,7 +10,7 @@
  * is that of the few y elements a perturbation moves (≈ 6e-8·|y|/h each),
  * not that of a float32 reduction over the whole output.
  */
-import { Graph, attrInts, numel, type Node, type Value } from '../../graph/ir.js';
+import { Graph, attrInts, numel, type Lowering, type Node, type Value } from '../../graph/ir.js';
 import { gradients } from '../../graph/autodiff.js';
 import { serialize } from '../../graph/onnx.js';
 import { mul, reduceSum } from '../../graph/ops/index.js';
@@ -34,6 +34,8 @@ export interface GradCheckOptions {
   samples?: number;
   /** Graph training form (default true). */
   training?: boolean;
+  /** EP-specific lowering of the checked graph (default: portable standard ops, also checked to run on CUDA). */
+  lowering?: Lowering;
   /**
    * Parameters that `build` creates (g.param, e.g. through graph/nets Layers) are
    * fed like inputs, with N(0, paramStd²) values (default 0.5; 1 + N(0, 0.1²)
@@ -64,6 +66,12 @@ export interface GradCheckResult {
   gradOps: Record<string, number>;
   /** Op types of the forward fragment built by `build`. */
   forwardOps: string[];
+  /** Op histogram of the whole graph as ORT runs it (composites and EP-specific forms lowered). */
+  loweredOps: Record<string, number>;
+  /** The gradients of the checked inputs, as computed by the graph. */
+  analytic: Float32Array[];
+  /** The outputs y at the unperturbed inputs. */
+  outputs: Float32Array[];
   /** Largest |finite difference| seen: shows the check was not trivially 0 = 0. */
   maxAbsGrad: number;
   /** Where the largest relative error was. */
@@ -101,6 +109,7 @@ export async function gradCheck(
   const rng = new Rng(o.seed ?? 1);
   const g = new Graph('gradcheck');
   g.training = o.training ?? true;
+  if (o.lowering) g.lowering = o.lowering;
   const xs = inputs.map((i) => g.input(i.name, 'float32', i.shape));
   const outsRaw = build(g, xs);
   const outs = Array.isArray(outsRaw) ? outsRaw : [outsRaw];
@@ -135,7 +144,7 @@ export async function gradCheck(
   const before = g.nodes.length;
   const grads = gradients(g, loss!, wrt);
   const gradNodeList = g.nodes.slice(before);
-  const issues = cudaIssues(gradNodeList);
+  const issues = g.lowering.nchwcBlock ? [] : cudaIssues(gradNodeList);
   if (issues.length) throw new Error(`gradient graph would not run on CUDA: ${issues.join('; ')}`);
   const gradOps: Record<string, number> = {};
   for (const n of gradNodeList) gradOps[n.op] = (gradOps[n.op] ?? 0) + 1;
@@ -144,7 +153,10 @@ export async function gradCheck(
     if (!d) throw new Error(`no gradient reached ${w.name}`);
     g.output(d, `grad_${w.name}`);
   }
-  const sess = await Session.create(serialize(g, { params: 'inputs' }), { optimization: 'disabled' });
+  const bytes = serialize(g, { params: 'inputs' });
+  const loweredOps: Record<string, number> = {};
+  for (const n of g.nodes) loweredOps[n.op] = (loweredOps[n.op] ?? 0) + 1;
+  const sess = await Session.create(bytes, { optimization: 'disabled' });
   const data = inputs.map((i) => i.data ?? Float32Array.from({ length: numel(i.shape) }, () => rng.normal()));
   const feeds = () => Object.fromEntries(inputs.map((inp, k) => [inp.name, f32(data[k]!, inp.shape)]));
   const yNames = outs.map((_, k) => `y${k}`);
@@ -159,6 +171,8 @@ export async function gradCheck(
     return s;
   };
   const res = await sess.run(feeds());
+  const outputs = yNames.map((nm) => Float32Array.from(toF32(res[nm], nm)));
+  const analytic = inputs.filter((i) => i.check !== false).map((i) => Float32Array.from(toF32(res[`grad_${i.name}`])));
   const h = o.h ?? 1e-2;
   const l0 = o.kinkTol === undefined ? null : await lossAt();
   let maxAbs = 0;
@@ -211,6 +225,9 @@ export async function gradCheck(
     gradNodes: gradNodeList.length,
     gradOps,
     forwardOps,
+    loweredOps,
+    analytic,
+    outputs,
     maxAbsGrad,
     worst,
     kinks,

@@ -15,7 +15,7 @@ import { deployMeta, serializeInference } from '../../graph/deploy.js';
 import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '../../graph/training.js';
 import { Rng } from '../../graph/rng.js';
 import { add, mul } from '../../graph/ops/index.js';
-import type { Graph, Value } from '../../graph/ir.js';
+import type { Graph, Lowering, Value } from '../../graph/ir.js';
 import { buildSswpNetwork, sswpArchJson, type SswpArch } from '../../graph/nets/sswp.js';
 import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import {
@@ -31,7 +31,7 @@ import {
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams, pickParams, type ParamValues } from '../runtime/params.js';
 import { Progress } from '../runtime/progress.js';
-import { f32, i64, toF32, type EP } from '../runtime/session.js';
+import { f32, i64, toF32, type EP, loweringFor } from '../runtime/session.js';
 import {
   DataLoader,
   DataPool,
@@ -155,9 +155,11 @@ function buildGraphs(
   ds: Dataset,
   classes: number,
   evalBatch: number,
+  lowering: Lowering,
 ): Graphs & { info: ReturnType<typeof assembleStep>; opt: OptimizerSpec } {
   const m = buildNet(o, ds, classes, true, o.batch);
   const g = m.g;
+  g.lowering = lowering; // the step graph only: the evaluation graph is also the shipped model
   const labels = g.input('labels', 'int64', [o.batch]);
   let loss = crossEntropy(g, m.logits, labels);
   if (m.auxLogits) loss = add(g, loss, mul(g, crossEntropy(g, m.auxLogits, labels), g.scalar(o.auxWeight ?? 0.4)));
@@ -267,7 +269,13 @@ async function openTraining(o: TrainOptions): Promise<Training> {
   const evalBatch = o.evalBatch ?? Math.max(o.batch, 100);
   mkdirSync(o.out, { recursive: true });
   const { trainSet, testSet } = await openDatasets(o);
-  const gs = buildGraphs({ ...o, C: o.C, layers: o.layers, batch: o.batch }, trainSet, trainSet.classes, evalBatch);
+  const gs = buildGraphs(
+    { ...o, C: o.C, layers: o.layers, batch: o.batch },
+    trainSet,
+    trainSet.classes,
+    evalBatch,
+    await loweringFor(o.ep),
+  );
   const pool = new DataPool({ workers: o.workers });
   const train = new DataLoader(trainSet, {
     task: { name: 'cls', cutout: o.cutout ?? 16 },

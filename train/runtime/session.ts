@@ -7,6 +7,9 @@ import * as ort from 'onnxruntime-node';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { Graph, type Lowering } from '../../graph/ir.js';
+import { serialize } from '../../graph/onnx.js';
+import '../../graph/ops/index.js';
 
 export type EP = 'cpu' | 'cuda';
 export const EPS: readonly EP[] = ['cpu', 'cuda'];
@@ -169,4 +172,44 @@ export function scalarOf(t: ort.Tensor | undefined, what = 'output'): number {
 /** Execution providers onnxruntime-node reports as compiled in. */
 export function backendsCompiled(): string[] {
   return ort.listSupportedBackends().map((b) => b.name);
+}
+
+// ---- execution-provider-specific lowering ---------------------------------------
+
+let nchwcProbe: Promise<number> | null = null;
+
+/**
+ * The block size of this machine's ORT NCHWc CPU kernels (8 with AVX2, 16 with
+ * AVX-512), read from the shape a ReorderInput gives 4 channels; 0 where the
+ * kernels are missing. Probed once per process.
+ */
+export function nchwcBlockSize(): Promise<number> {
+  nchwcProbe ??= (async () => {
+    const g = new Graph('nchwc_probe');
+    g.lowering = { nchwcBlock: 4 }; // only for the IR's shape rule: the probe reads the real shape
+    const x = g.input('x', 'float32', [1, 4, 1, 1]);
+    g.output(g.op('Shape', [g.op('NchwcReorderInput', [x])]), 'shape');
+    try {
+      const s = await Session.create(serialize(g, { params: 'inputs', valueInfo: false }), { threads: 1 });
+      const out = await s.run({ x: f32(new Float32Array(4), [1, 4, 1, 1]) });
+      await s.release();
+      const b = Number((out.shape!.data as BigInt64Array)[1]);
+      return b >= 8 && b % 4 === 0 ? b : 0;
+    } catch {
+      return 0;
+    }
+  })();
+  return nchwcProbe;
+}
+
+/**
+ * How to lower training graphs for an execution provider: on the CPU, depthwise
+ * convolutions and their gradients in ORT's NCHWc layout where this machine has
+ * those kernels (`portable` forces the standard-op form everywhere); on CUDA the
+ * standard-op form.
+ */
+export async function loweringFor(ep: EP = 'cpu', portable = false): Promise<Lowering> {
+  if (ep !== 'cpu' || portable) return {};
+  const b = await nchwcBlockSize();
+  return b ? { nchwcBlock: b } : {};
 }

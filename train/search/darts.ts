@@ -47,7 +47,7 @@ import { configDiff } from '../runtime/config.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams } from '../runtime/params.js';
 import { Progress } from '../runtime/progress.js';
-import { f32, i64, type EP, type SessionOptions } from '../runtime/session.js';
+import { f32, i64, loweringFor, type EP, type SessionOptions } from '../runtime/session.js';
 import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
 import { genotypeSvg } from '../report/genotype-svg.js';
@@ -257,9 +257,12 @@ export interface SearchRunnerOptions extends SearchGraphOptions {
   profilePrefix?: string;
 }
 
-/** Build the step graphs of a search (exactly those runSearch runs) and start their sessions. */
+/**
+ * Build the step graphs of a search (exactly those runSearch runs) and start their sessions.
+ * The graphs are lowered for the execution provider (session.ts loweringFor) unless `o.lowering` says otherwise.
+ */
 export async function createSearchRunners(task: TaskShape, o: SearchRunnerOptions): Promise<SearchRunners> {
-  const gs = buildSearchGraphs(task, o);
+  const gs = buildSearchGraphs(task, { ...o, lowering: o.lowering ?? (await loweringFor(o.ep)) });
   const session = (group: string) => ({
     ep: o.ep,
     threads: o.threads,
