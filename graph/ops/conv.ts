@@ -9,18 +9,7 @@
  *  - AveragePool's gradient is a depthwise ConvTranspose with a constant kernel;
  *  - inference-form BatchNormalization (frozen statistics) is a per-channel affine map.
  */
-import {
-  A,
-  attrFloat,
-  attrInt,
-  attrInts,
-  attrString,
-  numel,
-  tensorOf,
-  type Attrs,
-  type Graph,
-  type Value,
-} from '../ir.js';
+import { A, attrFloat, attrInt, attrInts, numel, tensorOf, type Attrs, type Graph, type Value } from '../ir.js';
 import { registerOp, type OutSpec } from './registry.js';
 import { requireInputs } from './util.js';
 import { reshape, scatterAdd, slice, transpose, zeros } from './shape.js';
