@@ -1,5 +1,5 @@
 /**
- * DARTS search step benchmark: the step runSearch runs (train/search.ts
+ * DARTS search step benchmark: the step runSearch runs (train/search/darts.ts
  * createSearchRunners + searchStep: α gradient, host Adam on α, in-graph SGD
  * step of the weights), on CIFAR-shaped random data (3×32×32).
  *

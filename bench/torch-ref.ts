@@ -60,7 +60,7 @@ export const EVALNET = {
   genotype: 'darts_v2',
   auxWeight: 0.4,
 } as const;
-/** DARTS search hyper-parameters (shared/spec/darts.md). */
+/** DARTS search hyper-parameters (the DARTS paper's, train_search.py's defaults). */
 export const W_OPT = { lr: 0.025, momentum: 0.9, weightDecay: 3e-4, clip: 5 } as const;
 export const A_OPT = { lr: 3e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, weightDecay: 1e-3 } as const;
 /**

@@ -1,7 +1,8 @@
 /**
  * The DARTS search space's genotypes: the project-wide JSON format, parsing
  * with one-line errors, the shipped genotypes (models/genotypes/<name>.json)
- * by name, and the derivation of a genotype from α (darts.md).
+ * by name, and the derivation of a genotype from α (DARTS's genotype() in
+ * model_search.py of github.com/quark0/darts).
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';

@@ -1,4 +1,4 @@
-/** The cosine learning-rate schedules of train/engine.ts (per epoch for search, per step for training). */
+/** The cosine learning-rate schedules of train/runtime/engine.ts (per epoch for search, per step for training). */
 import { describe, expect, it } from 'vitest';
 import { cosineLr, stepCosineLr } from '../train/runtime/engine.js';
 

@@ -1,7 +1,7 @@
 /**
- * SSWP-NAS sampling (train/sswp-sampler.ts): two-path and full distributions,
+ * SSWP-NAS sampling (train/search/sswp/sampler.ts): two-path and full distributions,
  * the α-gradient estimator, op dropout, rescaling; and the phase schedule
- * (train/sswp-schedule.ts). Pure host code: fast.
+ * (train/search/sswp/schedule.ts). Pure host code: fast.
  */
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../graph/rng.js';

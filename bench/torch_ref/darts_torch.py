@@ -1,7 +1,7 @@
 """
 An independent PyTorch implementation of the DARTS networks, written after the
 DARTS reference code (operations.py, model_search.py, model.py of Liu et al.,
-ICLR 2019) and shared/spec/darts.md. It shares no code with nas-onnx: it is the
+ICLR 2019, github.com/quark0/darts). It shares no code with nas-onnx: it is the
 reference that bench/torch-ref.ts compares our ONNX graphs and their generated
 backward passes against.
 

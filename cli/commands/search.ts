@@ -2,7 +2,7 @@
  * `nas-onnx search`: find an architecture from images alone — DARTS (first or
  * second order) with a pretext objective, on a supernet; writes log.jsonl,
  * checkpoints, genotype.json and genotype.svg to --out. `--method sswp`:
- * SSWP-NAS (train/sswp.ts), a proxy-free search of the target-size network
+ * SSWP-NAS (train/search/sswp/search.ts), a proxy-free search of the target-size network
  * that keeps its weights; writes cells.json, cells.svg, model.onnx and final/.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';

@@ -1,5 +1,6 @@
 /**
- * DARTS networks (shared/spec/darts.md): the candidate operations, the search
+ * DARTS networks (Liu et al., ICLR 2019; operations.py, model_search.py and
+ * model.py of github.com/quark0/darts): the candidate operations, the search
  * supernet (MixedOp edges weighted by softmax(α), α graph parameters of role
  * 'arch'), and discretized networks from a genotype (CIFAR and ImageNet
  * layouts, auxiliary-head tap, drop path).

@@ -1,5 +1,5 @@
 /**
- * The NAS-Bench-101 network (Ying et al., ICML 2019; shared/spec/unnas.md)
+ * The NAS-Bench-101 network (Ying et al., ICML 2019; as the UnNAS study uses it)
  * built from a cell spec, as google-research/nasbench's model_builder does:
  *
  *   stem: 3×3 conv → BN → ReLU to `stemChannels` (128 in the benchmark)
@@ -8,7 +8,7 @@
  *   global average pool → linear (the head is the caller's: graph/nets/heads.ts
  *   or graph/nets/tasks.ts)
  *
- * A cell follows `nb101CellPlan` (train/study/nasbench101.ts) exactly:
+ * A cell follows `nb101CellPlan` (graph/spaces/nasbench101.ts) exactly:
  * interior vertex t sums its interior sources (truncated to its width when one
  * channel wider) and, on an input edge, a 1×1 conv-BN-ReLU projection of the
  * cell input, then applies conv3x3-bn-relu, conv1x1-bn-relu or maxpool3x3

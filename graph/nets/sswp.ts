@@ -1,5 +1,6 @@
 /**
- * SSWP-NAS networks (shared/spec/sswp.md): the proxy-free search network of the
+ * SSWP-NAS networks (Li, Gao, Zha, Hu, Xia, Zhang, Metaxas; and its public
+ * release): the proxy-free search network of the
  * target size, whose cells are either *gated* (still searched) or *discretized*
  * (pruned), and the final network built from per-cell architectures.
  *
@@ -18,7 +19,7 @@
  * mode). Then:
  *  - the forward value is exactly that of the sampled single-path network;
  *  - the weights of inactive ops get exactly zero gradients, and the in-graph
- *    clipping norm is unchanged; train/sswp.ts restores their values and
+ *    clipping norm is unchanged; train/search/sswp restores their values and
  *    momentum after the step, so they are untouched, as PyTorch leaves
  *    parameters whose grad is None;
  *  - ∂L/∂gate_k = ⟨∂L/∂edge, op_k(x)⟩ comes from our autodiff for every op
@@ -29,13 +30,9 @@
  *    output (ORT frees a branch's intermediates when it ends) and recomputes
  *    its forward in its backward branch (one extra forward of the active ops).
  *
- * Measured (bench/sswp-cost.ts --all; C = 8, 5 cells, 16 images = 32 SimCLR
- * views of 32×32, ORT CPU on 2 cores, median of 3 steps, relative to a DARTS
- * supernet weight step of the same size): see the table in README.md
- * (section "SSWP-NAS and the sample-based study"). `ifGates: false`
- * (LEVERS.ifGates) builds the previous design, every op computed and
- * multiplied by its gate, whose memory is that
- * of the whole supernet; the α-gradient graph differentiates only w.r.t.
+ * Costs: bench/sswp-cost.ts (table in README.md). `ifGates: false`
+ * (LEVERS.ifGates) computes every op and multiplies it by its gate (memory of
+ * the whole supernet); the α-gradient graph differentiates only w.r.t.
  * `gates`, so it skips all weight-gradient work in both. Pruned cells are
  * rebuilt discretized (only their kept ops, no gates), so a step gets cheaper
  * as forward progressive pruning proceeds.
@@ -59,7 +56,7 @@
  * computed nor kept for the backward pass); the final network then gets γ = 1,
  * β = 0, which is again exactly the searched function. BN running statistics
  * are not tracked during search (training-form BN uses batch statistics); they
- * are recomputed for the discretized network at the end (train/sswp.ts).
+ * are recomputed for the discretized network at the end (train/search/sswp).
  */
 import { Graph, GraphError, type Value } from '../ir.js';
 import { add, cast, concat, flatten, gateRegion, globalAvgPool, mul, reshape, split, sum } from '../ops/index.js';

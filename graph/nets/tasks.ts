@@ -1,6 +1,7 @@
 /**
- * Task heads and losses on a trunk's feature map, one per objective
- * (shared/spec/unnas.md, sswp.md):
+ * Task heads and losses on a trunk's feature map, one per objective (UnNAS,
+ * Liu et al., ECCV 2020, github.com/facebookresearch/unnas; SimCLR, Chen et al.,
+ * ICML 2020, as SSWP-NAS uses it):
  *  - cls / rot: global average pool → linear → cross entropy;
  *  - jig: the trunk ran on every tile (tiles folded into the batch); pooled tile
  *    features of an image are concatenated → linear over the permutations;

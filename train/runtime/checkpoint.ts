@@ -1,5 +1,5 @@
 /**
- * Checkpoints of a run directory (format documented in docs/artifacts.md):
+ * Checkpoints of a run directory (format: README.md, Artifacts):
  *
  *   <run>/checkpoints/step-<N>/state.json   step, metadata (epoch, RNG state…), tensor index
  *   <run>/checkpoints/step-<N>/tensors.bin  float32 little-endian tensors, concatenated

@@ -3,7 +3,7 @@
  * objective (rot, col, jig, simclr — or cls, and seg on label maps, the
  * supervised baselines UnNAS compares with). Each step: one α
  * step on a batch of the architecture half, then one w step on a batch of the
- * weight half (darts.md). First order: ∇α L_val(w, α). Second order: the
+ * weight half (Liu et al., DARTS, ICLR 2019, Alg. 1). First order: ∇α L_val(w, α). Second order: the
  * unrolled step with the finite-difference Hessian-vector product.
  *
  * The step graphs (wStep, alphaGrad, allGrad) come from graph/nets/search.ts;
@@ -311,7 +311,7 @@ export interface SearchStepResult {
 }
 
 /**
- * One search step (darts.md): the α gradient on the architecture batch (first
+ * One search step (DARTS's train() in train_search.py): the α gradient on the architecture batch (first
  * or second order), a host Adam step on α, then the in-graph SGD step of the
  * weights on the weight batch. `lr` is the current weight learning rate (ξ of
  * the second-order unrolling).
@@ -716,7 +716,8 @@ export function searchDataOptions(
 }
 
 /**
- * DARTS second-order α gradient (darts.md):
+ * DARTS second-order α gradient (DARTS eq. 7–8; Architect._backward_step_unrolled
+ * and _hessian_vector_product in architect.py of github.com/quark0/darts):
  *   w' = w − ξ(∇w L_train(w) + μ·buf + wd·w)
  *   g = ∇α L_val(w') − ξ·[∇α L_train(w⁺) − ∇α L_train(w⁻)] / 2ε,  w± = w ± ε∇w' L_val(w'),  ε = 0.01/‖∇w' L_val(w')‖
  */

@@ -1,5 +1,5 @@
 /**
- * Running the UnNAS sample-based study (shared/spec/unnas.md): every trial =
+ * Running the UnNAS sample-based study (Liu et al., ECCV 2020, §4): every trial =
  * (architecture, objective, seed) trains a network from scratch with one
  * budget and records the objective's accuracy on the held-out (test) split.
  *
