@@ -6,7 +6,7 @@
  * `--task seg` trains UnNAS's segmentation network instead (train-seg.ts).
  */
 import { readFileSync } from 'node:fs';
-import { Option, type Command } from 'commander';
+import { Option, type Command, type OptionValues } from 'commander';
 import { loadGenotype } from '../../graph/genotype.js';
 import { parseSswpArch, type SswpArch } from '../../graph/nets/sswp.js';
 import { CliError } from '../errors.js';
@@ -61,53 +61,58 @@ export function register(program: Command): void {
     .option('--resume', 'continue the run in --out from its latest checkpoint')
     .option('--quiet', 'no progress output');
   const readSeg = addSegOptions(cmd);
-  cmd.action(async (o) => {
+  cmd.action(async (o: OptionValues) => {
     if (o.task === 'seg') {
       if (o.cells) throw new CliError('--cells trains a classification network: leave it out with --task seg');
       return runSegTrain(cmd, readSeg);
     }
-    if (!!o.genotype === !!o.cells) throw new CliError('give exactly one of --genotype or --cells');
-    const cells = o.cells ? readCells(o.cells) : undefined;
-    if (cells) {
-      for (const k of ['C', 'layers'] as const)
-        if (cmd.getOptionValueSource(k) === 'cli' && o[k] !== cells[k])
-          throw new CliError(`--${k} ${o[k]} differs from ${o.cells} (${k} ${cells[k]}); leave it out with --cells`);
-      if (o.net !== 'cifar') throw new CliError('--cells builds the CIFAR layout only (--net cifar)');
-      o.C = cells.C;
-      o.layers = cells.layers;
-    }
-    const r = await trainNetwork({
-      genotype: o.genotype ? loadGenotype(o.genotype) : undefined,
-      cells,
-      dataset: o.dataset,
-      out: o.out,
-      net: o.net,
-      C: o.C,
-      layers: o.layers,
-      epochs: o.epochs,
-      batch: o.batch,
-      lr: o.lr,
-      auxWeight: o.auxWeight,
-      dropPath: o.dropPath,
-      cutout: o.cutout,
-      limit: o.limit,
-      size: o.size,
-      skipCorrupt: !!o.skipCorrupt,
-      workers: o.workers,
-      checkpointEvery: o.checkpointEvery,
-      ep: o.ep,
-      seed: o.seed,
-      resume: !!o.resume,
-      quiet: !!o.quiet,
-    });
-    const last = r.history[r.history.length - 1];
-    process.stdout.write(
-      `trained ${r.history.length} epoch(s): test accuracy ${last ? (100 * last.test_acc).toFixed(2) : '?'}%, ` +
-        `${r.params.toLocaleString('en-US')} parameters, ${r.secondsPerEpoch.toFixed(1)} s/epoch, step graph ${r.stepNodes} nodes\n` +
-        `model: ${r.modelPath}\n`,
-    );
-    if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
+    await trainCls(cmd, o);
   });
+}
+
+/** `train --task cls`: a genotype's network, or an SSWP-NAS network from its cells.json. */
+async function trainCls(cmd: Command, o: OptionValues): Promise<void> {
+  if (!!o.genotype === !!o.cells) throw new CliError('give exactly one of --genotype or --cells');
+  const cells = o.cells ? readCells(o.cells) : undefined;
+  if (cells) {
+    for (const k of ['C', 'layers'] as const)
+      if (cmd.getOptionValueSource(k) === 'cli' && o[k] !== cells[k])
+        throw new CliError(`--${k} ${o[k]} differs from ${o.cells} (${k} ${cells[k]}); leave it out with --cells`);
+    if (o.net !== 'cifar') throw new CliError('--cells builds the CIFAR layout only (--net cifar)');
+    o.C = cells.C;
+    o.layers = cells.layers;
+  }
+  const r = await trainNetwork({
+    genotype: o.genotype ? loadGenotype(o.genotype) : undefined,
+    cells,
+    dataset: o.dataset,
+    out: o.out,
+    net: o.net,
+    C: o.C,
+    layers: o.layers,
+    epochs: o.epochs,
+    batch: o.batch,
+    lr: o.lr,
+    auxWeight: o.auxWeight,
+    dropPath: o.dropPath,
+    cutout: o.cutout,
+    limit: o.limit,
+    size: o.size,
+    skipCorrupt: !!o.skipCorrupt,
+    workers: o.workers,
+    checkpointEvery: o.checkpointEvery,
+    ep: o.ep,
+    seed: o.seed,
+    resume: !!o.resume,
+    quiet: !!o.quiet,
+  });
+  const last = r.history[r.history.length - 1];
+  process.stdout.write(
+    `trained ${r.history.length} epoch(s): test accuracy ${last ? (100 * last.test_acc).toFixed(2) : '?'}%, ` +
+      `${r.params.toLocaleString('en-US')} parameters, ${r.secondsPerEpoch.toFixed(1)} s/epoch, step graph ${r.stepNodes} nodes\n` +
+      `model: ${r.modelPath}\n`,
+  );
+  if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
 }
 
 /** A cells.json file, checked (one clear error line when it is not one). */
