@@ -51,6 +51,12 @@ const TINY: Partial<SegTrainConfig> = {
 };
 
 describe('train --task seg', () => {
+  it('refuses a batch of one image (BN of the image-pool branch) and a missing genotype, in one line', async () => {
+    const out = join(tmp.dir, 'refused');
+    await expect(trainSeg({ ...TINY, batch: 1 }, { out })).rejects.toThrow('--batch: expected an integer ≥ 2, got 1');
+    await expect(trainSeg({ ...TINY, genotype: undefined }, { out })).rejects.toThrow('--genotype is required');
+  });
+
   it('learns coloured shapes on noise to a high mIoU; logs per-class IoU; ships a frame → logits model', async () => {
     const out = join(tmp.dir, 'run');
     const r = await trainSeg({ ...TINY, epochs: 8, evalEvery: 4 }, { out, workers: 1, quiet: true });

@@ -110,7 +110,8 @@ export const SEG_TRAIN_SETTINGS: SettingsSpec<SegTrainConfig> = {
     flag: '--scale-base <n>',
     help: 'random scale: shorter side to max(crop, T·2^u), u ~ U(−1, 1)',
   },
-  batch: { kind: positiveInt, default: 64, flag: '--batch <n>', help: 'batch size' },
+  // BN normalizes the image-pool branch over the batch alone: one image would make it a constant
+  batch: { kind: intKind(2), default: 64, flag: '--batch <n>', help: 'batch size (at least 2)' },
   epochs: { kind: positiveInt, default: 2700, flag: '--epochs <n>', help: 'epochs' },
   lr: { kind: positiveNumber, default: 0.1, flag: '--lr <x>', help: 'initial learning rate', resume: 'adjustable' },
   lrMin: { kind: nonNegativeNumber, default: 0, flag: '--lr-min <x>', help: 'final learning rate of the cosine' },

@@ -507,6 +507,8 @@ function freshState(s: Search, seed: number): void {
  */
 async function openSearchData(o: SearchOptions, fresh: boolean): Promise<Dataset> {
   if (o.objective !== 'seg') return limitDataset(await loadDataset(o.data, searchDataOptions(o, fresh)), o.limit);
+  // BN normalizes the ASPP image-pool branch over the batch alone: one image would make it a constant
+  if (o.batch < 2) throw new TrainError(`--objective seg needs --batch 2 or more, got ${o.batch}`);
   const d = searchDataOptions({ ...o, size: o.size ?? SEG_SEARCH_CROP }, fresh);
   return openSegTrainSet(o.data, {
     classes: segClasses(o),
