@@ -104,3 +104,11 @@ export function skipCorruptOption(): Option {
     'skip unreadable images (counted, the first few listed at the end) instead of failing',
   );
 }
+
+/** `--stem <stem>`: the search network's stem. */
+export function stemOption(): Option {
+  return new Option(
+    '--stem <stem>',
+    'network stem: cifar (3×3 conv) or imagenet (three stride-2 convs); default: imagenet for crops of 64 px or more',
+  ).choices(['cifar', 'imagenet']);
+}

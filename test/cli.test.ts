@@ -204,7 +204,10 @@ describe('nas-onnx CLI', () => {
     ]);
     expect(rt.code).toBe(0);
     const st = await ort.InferenceSession.create(join(tmp, 'supernet_train.onnx'));
-    expect((await st.run({ x })).logits!.dims).toEqual([2, 10]);
+    const labels = new ort.Tensor('int64', BigInt64Array.from([1n, 7n]), [2]);
+    const tout = await st.run({ x, labels });
+    expect(tout.logits!.dims).toEqual([2, 10]);
+    expect(Number.isFinite((tout.loss!.data as Float32Array)[0])).toBe(true);
     await st.release();
   });
 

@@ -15,7 +15,15 @@ import { SAMPLING_MODES } from '../../train/search/sswp/sampler.js';
 import { skipSummary } from '../../train/data/index.js';
 import type { EP } from '../../train/runtime/session.js';
 import { CliError } from '../errors.js';
-import { epOption, intOption, parsePositiveFloat, seedOption, sizeOption, skipCorruptOption } from '../options.js';
+import {
+  epOption,
+  intOption,
+  parsePositiveFloat,
+  seedOption,
+  sizeOption,
+  skipCorruptOption,
+  stemOption,
+} from '../options.js';
 
 /** A probability in [0, 1]. */
 function parseProbability(value: string): number {
@@ -134,6 +142,7 @@ interface SearchCliOptions {
   classes?: number;
   limit?: number;
   size?: number;
+  stem?: 'cifar' | 'imagenet';
   skipCorrupt?: boolean;
   workers?: number;
   checkpointEvery?: number;
@@ -162,6 +171,7 @@ function commonOptions(o: SearchCliOptions, objective: Objective) {
     archLr: o.archLr ?? d.archLr,
     limit: o.limit,
     size: o.size,
+    stem: o.stem,
     skipCorrupt: !!o.skipCorrupt,
     workers: o.workers,
     checkpointEvery: o.checkpointEvery,
@@ -273,6 +283,7 @@ export function register(program: Command): void {
     .addOption(intOption('--classes <n>', 'seg: classes of the label maps (ids 0..n-1, 255 ignored; default 19)'))
     .addOption(intOption('--limit <n>', 'use only the first N images'))
     .addOption(sizeOption())
+    .addOption(stemOption())
     .addOption(skipCorruptOption())
     .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too'))

@@ -147,7 +147,7 @@ export function reductionCells(layers: number): number[] {
 export type StemKind = 'cifar' | 'imagenet';
 
 /** CIFAR stem: 3×3 conv to c channels + affine BN; both cell inputs of the first cell are its output. */
-function cifarStem(L: Layers, x: Value, c: number): [Value, Value] {
+export function cifarStem(L: Layers, x: Value, c: number): [Value, Value] {
   const stem = L.scope('stem', () => {
     const y = L.scope('0', () => L.conv(x, c, 3, { pad: 1 }));
     return L.scope('1', () => L.bn(y, true));

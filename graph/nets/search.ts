@@ -7,10 +7,10 @@
  * head of the pretext objective (graph/nets/tasks.ts).
  */
 import type { OpName } from '../genotype.js';
-import { Graph, numel, type Lowering, type Param } from '../ir.js';
+import { Graph, numel, type Lowering, type Param, type Value } from '../ir.js';
 import { lowerComposites } from '../lower.js';
 import { assembleStep, type OptimizerSpec, type StepGraphInfo, type StepSpec } from '../training.js';
-import { searchTrunk } from './darts.js';
+import { type StemKind, searchTrunk } from './darts.js';
 import { Layers } from './layers.js';
 import { segReductions } from './seg.js';
 import { taskHead, type TaskShape } from './tasks.js';
@@ -27,28 +27,53 @@ export interface SearchForward {
   metrics: Record<string, StepSpec['loss']>;
   hasLabels: boolean;
   predictions: number;
+  /** The head's logits (SimCLR: the similarity rows). */
+  logits: Value;
+}
+
+/** The search network's stem when none is asked for: the ImageNet stem for crops of 64 px or more (UnNAS). */
+export function defaultStem(side: number): StemKind {
+  return side >= 64 ? 'imagenet' : 'cifar';
+}
+
+/** The shape of a search supernet (graph/nets/darts.ts searchTrunk). */
+export interface SearchNetShape {
+  C: number;
+  layers: number;
+  /** Rows of x per batch (task.xShape(batch)[0]). */
+  batchRows: number;
+  primitives?: readonly OpName[];
+  /** Default: `defaultStem` of the task's input side (pass the crop's for jigsaw, whose input is a tile). */
+  stem?: StemKind;
+  /** Training form (default; batch-statistics BN, what search runs) or inference form (running statistics). */
+  training?: boolean;
 }
 
 /** The supernet + task head in training form, on `rows` input rows. */
-export function buildSearchForward(
-  task: TaskShape,
-  o: { C: number; layers: number; batchRows: number; primitives?: readonly OpName[] },
-): SearchForward {
+export function buildSearchForward(task: TaskShape, o: SearchNetShape): SearchForward {
   const g = new Graph(`darts_search_${task.name}`);
-  g.training = true;
+  g.training = o.training ?? true;
   const L = new Layers(g, { trackRunningStats: false });
   const [c, h, w] = task.inputShape as [number, number, number];
   const x = g.input('x', 'float32', [o.batchRows, c, h, w]);
   // the seg objective searches UnNAS's segmentation network: ImageNet stem, one reduction
   const seg = task.name === 'seg' ? { stem: 'imagenet' as const, reductions: segReductions(o.layers) } : {};
-  const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives, ...seg });
+  const stem = o.stem ?? defaultStem(Math.min(h, w));
+  const trunk = searchTrunk(L, x, { C: o.C, layers: o.layers, primitives: o.primitives, stem, ...seg });
   const head = taskHead(L, trunk.features, {
     name: task.name,
     numClasses: task.numClasses,
     groupSize: task.groupSize,
     inputShape: task.inputShape,
   });
-  return { g, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
+  return {
+    g,
+    loss: head.loss,
+    metrics: head.metrics,
+    hasLabels: !!head.labels,
+    predictions: head.predictions,
+    logits: head.logits,
+  };
 }
 
 /** Bytes one run of a step graph feeds (its inputs and parameters) and fetches (its outputs). */
@@ -78,13 +103,8 @@ export interface SearchGraphIo {
   allGrad?: { fed: number; fetched: number };
 }
 
-export interface SearchGraphOptions {
-  C: number;
-  layers: number;
-  /** Rows of x per batch (task.xShape(batch)[0]). */
-  batchRows: number;
+export interface SearchGraphOptions extends SearchNetShape {
   order: 1 | 2;
-  primitives?: readonly OpName[];
   momentum: number;
   weightDecay: number;
   clip: number;
@@ -105,8 +125,9 @@ export interface SearchGraphs {
 /** Build the step graphs of a search: exactly those train/search/darts.ts runSearch runs. */
 export function buildSearchGraphs(task: TaskShape, o: SearchGraphOptions): SearchGraphs {
   const sgd: SgdSpec = { kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay };
+  const shape = { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives, stem: o.stem };
   const build = (): SearchForward => {
-    const f = buildSearchForward(task, { C: o.C, layers: o.layers, batchRows: o.batchRows, primitives: o.primitives });
+    const f = buildSearchForward(task, shape);
     f.g.lowering = o.lowering ?? {};
     return f;
   };

@@ -61,7 +61,7 @@
 import { Graph, GraphError, type Value } from '../ir.js';
 import { add, cast, concat, flatten, gateRegion, globalAvgPool, mul, reshape, split, sum } from '../ops/index.js';
 import { EDGES, GenotypeError, PRIMITIVES, STEPS, type OpName } from '../genotype.js';
-import { dartsOp, preprocess, reductionCells } from './darts.js';
+import { cifarStem, dartsOp, imagenetStem, preprocess, reductionCells, type StemKind } from './darts.js';
 import { auxiliaryHead, classifierHead } from './heads.js';
 import { LEVERS, Layers } from './layers.js';
 import { taskHead, type TaskShape } from './tasks.js';
@@ -141,6 +141,8 @@ export interface SswpTrunkOptions {
   /** Number of cells (CIFAR: 20); reductions at ⌊L/3⌋ and ⌊2L/3⌋. */
   layers: number;
   stemMultiplier?: number;
+  /** 'cifar' (3×3 conv + BN, default) or 'imagenet' (three stride-2 convs; graph/nets/darts.ts imagenetStem). */
+  stem?: StemKind;
   /** Per cell: null = gated (searched) cell, else its discretized ops. */
   cells: readonly CellSpec[];
   /**
@@ -294,28 +296,27 @@ function checkCells(o: SswpTrunkOptions): void {
 }
 
 /**
- * The SSWP network trunk: CIFAR stem (3×3 conv + affine BN), `layers` cells,
- * each gated, pruned per edge or discretized. Channel bookkeeping as in DARTS.
+ * The SSWP network trunk: CIFAR stem (3×3 conv + affine BN) or the ImageNet
+ * stem, `layers` cells, each gated, pruned per edge or discretized. Channel
+ * bookkeeping as in DARTS.
  */
 export function sswpTrunk(L: Layers, x: Value, o: SswpTrunkOptions): SswpTrunk {
   const g = L.g;
   checkCells(o);
   const reds = reductionCells(o.layers);
   const affine = o.affine ?? true;
-  const cStem = (o.stemMultiplier ?? 3) * o.C;
-  const stem = L.scope('stem', () => {
-    const y = L.scope('0', () => L.conv(x, cStem, 3, { pad: 1 }));
-    return L.scope('1', () => L.bn(y, true));
-  });
+  const imagenet = o.stem === 'imagenet';
+  const stems = imagenet ? imagenetStem(L, x, o.C) : cifarStem(L, x, (o.stemMultiplier ?? 3) * o.C);
   const gi = gateInputs(g, o);
   const opParams = new Map<string, string[]>();
   const dropPathInputs: string[] = [];
   const dropPath = o.dropPath && g.training ? dropPathMasks(g, dropPathInputs) : null;
   const auxAt = Math.floor((2 * o.layers) / 3);
   let aux: Value | null = null;
-  let [s0, s1] = [stem, stem];
+  let [s0, s1] = stems;
   let c = o.C;
-  let reductionPrev = false;
+  // both ImageNet stems reduce: the first cell's s0 is at twice s1's resolution
+  let reductionPrev = imagenet;
   for (let i = 0; i < o.layers; i++) {
     const reduction = reds.includes(i);
     if (reduction) c *= 2;
@@ -360,6 +361,8 @@ export interface SswpArch {
   C: number;
   layers: number;
   stem_multiplier: number;
+  /** Absent: the CIFAR stem. */
+  stem?: StemKind;
   input: [number, number, number];
   ops: OpName[];
   cells: { cell: number; reduction: boolean; pruned: boolean; ops: CellOps; concat: number[] }[];
@@ -369,6 +372,7 @@ export function sswpArch(o: {
   C: number;
   layers: number;
   stemMultiplier?: number;
+  stem?: StemKind;
   input: readonly number[];
   cells: readonly CellOps[];
   pruned?: readonly boolean[];
@@ -379,6 +383,7 @@ export function sswpArch(o: {
     C: o.C,
     layers: o.layers,
     stem_multiplier: o.stemMultiplier ?? 3,
+    ...(o.stem === 'imagenet' ? { stem: o.stem } : {}),
     input: [o.input[0]!, o.input[1]!, o.input[2]!],
     ops: [...SSWP_OPS],
     cells: o.cells.map((ops, i) => ({
@@ -418,6 +423,8 @@ export function parseSswpArch(obj: unknown, src = 'cells.json'): SswpArch {
       throw new GenotypeError(`${src}: '${k}' must be a positive integer`);
   }
   if (!Array.isArray(o.input) || o.input.length !== 3) throw new GenotypeError(`${src}: 'input' must be [C, H, W]`);
+  if (o.stem !== undefined && o.stem !== 'cifar' && o.stem !== 'imagenet')
+    throw new GenotypeError(`${src}: 'stem' must be cifar or imagenet`);
   if (JSON.stringify(o.ops) !== JSON.stringify(SSWP_OPS))
     throw new GenotypeError(`${src}: 'ops' must be ${JSON.stringify(SSWP_OPS)}`);
   if (!Array.isArray(o.cells) || o.cells.length !== o.layers)
@@ -446,6 +453,7 @@ export interface SswpNetShape {
   affine?: boolean;
   /** If-gated ops that run only when sampled (default LEVERS.ifGates; graph/nets/sswp.ts). */
   ifGates?: boolean;
+  stem?: StemKind;
 }
 
 /** The SSWP network + task head in training form (BN batch statistics, no running statistics), on `rows` rows. */
@@ -457,7 +465,14 @@ export function buildSswpForward(
   g.training = true;
   const L = new Layers(g, { trackRunningStats: !!o.trackRunningStats });
   const x = g.input('x', 'float32', [o.rows, ...task.inputShape]);
-  const trunk = sswpTrunk(L, x, { C: o.C, layers: o.layers, cells: o.cells, affine: o.affine, ifGates: o.ifGates });
+  const trunk = sswpTrunk(L, x, {
+    C: o.C,
+    layers: o.layers,
+    cells: o.cells,
+    affine: o.affine,
+    ifGates: o.ifGates,
+    stem: o.stem,
+  });
   const head = taskHead(L, trunk.features, task, { temperature: o.temperature, projectionDim: o.projectionDim });
   return { g, trunk, loss: head.loss, metrics: head.metrics, hasLabels: !!head.labels, predictions: head.predictions };
 }
@@ -477,6 +492,7 @@ export interface SswpNetworkOptions {
   auxiliary?: boolean;
   /** Drop path on the cells' ops (training graphs): one [N,1,1,1] mask input per droppable op. */
   dropPath?: boolean;
+  stem?: StemKind;
 }
 
 export interface SswpNetwork {
@@ -507,6 +523,7 @@ export function buildSswpNetwork(o: SswpNetworkOptions): SswpNetwork {
     cells: o.cells,
     auxiliary: !!o.classes && !!o.auxiliary && o.training,
     dropPath: o.dropPath,
+    stem: o.stem,
   });
   const pooled = flatten(g, globalAvgPool(g, trunk.features), 1);
   let projection: Value | null = null;

@@ -256,7 +256,8 @@ async function loadSets(o: FinetuneOptions, net: Shared['net']): Promise<{ train
 /** The step graph (classifier, auxiliary head, drop path), the inference graph and the BN-statistics graph. */
 function buildGraphs(sh: Pick<Shared, 's' | 'net' | 'input' | 'batch' | 'evalBatch' | 'bnBatch'>, classes: number) {
   const { s, net, input } = sh;
-  const shape = { C: net.arch.C, layers: net.arch.layers, cells: net.arch.cells.map((c) => c.ops) as CellOps[] };
+  const cells = net.arch.cells.map((c) => c.ops) as CellOps[];
+  const shape = { C: net.arch.C, layers: net.arch.layers, cells, stem: net.arch.stem };
   const m = buildSswpNetwork({
     ...shape,
     batch: sh.batch,

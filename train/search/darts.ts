@@ -24,8 +24,10 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { deriveGenotype, genotypeJson, PRIMITIVES, type Genotype, type OpName } from '../../graph/genotype.js';
+import { reductionCells, type StemKind } from '../../graph/nets/darts.js';
 import {
   buildSearchGraphs,
+  defaultStem,
   isArch,
   isWeight,
   type SearchGraphIo,
@@ -65,6 +67,7 @@ import {
   runDataDir,
   type SkipReport,
   skipReport,
+  type TaskOptions,
 } from '../data/index.js';
 
 /** The optimizers of a bilevel search: SGD on the weights (cosine lr), Adam on α; defaults per method. */
@@ -98,6 +101,8 @@ export interface SearchOptions extends BilevelOptimizerOptions {
   size?: number;
   /** Objective seg: classes of the label maps (default 19, Cityscapes). */
   classes?: number;
+  /** Stem of the supernet (default: imagenet for images of 64 px or more, else cifar). */
+  stem?: StemKind;
   /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
   /** Checkpoint every N steps (besides epoch ends); 0 = epoch ends only. */
@@ -161,6 +166,7 @@ export function searchConfig(o: SearchOptions): Record<string, unknown> {
     // recorded when set (configs of runs from before streaming have no such key)
     ...(o.size !== undefined ? { size: o.size } : {}),
     ...(o.objective === 'seg' ? { classes: segClasses(o) } : {}),
+    ...(o.stem !== undefined ? { stem: o.stem } : {}),
     lr: o.lr ?? 0.025,
     lrMin: o.lrMin ?? 0.001,
     momentum: o.momentum ?? 0.9,
@@ -388,6 +394,8 @@ interface Search {
   aLoader: DataLoader;
   /** Steps per epoch. */
   steps: number;
+  /** The supernet's stem. */
+  stem: StemKind;
   runners: SearchRunners;
   /** Costs each epoch's genotype's evaluation network for the log (null: not asked). */
   coster: EvalNetCoster | null;
@@ -427,14 +435,18 @@ function prepareRunDir(o: SearchOptions, cfg: Record<string, unknown>, fresh: bo
   return logPath;
 }
 
-type SearchData = Pick<Search, 'pool' | 'wLoader' | 'aLoader' | 'steps'>;
+type SearchData = Pick<Search, 'pool' | 'wLoader' | 'aLoader' | 'steps' | 'stem'>;
 
 /** The DARTS split of the images into a weight half and an architecture half, and their loaders. */
 async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
   const seed = o.seed ?? 0;
   const halves = dartsSplit(full, { seed });
+  // the seg objective searches UnNAS's segmentation network (its stem is the ImageNet one)
+  const { stem, task: taskOpts } =
+    o.objective === 'seg'
+      ? { stem: 'imagenet' as const, task: { name: 'seg' as const, numClasses: segClasses(o) } }
+      : searchTask(o.objective, Math.min(full.h, full.w), o.stem, o.layers);
   const pool = new DataPool({ workers: o.workers });
-  const taskOpts = o.objective === 'seg' ? { name: 'seg' as const, numClasses: segClasses(o) } : { name: o.objective };
   const wLoader = new DataLoader(halves.weights, { task: taskOpts, batchSize: o.batch, seed, dropLast: true, pool });
   const aLoader = new DataLoader(halves.arch, {
     task: taskOpts,
@@ -450,7 +462,7 @@ async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
     await pool.close();
     throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
   }
-  return { pool, wLoader, aLoader, steps };
+  return { pool, wLoader, aLoader, steps, stem };
 }
 
 /** The step graphs of the search and their sessions (the pool is closed when they fail). */
@@ -463,6 +475,7 @@ async function openRunners(o: SearchOptions, cfg: Record<string, unknown>, d: Se
       batchRows: task.xShape(o.batch)[0]!,
       order: o.order,
       primitives: o.primitives ?? PRIMITIVES,
+      stem: d.stem,
       momentum: cfg.momentum as number,
       weightDecay: cfg.weightDecay as number,
       clip: cfg.clip as number,
@@ -526,12 +539,14 @@ async function openSearch(o: SearchOptions): Promise<Search> {
   // a streamed set's file index is kept in the run directory, so a resumed run does not rescan the disk
   const full = await openSearchData(o, !resumeFrom);
   const logPath = prepareRunDir(o, cfg, !resumeFrom);
-  // (the seg objective's evaluation network is UnNAS's ASPP network, which the coster does not build)
+  const data = await openData(o, full);
+  // a cell searched with the ImageNet stem is costed in the ImageNet evaluation network (UnNAS);
+  // the seg objective's evaluation network is UnNAS's ASPP network, which the coster does not build
+  const net = data.stem === 'imagenet' ? 'imagenet' : 'cifar';
   const coster =
     o.evalNet === false || o.objective === 'seg'
       ? null
-      : new EvalNetCoster(evalNetShape(o.evalNet, full), { ep: o.ep });
-  const data = await openData(o, full);
+      : new EvalNetCoster(evalNetShape({ net, ...o.evalNet }, full), { ep: o.ep });
   const runners = await openRunners(o, cfg, data);
   const s: Search = {
     o,
@@ -706,6 +721,34 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     stopped,
     skipped: skipReport([s.full], [s.wLoader, s.aLoader]),
   };
+}
+
+/**
+ * The stem of a search on images of side `side` (default: `defaultStem`) and
+ * its task options. Every FactorizedReduce halves an even side, so the
+ * network's input side must be a multiple of 2^(reductions): 4 with the CIFAR
+ * stem, 32 with the ImageNet stem (3 stride-2 convs), for two reduction cells.
+ * Jigsaw tiles are sized to such a multiple, nearest to 0.76 of the patch.
+ */
+export function searchTask(
+  objective: Objective,
+  side: number,
+  stem: StemKind | undefined,
+  layers: number,
+): { stem: StemKind; task: TaskOptions } {
+  const s = stem ?? defaultStem(side);
+  const m = (s === 'imagenet' ? 8 : 1) * 2 ** new Set(reductionCells(layers)).size;
+  if (objective !== 'jig') {
+    if (side % m !== 0)
+      throw new TrainError(`the ${s} stem needs images whose side is a multiple of ${m}, got ${side} (--size)`);
+    return { stem: s, task: { name: objective } };
+  }
+  const grid = side < 64 ? 2 : 3;
+  const p = Math.floor(side / grid);
+  const tile = Math.min(Math.floor(p / m) * m, Math.max(m, Math.round((0.76 * p) / m) * m));
+  if (tile < m)
+    throw new TrainError(`images of ${side} px are too small for a ${grid}x${grid} jigsaw with the ${s} stem`);
+  return { stem: s, task: { name: 'jig', jigsawGrid: grid, tileFraction: (tile + 0.5) / p } };
 }
 
 /** How a search reads its data; a fresh run rescans a streamed set (its index is kept in <out>/data). */

@@ -51,6 +51,8 @@ import { EDGES } from '../../../graph/genotype.js';
 import { numel } from '../../../graph/ir.js';
 import { Rng } from '../../../graph/rng.js';
 import { deployMeta, serializeInference } from '../../../graph/deploy.js';
+import type { StemKind } from '../../../graph/nets/darts.js';
+import { defaultStem } from '../../../graph/nets/search.js';
 import type { Objective, TaskShape } from '../../../graph/nets/tasks.js';
 import {
   NUM_OPS,
@@ -126,6 +128,8 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   /** Crop size of streamed image folders and lists; skip unreadable images (train/search/darts.ts searchDataOptions). */
   size?: number;
   skipCorrupt?: boolean;
+  /** Network stem (default: imagenet for images of 64 px or more, else cifar; graph/nets/search.ts defaultStem). */
+  stem?: StemKind;
   prune?: PruneMode;
   /** What pruning a cell keeps (default 'op-per-edge', the paper's; prune.ts). */
   pruneRule?: PruneRule;
@@ -177,6 +181,8 @@ export interface SswpConfig {
   limit: number | null;
   /** Crop size of a streamed image set (absent: the images' own size). */
   size?: number;
+  /** The stem asked for (absent: the default for the images' size). */
+  stem?: StemKind;
   prune: PruneMode;
   pruneRule: PruneRule;
   /** A fixed architecture trained without search (SswpOptions.fixedCells), else null. */
@@ -241,6 +247,7 @@ export function sswpConfig(o: SswpOptions): SswpConfig {
     seed: o.seed ?? 0,
     limit: o.limit ?? null,
     ...(o.size !== undefined ? { size: o.size } : {}),
+    ...(o.stem !== undefined ? { stem: o.stem } : {}),
     prune: o.prune ?? d.prune,
     pruneRule: o.pruneRule ?? d.pruneRule,
     fixedCells: o.fixedCells ?? null,
@@ -293,7 +300,7 @@ export function plainBatch(
  * Returns the running_mean / running_var values by parameter name.
  */
 export async function recomputeBnStats(
-  net: { C: number; layers: number; cells: readonly CellOps[] },
+  net: { C: number; layers: number; cells: readonly CellOps[]; stem?: StemKind },
   params: ParamValues,
   ds: Dataset,
   norm: { mean: number[]; std: number[] },
@@ -447,11 +454,17 @@ async function openData(o: SswpOptions, cfg: SswpConfig): Promise<SearchData> {
   return { full, pool, wLoader, aLoader, taskShape, S, sched, rows: t.xShape(o.batch)[0]! };
 }
 
+/** The stem of a search: the one asked for, else the default for its images' size. */
+function stemOf(s: Pick<Search, 'o' | 'full'>): StemKind {
+  return s.o.stem ?? defaultStem(Math.min(s.full.h, s.full.w));
+}
+
 /** The network of a prune state, as the step graphs are built. */
 function netShape(s: Search, cells: CellSpec[]): RunnerShape {
   return {
     C: s.o.C,
     layers: s.o.layers,
+    stem: stemOf(s),
     cells,
     affine: s.cfg.affine,
     rows: s.rows,
@@ -563,6 +576,7 @@ function writeCells(s: Search): void {
   const arch = sswpArch({
     C: o.C,
     layers: o.layers,
+    stem: stemOf(s),
     input: [full.c, full.h, full.w],
     cells: currentCells(s),
     pruned: s.pruned.map((c) => c !== null),
@@ -838,6 +852,7 @@ async function finishSearch(s: Search): Promise<SswpResult> {
     out: o.out,
     C: o.C,
     layers: o.layers,
+    stem: stemOf(s),
     cells,
     params: s.st.params,
     ds: s.full,
@@ -869,6 +884,7 @@ function stoppedResult(s: Search): SswpResult {
   const arch = sswpArch({
     C: s.o.C,
     layers: s.o.layers,
+    stem: stemOf(s),
     input: [s.full.c, s.full.h, s.full.w],
     cells: currentCells(s),
     pruned: s.pruned.map((c) => c !== null),
@@ -901,6 +917,7 @@ export async function finalizeNetwork(o: {
   out: string;
   C: number;
   layers: number;
+  stem?: StemKind;
   cells: CellOps[];
   params: ParamValues;
   ds: Dataset;
@@ -913,7 +930,7 @@ export async function finalizeNetwork(o: {
   projectionDim: number;
   config: Record<string, unknown>;
 }): Promise<{ arch: SswpArch; modelPath: string; finalDir: string }> {
-  const net = { C: o.C, layers: o.layers, cells: o.cells };
+  const net = { C: o.C, layers: o.layers, cells: o.cells, stem: o.stem };
   const input = [o.ds.c, o.ds.h, o.ds.w];
   const withHead = o.objective === 'simclr';
   const train = buildSswpNetwork({
@@ -939,7 +956,7 @@ export async function finalizeNetwork(o: {
     ep: o.ep,
   });
   for (const [k, v] of stats) values.set(k, v);
-  const arch = sswpArch({ C: o.C, layers: o.layers, input, cells: o.cells });
+  const arch = sswpArch({ C: o.C, layers: o.layers, stem: o.stem, input, cells: o.cells });
   const m = buildSswpNetwork({
     ...net,
     batch: 1,
