@@ -8,11 +8,19 @@
  * Run after `npm run build`:
  *   node dist/bench/data-throughput.js [--batch-size 128] [--seconds 1] [--repeat 3]
  *        [--tasks cls,rot,col,jig,simclr] [--max-workers N] [--json]
+ *
+ * Streaming from a folder of JPEGs (bench/image-folder.ts): images/s at a crop
+ * size for 1, 2, … workers, one pass each (or --seconds of it), and the
+ * process's peak RSS; --generate N first writes N generated 400×300 JPEGs
+ * into the folder (keep such folders in /tmp):
+ *   node dist/bench/data-throughput.js --folder /tmp/jpegs --size 224 [--generate 2000]
+ *        [--tasks rot] [--batch-size 32] [--max-workers 2] [--seconds 0] [--cache-mb 0]
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Rng } from '../graph/rng.js';
+import { folderThroughput, generateJpegs } from './image-folder.js';
 import {
   type Dataset,
   DataLoader,
@@ -30,16 +38,26 @@ interface Args {
   maxWorkers: number;
   repeat: number;
   json: boolean;
+  /** Folder mode: the folder, crop size, images to generate first, decoded-image cache budget (MiB). */
+  folder?: string;
+  size: number;
+  generate: number;
+  cacheMb: number;
 }
 
 function parseArgs(argv: string[]): Args {
+  // folder mode: one pass at 1 and 2 workers, rot, batches of 32; else timed points for every task
+  const folder = argv.includes('--folder');
   const a: Args = {
-    batchSize: 128,
-    seconds: 1,
-    tasks: [...TASK_NAMES],
-    maxWorkers: availableParallelism(),
+    batchSize: folder ? 32 : 128,
+    seconds: folder ? 0 : 1,
+    tasks: folder ? ['rot'] : [...TASK_NAMES],
+    maxWorkers: folder ? 2 : availableParallelism(),
     repeat: 3,
     json: false,
+    size: 224,
+    generate: 0,
+    cacheMb: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -54,6 +72,10 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--max-workers') a.maxWorkers = Number(value());
     else if (k === '--repeat') a.repeat = Number(value());
     else if (k === '--json') a.json = true;
+    else if (k === '--folder') a.folder = value();
+    else if (k === '--size') a.size = Number(value());
+    else if (k === '--generate') a.generate = Number(value());
+    else if (k === '--cache-mb') a.cacheMb = Number(value());
     else throw new Error(`unknown argument ${k}`);
   }
   return a;
@@ -108,6 +130,17 @@ async function measure(
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.folder) {
+    if (args.generate > 0) await generateJpegs(args.folder, args.generate);
+    const task = args.tasks[0]!;
+    console.log(
+      `streaming ${args.folder}: crop ${args.size}, task ${task}, batch ${args.batchSize}, ${availableParallelism()} cores, node ${process.version}`,
+    );
+    const { folder, size, batchSize, maxWorkers, seconds } = args;
+    const memoryBytes = args.cacheMb * 2 ** 20;
+    await folderThroughput({ folder, size, task, batchSize, maxWorkers, seconds, memoryBytes }, args.json);
+    return;
+  }
   const fmnistReal = existsSync(process.env.FASHION_MNIST_DIR ?? FASHION_MNIST_DIR);
   const sets: Dataset[] = [
     fmnistReal

@@ -94,7 +94,7 @@ describe('build-supernet writes the supernet search trains', () => {
       epochs: 1,
       batch: 2,
       C: 2,
-      layers: 2,
+      layers: 3,
       order: 1,
       workers: 0,
       quiet: true,
@@ -106,7 +106,7 @@ describe('build-supernet writes the supernet search trains', () => {
       [...ckpt.tensors].filter(([k]) => k.startsWith('param:')).map(([k, v]) => [k.slice(6), v.length]),
     );
     const file = join(tmp, 'supernet-col.onnx');
-    const base = { C: 2, layers: 2, classes: 10, channels: 3, size: 64, batch: 2, seed: 0 };
+    const base = { C: 2, layers: 3, classes: 10, channels: 3, size: 64, batch: 2, seed: 0 };
     const r = buildSupernetFile({ ...base, objective: 'col', out: file, training: true });
     expect(r.stem).toBe('imagenet');
     // every trained tensor is in the file, and the file's parameters are exactly those
