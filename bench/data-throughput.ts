@@ -14,7 +14,7 @@
  * process's peak RSS; --generate N first writes N generated 400×300 JPEGs
  * into the folder (keep such folders in /tmp):
  *   node dist/bench/data-throughput.js --folder /tmp/jpegs --size 224 [--generate 2000]
- *        [--tasks rot] [--batch-size 32] [--max-workers 2] [--seconds 0] [--cache-mb 0]
+ *        [--tasks rot] [--batch-size 32] [--max-workers 2 | --workers N] [--seconds 0] [--cache-mb 0]
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -43,6 +43,8 @@ interface Args {
   size: number;
   generate: number;
   cacheMb: number;
+  /** Folder mode: only this worker count. */
+  workers?: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -76,6 +78,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--size') a.size = Number(value());
     else if (k === '--generate') a.generate = Number(value());
     else if (k === '--cache-mb') a.cacheMb = Number(value());
+    else if (k === '--workers') a.workers = Number(value());
     else throw new Error(`unknown argument ${k}`);
   }
   return a;
@@ -136,9 +139,9 @@ async function main(): Promise<void> {
     console.log(
       `streaming ${args.folder}: crop ${args.size}, task ${task}, batch ${args.batchSize}, ${availableParallelism()} cores, node ${process.version}`,
     );
-    const { folder, size, batchSize, maxWorkers, seconds } = args;
+    const { folder, size, batchSize, maxWorkers, seconds, workers } = args;
     const memoryBytes = args.cacheMb * 2 ** 20;
-    await folderThroughput({ folder, size, task, batchSize, maxWorkers, seconds, memoryBytes }, args.json);
+    await folderThroughput({ folder, size, task, batchSize, maxWorkers, seconds, memoryBytes, workers }, args.json);
     return;
   }
   const fmnistReal = existsSync(process.env.FASHION_MNIST_DIR ?? FASHION_MNIST_DIR);

@@ -5,7 +5,7 @@
  * the DataLoader at a crop size for 1, 2, … worker threads, reporting images
  * per second (wall clock and per CPU-second) and the process's peak RSS.
  */
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
@@ -37,20 +37,25 @@ function photo(w: number, h: number, rng: Rng): Buffer {
   return out;
 }
 
-/** Writes `n` generated 400×300 JPEGs (quality 80) into `dir` unless it already holds that many. */
+/**
+ * Writes `n` 400×300 JPEGs (quality 80) into `dir` unless it already holds
+ * that many: 100 distinct generated photos, repeated under new names (each
+ * file is decoded in full; their content does not change the cost).
+ */
 export async function generateJpegs(dir: string, n: number, seed = 1): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const have = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.jpg')).length : 0;
   if (have >= n) return;
   const rng = new Rng(seed);
-  const t0 = performance.now();
-  for (let i = have; i < n; i++) {
-    await sharp(photo(400, 300, rng), { raw: { width: 400, height: 300, channels: 3 } })
-      .jpeg({ quality: 80 })
-      .toFile(join(dir, `img_${String(i).padStart(6, '0')}.jpg`));
-    if ((i + 1) % 1000 === 0)
-      process.stderr.write(`generated ${i + 1}/${n} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
-  }
+  const photos: Buffer[] = [];
+  for (let k = 0; k < Math.min(100, n); k++)
+    photos.push(
+      await sharp(photo(400, 300, rng), { raw: { width: 400, height: 300, channels: 3 } })
+        .jpeg({ quality: 80 })
+        .toBuffer(),
+    );
+  for (let i = have; i < n; i++)
+    writeFileSync(join(dir, `img_${String(i).padStart(6, '0')}.jpg`), photos[i % photos.length]!);
 }
 
 export interface FolderPoint {
@@ -69,6 +74,8 @@ export interface FolderBench {
   maxWorkers: number;
   /** Stop a pass after this many seconds (0: one whole epoch). */
   seconds: number;
+  /** Only this worker count (else 1..maxWorkers). */
+  workers?: number;
   /** Decoded-image cache budget (0: always stream from disk). */
   memoryBytes: number;
 }
@@ -99,7 +106,8 @@ async function pass(o: FolderBench, workers: number): Promise<FolderPoint> {
 /** Passes over the folder for 1..maxWorkers workers; prints a line each and the peak RSS. */
 export async function folderThroughput(o: FolderBench, json: boolean): Promise<FolderPoint[]> {
   const points: FolderPoint[] = [];
-  for (let w = 1; w <= o.maxWorkers; w++) {
+  const counts = o.workers ? [o.workers] : Array.from({ length: o.maxWorkers }, (_, i) => i + 1);
+  for (const w of counts) {
     const p = await pass(o, w);
     points.push(p);
     if (!json) {

@@ -3,8 +3,8 @@
  * createSearchRunners + searchStep: α gradient, host Adam on α, in-graph SGD
  * step of the weights), on CIFAR-shaped random data (3×32×32).
  *
- *   node dist/bench/search-step.js [--C 16] [--layers 8] [--batch 64] [--order 1|2]
- *        [--objective cls|rot] [--ep cpu|cuda] [--steps 3] [--warmup 1] [--threads N] [--opt disabled|basic|extended|all] [--arena] [--dry] [--json]
+ *   node dist/bench/search-step.js [--C 16] [--layers 8] [--batch 64] [--order 1|2] [--size 32]
+ *        [--stem cifar|imagenet (default: imagenet from 64 px)] [--objective cls|rot] [--ep cpu|cuda] [--steps 3] [--warmup 1] [--threads N] [--opt disabled|basic|extended|all] [--arena] [--dry] [--json]
  *
  * --dry builds the graphs only and prints their node counts and bytes per step (no sessions, no steps).
  *
@@ -23,7 +23,7 @@ import { newTrainState } from '../train/runtime/engine.js';
 import { initParams } from '../train/runtime/params.js';
 import { f32, i64, type EP, type SessionOptions } from '../train/runtime/session.js';
 import { resolveTask, type TaskName } from '../train/data/index.js';
-import { buildSearchGraphs } from '../graph/nets/search.js';
+import { buildSearchGraphs, defaultStem } from '../graph/nets/search.js';
 import { createSearchRunners, searchStep, type SearchRunners } from '../train/search/darts.js';
 import { args, MiB, peakRssMiB } from './util.js';
 
@@ -40,6 +40,7 @@ const a = args({
   opt: 'disabled',
   arena: false,
   size: 32,
+  stem: '',
   dry: false,
   json: false,
 });
@@ -51,6 +52,7 @@ const threads = Number(a.threads) || undefined;
 const task = resolveTask(objective, { c: 3, h: size, w: size, classes: 10, labelled: true });
 const batch = Number(a.batch);
 const rows = task.xShape(batch)[0]!;
+const stem = a.stem === 'cifar' || a.stem === 'imagenet' ? a.stem : defaultStem(size);
 
 /** Bytes fed and fetched by one search step: first order α-grad + w; second order 2 × full-grad + 2 × α-grad + w. */
 function stepBytes(io: SearchRunners['io']): { fed: number; fetched: number } {
@@ -65,6 +67,7 @@ if (a.dry) {
     layers: Number(a.layers),
     batchRows: rows,
     order,
+    stem,
     momentum: 0.9,
     weightDecay: 3e-4,
     clip: 5,
@@ -72,7 +75,7 @@ if (a.dry) {
   const b = stepBytes(gs.io);
   console.log(
     JSON.stringify({
-      config: { C: Number(a.C), layers: Number(a.layers), batch, rows, objective, order, input: [3, size, size] },
+      config: { C: Number(a.C), layers: Number(a.layers), batch, rows, objective, order, stem, input: [3, size, size] },
       nodes: gs.nodes,
       bytes_fed_per_step: b.fed,
       bytes_fetched_per_step: b.fetched,
@@ -87,6 +90,7 @@ const r = await createSearchRunners(task, {
   layers: Number(a.layers),
   batchRows: rows,
   order,
+  stem,
   momentum: 0.9,
   weightDecay: 3e-4,
   clip: 5,
@@ -154,6 +158,7 @@ const rec = {
     threads: threads ?? `ORT default (${availableParallelism()} CPUs)`,
     opt: a.opt,
     arena: !!a.arena,
+    stem,
     input: [3, size, size],
   },
   nodes: r.nodes,
@@ -170,7 +175,7 @@ const rec = {
 if (a.json) console.log(JSON.stringify(rec));
 else {
   console.log(
-    `DARTS search step, order ${order}, ${objective}, C=${a.C} layers=${a.layers} batch=${batch} (${rows} rows of 3×${size}×${size}), ep ${a.ep}, ${threads ?? `ORT's default`} threads (${availableParallelism()} CPUs), graph optimization ${a.opt}, CPU arena ${a.arena ? 'on' : 'off'}\n` +
+    `DARTS search step, order ${order}, ${objective}, C=${a.C} layers=${a.layers} batch=${batch} (${rows} rows of 3×${size}×${size}), ${stem} stem, ep ${a.ep}, ${threads ?? `ORT's default`} threads (${availableParallelism()} CPUs), graph optimization ${a.opt}, CPU arena ${a.arena ? 'on' : 'off'}\n` +
       `  nodes: w-step ${r.nodes.wStep}, α-grad ${r.nodes.alphaGrad}${r.nodes.allGrad ? `, full-grad ${r.nodes.allGrad}` : ''}\n` +
       `  graphs + sessions: ${rec.setup_s} s\n` +
       `  ${rec.s_per_step} s/step wall (median of ${times.length}; min ${rec.s_per_step_min}), ${rec.cpu_s_per_step} s CPU/step (min ${rec.cpu_s_per_step_min})\n` +
