@@ -45,17 +45,15 @@ afterAll(() => {
 });
 
 describe('search network for large images', () => {
-  it('the stem follows the crop size; inputs must suit the reductions; jigsaw tiles are sized for them', () => {
-    expect(searchTask('rot', 224, undefined, 8)).toEqual({ stem: 'imagenet', task: { name: 'rot' } });
-    expect(searchTask('rot', 32, undefined, 8)).toEqual({ stem: 'cifar', task: { name: 'rot' } });
-    expect(searchTask('col', 64, 'cifar', 8).stem).toBe('cifar');
-    expect(() => searchTask('rot', 100, undefined, 8)).toThrow(/multiple of 32, got 100/);
-    expect(() => searchTask('rot', 30, undefined, 8)).toThrow(/multiple of 4, got 30/);
-    // 224 px, 3×3 grid: patches of 74, tiles of 64 (a multiple of 32 nearest 0.76·74)
-    const jig = resolveTask(searchTask('jig', 224, undefined, 8).task, { c: 3, h: 224, w: 224 });
-    expect([jig.inputShape, jig.numClasses, jig.options.grayProb]).toEqual([[3, 64, 64], 1000, 0.3]);
+  it('the stem follows the crop size; large crops get a 3×3 jigsaw of 1000 permutations, 30% gray', () => {
+    expect(searchTask('rot', 224, undefined)).toEqual({ stem: 'imagenet', task: { name: 'rot' } });
+    expect(searchTask('rot', 32, undefined)).toEqual({ stem: 'cifar', task: { name: 'rot' } });
+    expect(searchTask('col', 64, 'cifar').stem).toBe('cifar');
+    // 224 px, 3×3 grid: patches of 74, tiles of ⌊0.76·74⌋ = 56
+    const jig = resolveTask(searchTask('jig', 224, undefined).task, { c: 3, h: 224, w: 224 });
+    expect([jig.inputShape, jig.numClasses, jig.options.grayProb]).toEqual([[3, 56, 56], 1000, 0.3]);
     // CIFAR size: the 12-pixel tiles of UnNAS, 24 permutations, no gray images
-    const small = resolveTask(searchTask('jig', 32, undefined, 8).task, { c: 3, h: 32, w: 32 });
+    const small = resolveTask(searchTask('jig', 32, undefined).task, { c: 3, h: 32, w: 32 });
     expect([small.inputShape, small.numClasses, small.options.grayProb]).toEqual([[3, 12, 12], 24, 0]);
   });
 

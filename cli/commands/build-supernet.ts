@@ -84,7 +84,7 @@ function anyBatch(training: boolean, objective: Objective): string | undefined {
 export function buildSupernetFile(o: BuildSupernetOptions): BuildSupernetResult {
   checkOutPath(o.out);
   const objective = o.objective ?? 'cls';
-  const st = searchTask(objective, o.size, o.stem, o.layers);
+  const st = searchTask(objective, o.size, o.stem);
   const shape = { c: o.channels, h: o.size, w: o.size, classes: o.classes, labelled: true };
   const task = resolveTask({ ...st.task, numClasses: objective === 'cls' ? o.classes : undefined }, shape);
   const rows = task.xShape(o.batch)[0]!;

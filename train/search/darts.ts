@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { deriveGenotype, genotypeJson, PRIMITIVES, type Genotype, type OpName } from '../../graph/genotype.js';
-import { reductionCells, type StemKind } from '../../graph/nets/darts.js';
+import type { StemKind } from '../../graph/nets/darts.js';
 import {
   buildSearchGraphs,
   defaultStem,
@@ -445,7 +445,7 @@ async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
   const { stem, task: taskOpts } =
     o.objective === 'seg'
       ? { stem: 'imagenet' as const, task: { name: 'seg' as const, numClasses: segClasses(o) } }
-      : searchTask(o.objective, Math.min(full.h, full.w), o.stem, o.layers);
+      : searchTask(o.objective, Math.min(full.h, full.w), o.stem);
   const pool = new DataPool({ workers: o.workers });
   const wLoader = new DataLoader(halves.weights, { task: taskOpts, batchSize: o.batch, seed, dropLast: true, pool });
   const aLoader = new DataLoader(halves.arch, {
@@ -723,32 +723,13 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   };
 }
 
-/**
- * The stem of a search on images of side `side` (default: `defaultStem`) and
- * its task options. Every FactorizedReduce halves an even side, so the
- * network's input side must be a multiple of 2^(reductions): 4 with the CIFAR
- * stem, 32 with the ImageNet stem (3 stride-2 convs), for two reduction cells.
- * Jigsaw tiles are sized to such a multiple, nearest to 0.76 of the patch.
- */
+/** The stem of a search on images of side `side` (default: `defaultStem`) and its task options. */
 export function searchTask(
   objective: Objective,
   side: number,
   stem: StemKind | undefined,
-  layers: number,
 ): { stem: StemKind; task: TaskOptions } {
-  const s = stem ?? defaultStem(side);
-  const m = (s === 'imagenet' ? 8 : 1) * 2 ** new Set(reductionCells(layers)).size;
-  if (objective !== 'jig') {
-    if (side % m !== 0)
-      throw new TrainError(`the ${s} stem needs images whose side is a multiple of ${m}, got ${side} (--size)`);
-    return { stem: s, task: { name: objective } };
-  }
-  const grid = side < 64 ? 2 : 3;
-  const p = Math.floor(side / grid);
-  const tile = Math.min(Math.floor(p / m) * m, Math.max(m, Math.round((0.76 * p) / m) * m));
-  if (tile < m)
-    throw new TrainError(`images of ${side} px are too small for a ${grid}x${grid} jigsaw with the ${s} stem`);
-  return { stem: s, task: { name: 'jig', jigsawGrid: grid, tileFraction: (tile + 0.5) / p } };
+  return { stem: stem ?? defaultStem(side), task: { name: objective } };
 }
 
 /** How a search reads its data; a fresh run rescans a streamed set (its index is kept in <out>/data). */
