@@ -66,15 +66,18 @@ export function buildProgram(): Command {
 
 /** Run the CLI on `argv` (node-style: [node, script, ...args]); resolves to the exit code. */
 export async function run(argv: readonly string[] = process.argv): Promise<number> {
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  const onError = (e: NodeJS.ErrnoException): void => {
     // `nas-onnx info m.onnx | head`: the reader went away; nothing left to say
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw e;
-  });
+  };
+  process.stdout.on('error', onError);
   try {
     await buildProgram().parseAsync([...argv]);
     return Number(process.exitCode ?? 0);
   } catch (e) {
     return reportError(e);
+  } finally {
+    process.stdout.off('error', onError);
   }
 }

@@ -9,7 +9,7 @@
  *      .addOption(seedOption())
  *      .addOption(outOption('model.onnx'));
  */
-import { InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { checkWritableFile, writeFileAtomic, type FileData } from '../train/runtime/fsutil.js';
 import { EPS, type EP } from '../train/runtime/session.js';
 
@@ -111,4 +111,16 @@ export function stemOption(): Option {
     '--stem <stem>',
     'network stem: cifar (3×3 conv) or imagenet (three stride-2 convs); default: imagenet for crops of 64 px or more',
   ).choices(['cifar', 'imagenet']);
+}
+
+/**
+ * The run-directory options of a long-running command (train/runtime/run.ts):
+ * `--out <dir>`, `--resume`, `--overwrite`, `--quiet`.
+ */
+export function runDirOptions(cmd: Command, out: string): Command {
+  return cmd
+    .option('--out <dir>', 'run directory (one that holds a run needs --resume or --overwrite)', out)
+    .option('--resume', 'continue the run in --out from its newest intact checkpoint (only learning rates may change)')
+    .option('--overwrite', 'replace the run that --out holds')
+    .option('--quiet', 'no progress output');
 }

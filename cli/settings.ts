@@ -63,13 +63,21 @@ function quote(t: string): string {
   return `'${t.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The argv the program was parsed from (commander keeps it on the root command), else process.argv. */
+function parsedArgv(cmd: Command): readonly string[] {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  const raw = (root as unknown as { rawArgs?: string[] }).rawArgs;
+  return raw?.length ? raw : process.argv;
+}
+
 /**
  * The command line of this process with options set (`true`: a flag) and
  * `--overwrite` dropped: `nas-onnx train … --resume`.
  */
-export function continueCommand(cmd: Command, argv: readonly string[] = process.argv) {
+export function continueCommand(cmd: Command, argv?: readonly string[]) {
   return (set: Record<string, string | true>): string => {
-    let tokens = argv.slice(2);
+    let tokens = (argv ?? parsedArgv(cmd)).slice(2);
     for (const key of [...Object.keys(set), '--overwrite']) {
       const takesValue = cmd.options.some((o) => o.long === key && (o.required || o.optional));
       const out: string[] = [];

@@ -213,6 +213,12 @@ describe('guards', () => {
     const r = Run.open(TOY, { out, config: config({ batch: 512 }), ...quiet });
     const e = r.explain(new Error('Non-zero status code returned while running Conv node. std::bad_alloc'));
     expect((e as Error).message).toBe('out of memory (std::bad_alloc): lower --batch (now 512) or --C (now 16)');
+    const arena = new Error(
+      "onnxruntime run failed: Non-zero status code returned while running Conv node. Name:'stem/0/Conv' Status Message: bfc_arena.cc:359 Failed to allocate memory for requested buffer of size 1204224000",
+    );
+    expect((r.explain(arena) as Error).message).toBe(
+      'out of memory (a buffer of 1.12 GiB could not be allocated): lower --batch (now 512) or --C (now 16)',
+    );
     const other = new Error('something else');
     expect(r.explain(other)).toBe(other);
     r.close(true);

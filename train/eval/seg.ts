@@ -56,12 +56,22 @@ import {
   seedKind,
   type SettingsSpec,
   textKind,
+  type ValueKind,
 } from '../runtime/settings.js';
+import { genotypeKind } from './train-config.js';
 import { evaluateSeg, SegEvaluator } from './seg-eval.js';
 import { iouLine, type SegScores } from './seg-score.js';
 
+/** A genotype name or file, or a genotype (the train command's --genotype option gives one). */
+const GENOTYPE_OR_NAME: ValueKind<string | Genotype> = {
+  what: 'a genotype name or file',
+  parse: (t) => t,
+  ok: (v): v is string | Genotype => textKind.ok(v) || (genotypeKind.ok(v) && v !== null),
+};
+
 export interface SegTrainConfig {
-  genotype: string;
+  /** A shipped genotype name or a genotype file, or the genotype itself. */
+  genotype: string | Genotype;
   data: string;
   C: number;
   layers: number;
@@ -87,7 +97,7 @@ export interface SegTrainConfig {
 
 /** The settings of `train --task seg`, with UnNAS's Cityscapes evaluation defaults (paper Table 2, release configs). */
 export const SEG_TRAIN_SETTINGS: SettingsSpec<SegTrainConfig> = {
-  genotype: { kind: textKind, default: undefined, flag: '--genotype <name|file>', help: 'genotype' },
+  genotype: { kind: GENOTYPE_OR_NAME, default: undefined, flag: '--genotype <name|file>', help: 'genotype' },
   data: {
     kind: textKind,
     default: undefined,
@@ -240,7 +250,7 @@ function buildStep(cfg: SegTrainConfig, genotype: Genotype): { g: Graph; info: S
 }
 
 async function setUp(cfg: SegTrainConfig, run: Run<SegTrainConfig>, x: SegExec): Promise<SegSetup> {
-  const genotype = loadGenotype(cfg.genotype);
+  const genotype = typeof cfg.genotype === 'string' ? loadGenotype(cfg.genotype) : cfg.genotype;
   // the file index is kept in <out>/data: a resume sees exactly the files the run started with
   const common = { classes: cfg.classes, indexDir: runDataDir(run.dir, run.resumed === null) };
   const trainSet: Dataset = await openSegTrainSet(cfg.data, {

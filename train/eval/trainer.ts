@@ -5,10 +5,8 @@
  * rising linearly to its maximum, cutout — report train/test accuracy per
  * epoch, checkpoint every epoch, and ship the inference .onnx.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import type { Genotype } from '../../graph/genotype.js';
 import { genotypeJson } from '../../graph/genotype.js';
 import { buildEvalNet } from '../../graph/nets/models.js';
 import { deployMeta, serializeInference } from '../../graph/deploy.js';
@@ -16,8 +14,7 @@ import { assembleStep, correctCount, crossEntropy, type OptimizerSpec } from '..
 import { Rng } from '../../graph/rng.js';
 import { add, mul } from '../../graph/ops/index.js';
 import type { Graph, Lowering, Value } from '../../graph/ir.js';
-import { buildSswpNetwork, sswpArchJson, type SswpArch } from '../../graph/nets/sswp.js';
-import { loadCheckpoint, latestCheckpoint, saveCheckpoint } from '../runtime/checkpoint.js';
+import { buildSswpNetwork, sswpArchJson } from '../../graph/nets/sswp.js';
 import {
   ForwardRunner,
   StepRunner,
@@ -42,46 +39,30 @@ import {
   type SkipReport,
   skipReport,
 } from '../data/index.js';
-import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
+import { Run, type RunOptions } from '../runtime/run.js';
+import { SettingError } from '../runtime/settings.js';
+import { netError, TRAIN_RUN, type TrainConfig, trainConfig } from './train-config.js';
 
-export interface TrainOptions {
-  /** The cell of every cell (DARTS genotype), or … */
-  genotype?: Genotype;
-  /** … one cell per cell (an SSWP-NAS cells.json; C and layers must match it). */
-  cells?: SswpArch;
-  dataset: string;
+/** A train run: its settings (train-config.ts; defaults filled in) and how it runs. */
+export interface TrainOptions extends Partial<TrainConfig> {
+  /** Run directory. */
   out: string;
-  net?: 'cifar' | 'imagenet';
-  C: number;
-  layers: number;
-  epochs: number;
-  batch: number;
-  evalBatch?: number;
-  lr?: number;
-  lrMin?: number;
-  momentum?: number;
-  weightDecay?: number;
-  clip?: number;
-  auxWeight?: number;
-  dropPath?: number;
-  cutout?: number;
-  seed?: number;
   ep?: EP;
   workers?: number;
-  /** Use the first N training / test images (small real runs). */
-  limit?: number;
-  /** Crop size: image folders and lists are streamed from disk as size×size crops (train/data/stream.ts). */
-  size?: number;
   /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
-  testLimit?: number;
+  /** Continue the run in `out` from its newest intact checkpoint. */
   resume?: boolean;
+  /** Replace a run that `out` holds. */
+  overwrite?: boolean;
   quiet?: boolean;
   /** Start from these parameter values instead of a fresh initialization (fine-tuning). */
   initFrom?: ParamValues;
   /** Checkpoint every N steps besides every epoch end (0: epoch ends only). */
   checkpointEvery?: number;
+  /** How messages render the command that continues the run (the CLI's own command line). */
+  commandLine?: RunOptions<TrainConfig>['commandLine'];
 }
 
 export interface EpochRecord {
@@ -114,13 +95,13 @@ interface Graphs {
 
 /** The network to train: from a genotype (every cell alike) or from per-cell SSWP cells. */
 function buildNet(
-  o: TrainOptions,
+  o: TrainConfig,
   ds: Dataset,
   classes: number,
   training: boolean,
   batch: number,
 ): { g: Graph; logits: Value; auxLogits: Value | null; dropPathInputs: string[] } {
-  const heads = { training, auxiliary: training && (o.auxWeight ?? 0.4) > 0, dropPath: (o.dropPath ?? 0.2) > 0 };
+  const heads = { training, auxiliary: training && o.auxWeight > 0, dropPath: o.dropPath > 0 };
   if (o.cells) {
     const m = buildSswpNetwork({
       ...heads,
@@ -136,11 +117,10 @@ function buildNet(
     return { ...m, logits: m.logits! };
   }
   if (!o.genotype) throw new TrainError('give a genotype or per-cell cells to train');
-  const net = o.net ?? 'cifar';
   return buildEvalNet({
     ...heads,
     genotype: o.genotype,
-    net,
+    net: o.net,
     C: o.C,
     layers: o.layers,
     classes,
@@ -151,7 +131,7 @@ function buildNet(
 }
 
 function buildGraphs(
-  o: Required<Pick<TrainOptions, 'C' | 'layers' | 'batch'>> & TrainOptions,
+  o: TrainConfig,
   ds: Dataset,
   classes: number,
   evalBatch: number,
@@ -162,14 +142,14 @@ function buildGraphs(
   g.lowering = lowering; // the step graph only: the evaluation graph is also the shipped model
   const labels = g.input('labels', 'int64', [o.batch]);
   let loss = crossEntropy(g, m.logits, labels);
-  if (m.auxLogits) loss = add(g, loss, mul(g, crossEntropy(g, m.auxLogits, labels), g.scalar(o.auxWeight ?? 0.4)));
-  const opt: OptimizerSpec = { kind: 'sgd', momentum: o.momentum ?? 0.9, weightDecay: o.weightDecay ?? 3e-4 };
+  if (m.auxLogits) loss = add(g, loss, mul(g, crossEntropy(g, m.auxLogits, labels), g.scalar(o.auxWeight)));
+  const opt: OptimizerSpec = { kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay };
   const info = assembleStep(g, {
     loss,
     metrics: { correct: correctCount(g, m.logits, labels) },
     update: (p) => p.role === 'weight',
     optimizer: opt,
-    clipNorm: o.clip ?? 5,
+    clipNorm: o.clip,
   });
   const e = buildNet(o, ds, classes, false, evalBatch);
   e.g.output(e.logits, 'logits');
@@ -229,10 +209,23 @@ export function dropMasks(names: string[], n: number, prob: number, rng: Rng): R
 
 type TrainGraphs = ReturnType<typeof buildGraphs>;
 
-/** A training run in progress: settings, data, graphs, sessions and state. */
+/** Running sums of an epoch (kept in mid-epoch checkpoints, so a resumed epoch logs its whole record). */
+interface EpochSums {
+  lossSum: number;
+  correct: number;
+  seen: number;
+  steps: number;
+  /** Seconds spent on the epoch before this process took it up. */
+  seconds: number;
+}
+
+const emptySums = (): EpochSums => ({ lossSum: 0, correct: 0, seen: 0, steps: 0, seconds: 0 });
+
+/** A training run in progress: settings, run directory, data, graphs, sessions and state. */
 interface Training {
   o: TrainOptions;
-  seed: number;
+  cfg: TrainConfig;
+  run: Run<TrainConfig>;
   evalBatch: number;
   trainSet: Dataset;
   testSet: Dataset;
@@ -245,116 +238,121 @@ interface Training {
   st: TrainState;
   startEpoch: number;
   startBatch: number;
+  /** The running sums of the epoch a resume starts in the middle of. */
+  resumedSums: EpochSums | null;
   history: EpochRecord[];
 }
 
 /** The labelled training and test sets; a streamed set's file index is kept in the run directory. */
-async function openDatasets(o: TrainOptions): Promise<{ trainSet: Dataset; testSet: Dataset }> {
+async function openDatasets(o: TrainOptions, c: TrainConfig): Promise<{ trainSet: Dataset; testSet: Dataset }> {
   // a resumed run does not rescan the disk
   const data = {
-    crop: o.size,
+    crop: c.size ?? undefined,
     skipCorrupt: o.skipCorrupt,
-    indexDir: o.size === undefined ? undefined : runDataDir(o.out, !o.resume),
+    indexDir: c.size === null ? undefined : runDataDir(o.out, !o.resume),
   };
-  const trainSet = limitDataset(await loadDataset(o.dataset, { ...data, split: 'train' }), o.limit);
-  const testSet = limitDataset(await loadDataset(o.dataset, { ...data, split: 'test' }), o.testLimit ?? o.limit);
+  const limit = c.limit ?? undefined;
+  const trainSet = limitDataset(await loadDataset(c.dataset, { ...data, split: 'train' }), limit);
+  const testSet = limitDataset(await loadDataset(c.dataset, { ...data, split: 'test' }), c.testLimit ?? limit);
   if (!trainSet.labels)
-    throw new TrainError(`${o.dataset} has no labels: training on labels needs a labelled data set`);
+    throw new TrainError(`${c.dataset} has no labels: training on labels needs a labelled data set`);
+  if (trainSet.n < c.batch)
+    throw new SettingError(
+      `--batch ${c.batch} is larger than the ${trainSet.n} training images: nothing to train on (lower --batch${c.limit !== null ? ' or raise --limit' : ''})`,
+    );
   return { trainSet, testSet };
 }
 
 /** Data, graphs and sessions of a run (its state is set by startState). */
-async function openTraining(o: TrainOptions): Promise<Training> {
-  const seed = o.seed ?? 0;
-  const evalBatch = o.evalBatch ?? Math.max(o.batch, 100);
-  mkdirSync(o.out, { recursive: true });
-  const { trainSet, testSet } = await openDatasets(o);
-  const gs = buildGraphs(
-    { ...o, C: o.C, layers: o.layers, batch: o.batch },
-    trainSet,
-    trainSet.classes,
-    evalBatch,
-    await loweringFor(o.ep),
-  );
+async function openTraining(o: TrainOptions, run: Run<TrainConfig>): Promise<Training> {
+  const cfg = run.config;
+  const evalBatch = cfg.evalBatch ?? Math.max(cfg.batch, 100);
+  const { trainSet, testSet } = await openDatasets(o, cfg);
+  const lowering = await loweringFor(o.ep);
+  let gs: TrainGraphs;
+  try {
+    gs = buildGraphs(cfg, trainSet, trainSet.classes, evalBatch, lowering);
+  } catch (e) {
+    throw netError(cfg, [trainSet.c, trainSet.h, trainSet.w], e);
+  }
   const pool = new DataPool({ workers: o.workers });
-  const train = new DataLoader(trainSet, {
-    task: { name: 'cls', cutout: o.cutout ?? 16 },
-    batchSize: o.batch,
-    seed,
-    dropLast: true,
-    pool,
-  });
+  const common = { batchSize: cfg.batch, seed: cfg.seed, pool };
+  const train = new DataLoader(trainSet, { ...common, task: { name: 'cls', cutout: cfg.cutout }, dropLast: true });
   const test = new DataLoader(testSet, {
+    ...common,
     task: { name: 'cls', augment: false },
     batchSize: evalBatch,
-    seed,
     shuffle: false,
-    pool,
     mean: train.mean,
     std: train.std,
   });
-  const stepRunner = await StepRunner.create(gs.step, gs.info, gs.opt, { ep: o.ep });
-  const evalRunner = await ForwardRunner.create(gs.evalG, { ep: o.ep });
-  const st = newTrainState(new Map());
-  const rest = { st, startEpoch: 0, startBatch: 0, history: [] };
-  return { o, seed, evalBatch, trainSet, testSet, gs, pool, train, test, stepRunner, evalRunner, ...rest };
+  let stepRunner: StepRunner | null = null;
+  try {
+    stepRunner = await StepRunner.create(gs.step, gs.info, gs.opt, { ep: o.ep });
+    const evalRunner = await ForwardRunner.create(gs.evalG, { ep: o.ep });
+    const rest = { st: newTrainState(new Map()), startEpoch: 0, startBatch: 0, resumedSums: null, history: [] };
+    return { o, cfg, run, evalBatch, trainSet, testSet, gs, pool, train, test, stepRunner, evalRunner, ...rest };
+  } catch (e) {
+    await closeAll(train, test, pool, ...(stepRunner ? [stepRunner] : []));
+    throw e;
+  }
 }
 
-/** The state to start from: the latest checkpoint (--resume), or fresh (or `initFrom`) parameters. */
+/** The state to start from: the resumed checkpoint, or fresh (or `initFrom`) parameters. */
 function startState(t: Training): void {
-  const { o } = t;
-  const ckpt = o.resume ? latestCheckpoint(o.out) : null;
-  if (o.resume && !ckpt) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
-  if (ckpt) {
-    const c = loadCheckpoint(ckpt);
+  const c = t.run.resumed;
+  if (c) {
     t.st = stateFromTensors(c.tensors);
     t.st.steps = c.meta.steps as Record<string, number>;
     t.startEpoch = c.meta.epoch as number;
     t.startBatch = c.meta.batch as number;
+    t.resumedSums = t.startBatch > 0 ? ((c.meta.sums as EpochSums | null) ?? null) : null;
     t.history.push(...(c.meta.history as EpochRecord[]));
+    // the log holds exactly the checkpoint's epochs (one logged after it is not logged twice)
+    t.run.rewriteLog(t.history);
     return;
   }
-  const init = initParams(t.gs.step, t.seed);
-  if (o.initFrom)
-    for (const [k, v] of o.initFrom)
+  const init = initParams(t.gs.step, t.cfg.seed);
+  if (t.o.initFrom)
+    for (const [k, v] of t.o.initFrom)
       if (init.has(k) && init.get(k)!.length === v.length) init.set(k, Float32Array.from(v));
   t.st = newTrainState(init);
 }
 
-function saveTrainCheckpoint(t: Training, epoch: number, batch: number): void {
-  saveCheckpoint(t.o.out, {
-    step: epoch * t.train.batchesPerEpoch + batch,
-    meta: { epoch, batch, steps: t.st.steps, history: t.history, seed: t.seed, kind: 'train' },
-    tensors: stateTensors(t.st),
-  });
+/** Where a run is, in words: "epoch 2, step 5 of 8", or "the end of epoch 2". */
+function position(t: Training, epoch: number, batch: number): string {
+  return batch === 0 ? `the end of epoch ${epoch}` : `epoch ${epoch + 1}, step ${batch} of ${t.train.batchesPerEpoch}`;
+}
+
+/** A checkpoint before batch `batch` of epoch `epoch` (`sums`: the epoch's running sums when in its middle). */
+function saveTrainCheckpoint(t: Training, epoch: number, batch: number, sums: EpochSums | null): void {
+  const meta = { epoch, batch, steps: t.st.steps, history: t.history, sums };
+  t.run.save(epoch * t.train.batchesPerEpoch + batch, meta, stateTensors(t.st), position(t, epoch, batch));
 }
 
 /** Cosine annealing per step (to lrMin at the last step), so short runs anneal too. */
 function lrAt(t: Training, epoch: number, index: number): number {
-  return stepCosineLr(t.o.lr ?? 0.025, t.o.lrMin ?? 0, epoch, index, t.train.batchesPerEpoch, t.o.epochs);
-}
-
-interface EpochSums {
-  lossSum: number;
-  correct: number;
-  seen: number;
-  steps: number;
+  return stepCosineLr(t.cfg.lr, t.cfg.lrMin, epoch, index, t.train.batchesPerEpoch, t.cfg.epochs);
 }
 
 /** The training steps of one epoch (from the resumed batch in the first), drop path at `dp`. */
 async function trainEpoch(t: Training, epoch: number, dp: number): Promise<EpochSums> {
-  const { o, train } = t;
-  const bar = new Progress(`epoch ${epoch + 1}/${o.epochs}`, train.batchesPerEpoch, o.quiet);
-  const sums: EpochSums = { lossSum: 0, correct: 0, seen: 0, steps: 0 };
-  for await (const b of train.epoch(epoch, { startBatch: epoch === t.startEpoch ? t.startBatch : 0 })) {
+  const { o, cfg, train } = t;
+  const t0 = Date.now();
+  const S = train.batchesPerEpoch;
+  const bar = new Progress(`epoch ${epoch + 1}/${cfg.epochs}`, S, o.quiet);
+  const first = epoch === t.startEpoch ? t.startBatch : 0;
+  const sums: EpochSums = (first > 0 ? t.resumedSums : null) ?? emptySums();
+  const saveHere = (batch: number): void =>
+    saveTrainCheckpoint(t, epoch, batch, { ...sums, seconds: sums.seconds + (Date.now() - t0) / 1000 });
+  for await (const b of train.epoch(epoch, { startBatch: first })) {
     const feeds: Record<string, ort.Tensor> = {
       x: f32(b.x, b.xShape),
       labels: i64(b.y, [b.size]),
-      ...dropMasks(t.gs.dropInputs, o.batch, dp, Rng.derive(t.seed, DROP_PATH_STREAM, epoch, b.index)),
+      ...dropMasks(t.gs.dropInputs, cfg.batch, dp, Rng.derive(cfg.seed, DROP_PATH_STREAM, epoch, b.index)),
     };
     const r = await t.stepRunner.run(t.st, feeds, lrAt(t, epoch, b.index));
-    if (!Number.isFinite(r.loss))
-      throw new TrainError(`loss became ${r.loss} at epoch ${epoch + 1} batch ${b.index}: lower --lr`);
+    if (!Number.isFinite(r.loss)) throw t.run.nonFinite(`the loss (${r.loss})`, position(t, epoch, b.index + 1));
     sums.lossSum += r.loss * b.size;
     sums.correct += r.metrics.correct!;
     sums.seen += b.size;
@@ -363,25 +361,25 @@ async function trainEpoch(t: Training, epoch: number, dp: number): Promise<Epoch
       b.index + 1,
       `loss ${(sums.lossSum / sums.seen).toFixed(3)} acc ${((100 * sums.correct) / sums.seen).toFixed(1)}%`,
     );
-    if (o.checkpointEvery && (b.index + 1) % o.checkpointEvery === 0 && b.index + 1 < train.batchesPerEpoch)
-      saveTrainCheckpoint(t, epoch, b.index + 1);
+    if (o.checkpointEvery && (b.index + 1) % o.checkpointEvery === 0 && b.index + 1 < S) saveHere(b.index + 1);
+    await t.run.boundary(epoch * S + b.index + 1, position(t, epoch, b.index + 1), () => saveHere(b.index + 1));
   }
   return sums;
 }
 
 /** One epoch: training, test accuracy, its log record and checkpoint. Returns its seconds. */
 async function runEpoch(t: Training, epoch: number): Promise<number> {
-  const { o } = t;
+  const { o, cfg } = t;
   const t0 = Date.now();
-  const lr = lrAt(t, epoch, epoch === t.startEpoch ? t.startBatch : 0);
-  const dp = (o.dropPath ?? 0.2) * (epoch / o.epochs);
+  const dp = cfg.dropPath * (epoch / cfg.epochs);
   const sums = await trainEpoch(t, epoch, dp);
   const shape = [t.trainSet.c, t.trainSet.h, t.trainSet.w];
   const ev = await evaluate(t.evalRunner, pickParams(t.gs.evalG, t.st.params), t.test, t.evalBatch, shape);
-  const seconds = (Date.now() - t0) / 1000;
+  // sums.seconds: the epoch's time before a resume
+  const seconds = Math.round(sums.seconds * 1000 + (Date.now() - t0)) / 1000;
   const rec: EpochRecord = {
     epoch: epoch + 1,
-    lr,
+    lr: lrAt(t, epoch, 0),
     drop_path: dp,
     train_loss: sums.lossSum / Math.max(sums.seen, 1),
     train_acc: sums.correct / Math.max(sums.seen, 1),
@@ -391,32 +389,36 @@ async function runEpoch(t: Training, epoch: number): Promise<number> {
     steps: sums.steps,
   };
   t.history.push(rec);
-  appendJsonLine(join(o.out, 'log.jsonl'), rec);
+  t.run.log(rec);
   if (!o.quiet)
     process.stderr.write(
       `epoch ${epoch + 1}: train acc ${(100 * rec.train_acc).toFixed(2)}%  test acc ${(100 * ev.acc).toFixed(2)}%  (${seconds.toFixed(1)} s)\n`,
     );
-  saveTrainCheckpoint(t, epoch + 1, 0);
+  saveTrainCheckpoint(t, epoch + 1, 0, null);
+  const S = t.train.batchesPerEpoch;
+  await t.run.boundary((epoch + 1) * S, position(t, epoch + 1, 0), () => undefined);
   return seconds;
 }
 
 /** The inference model (model.onnx) and the architecture file next to it. */
 function shipModel(t: Training): string {
-  const { o } = t;
+  const { o, cfg } = t;
   const modelPath = join(o.out, 'model.onnx');
   const values = pickParams(t.gs.evalG, t.st.params);
   writeFileAtomic(modelPath, serializeInference(t.gs.evalG, values, deployMeta(t.trainSet, t.train)));
-  if (o.cells) writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(o.cells));
-  else if (o.genotype) writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson(o.genotype));
+  if (cfg.cells) writeFileAtomic(join(o.out, 'cells.json'), sswpArchJson(cfg.cells));
+  else if (cfg.genotype) writeFileAtomic(join(o.out, 'genotype.json'), genotypeJson(cfg.genotype));
   return modelPath;
 }
 
-export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
-  const t = await openTraining(o);
+/** Train in an opened run directory. */
+async function trainIn(o: TrainOptions, run: Run<TrainConfig>): Promise<TrainResult> {
+  const t = await openTraining(o, run);
   let lastSeconds = 0;
   try {
     startState(t);
-    for (let epoch = t.startEpoch; epoch < o.epochs; epoch++) lastSeconds = await runEpoch(t, epoch);
+    for (let epoch = t.startEpoch; epoch < t.cfg.epochs; epoch++) lastSeconds = await runEpoch(t, epoch);
+    run.endLoop();
   } finally {
     await closeAll(t.train, t.test, t.pool, t.stepRunner, t.evalRunner);
   }
@@ -429,4 +431,24 @@ export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
     secondsPerEpoch: history.length ? history[history.length - 1]!.seconds : lastSeconds,
     skipped: skipReport([t.trainSet, t.testSet], [t.train, t.test]),
   };
+}
+
+/**
+ * Train a network (train-config.ts holds the settings) in the run directory
+ * `o.out`, with the run lifecycle of train/runtime/run.ts: the --out policy,
+ * lock, resume checks, non-finite guard, checkpoint on SIGINT/SIGTERM.
+ */
+export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
+  const cfg = trainConfig(o);
+  const run = Run.open(TRAIN_RUN, { ...o, config: cfg });
+  let ok = false;
+  try {
+    const r = await trainIn(o, run);
+    ok = true;
+    return r;
+  } catch (e) {
+    throw run.explain(e);
+  } finally {
+    run.close(ok);
+  }
 }

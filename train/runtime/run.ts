@@ -217,7 +217,12 @@ export class Run<C extends object> {
   explain(e: unknown): unknown {
     if (!isOutOfMemory(e) || e instanceof TrainError) return e;
     const raw = e instanceof Error ? e.message : String(e);
-    const why = /bad_alloc/.test(raw) ? 'std::bad_alloc' : raw.split('\n')[0]!.slice(0, 120);
+    const size = /requested buffer of size (\d+)/.exec(raw)?.[1];
+    const why = /bad_alloc/.test(raw)
+      ? 'std::bad_alloc'
+      : size
+        ? `a buffer of ${(Number(size) / 2 ** 30).toFixed(2)} GiB could not be allocated`
+        : raw.split('\n')[0]!.slice(0, 120);
     const opts = this.kind.memory.map(
       (k) => `${optionName(this.kind.settings[k], k)} (now ${JSON.stringify(this.config[k])})`,
     );

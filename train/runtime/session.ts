@@ -80,7 +80,8 @@ export class Session {
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: ep === 'cuda' ? [{ name: 'cuda', deviceId: o.deviceId ?? 0 }] : ['cpu'],
       graphOptimizationLevel: o.optimization ?? 'all',
-      logSeverityLevel: 3,
+      // fatal only: errors reach the caller as exceptions (one line), not as ORT's own log lines
+      logSeverityLevel: 4,
     };
     if (o.threads) opts.intraOpNumThreads = o.threads;
     if (o.cpuMemArena === false) opts.enableCpuMemArena = false;

@@ -174,10 +174,15 @@ export interface ResumeChanges {
 
 export function resumeChanges<C extends object>(spec: SettingsSpec<C>, stored: Partial<C>, now: C): ResumeChanges {
   const keys = Object.keys(spec) as (keyof C & string)[];
-  const adjustable = keys.filter((k) => spec[k].resume === 'adjustable');
-  const fixed = keys.filter((k) => spec[k].resume !== 'adjustable');
-  return {
-    adjusted: configDiff(stored as C, now, adjustable),
-    refused: configDiff(stored as C, now, fixed),
-  };
+  const changes = (adjustable: boolean): string =>
+    keys
+      .filter((k) => (spec[k].resume === 'adjustable') === adjustable)
+      .map((k) => {
+        const d = configDiff(stored as C, now, [k]);
+        // a long value (a genotype, a cells file) is named, not printed
+        return d.length > 80 ? `${k} (changed)` : d;
+      })
+      .filter(Boolean)
+      .join(', ');
+  return { adjusted: changes(true), refused: changes(false) };
 }
