@@ -35,7 +35,8 @@ export function settingOption<T>(s: Setting<T>, o: SettingOptionOverrides = {}):
 
 /**
  * Adds the options of `keys` (default: every setting with a flag) to `cmd`.
- * Returns the function that reads the parsed options as a partial config.
+ * Returns the function that reads the options given on the command line as a
+ * partial config.
  */
 export function addSettings<C>(
   cmd: Command,
@@ -53,7 +54,9 @@ export function addSettings<C>(
   }
   return (opts) => {
     const out: Partial<C> = {};
-    for (const [k, a] of attrs) if (opts[a] !== undefined) out[k] = opts[a] as C[typeof k];
+    // only what the command line gave: the library fills in the defaults (the same ones)
+    for (const [k, a] of attrs)
+      if (opts[a] !== undefined && cmd.getOptionValueSource(a) !== 'default') out[k] = opts[a] as C[typeof k];
     return out;
   };
 }
