@@ -21,6 +21,7 @@ import * as finetune from './commands/finetune.js';
 import * as setupCuda from './commands/setup-cuda.js';
 import * as study from './commands/study.js';
 import * as sweep from './commands/sweep.js';
+import * as report from './commands/report.js';
 
 interface CommandModule {
   register(program: Command): void;
@@ -34,6 +35,7 @@ const COMMANDS: CommandModule[] = [
   finetune,
   sweep,
   study,
+  report,
   buildSupernet,
   exportCmd,
   info,

@@ -128,45 +128,109 @@ function softmaxRow(a: ArrayLike<number>, off: number, n: number): number[] {
   return e.map((v) => v / s);
 }
 
-/**
- * DARTS's rule: per node, rank incoming edges by their strongest non-`none`
- * op weight, keep the top two, and on each the strongest non-`none` op.
- * `alpha` is [EDGES × ops] row-major; `ops` names its columns.
- */
-export function deriveCell(alpha: ArrayLike<number>, ops: readonly OpName[] = PRIMITIVES): [OpName, number][] {
+/** One edge's skip_connect taken out by the skip cap (P-DARTS): cell edge index and its softmax weight. */
+export interface SkipRemoval {
+  /** Index of the edge in the cell's 14 (row of α). */
+  edge: number;
+  /** The intermediate node it enters (0..3) and the state it reads. */
+  node: number;
+  from: number;
+  weight: number;
+}
+
+/** Softmax per edge of α ([EDGES × ops] row-major logits). */
+export function edgeWeights(alpha: ArrayLike<number>, ops: readonly OpName[] = PRIMITIVES): number[][] {
   const n = ops.length;
   if (alpha.length !== EDGES * n) throw new GenotypeError(`α must have ${EDGES}×${n} entries, got ${alpha.length}`);
-  const out: [OpName, number][] = [];
+  return Array.from({ length: EDGES }, (_, e) => softmaxRow(alpha, e * n, n));
+}
+
+/**
+ * DARTS's rule on softmax weights: per node the top-two incoming edges by
+ * their strongest op that is neither `none` nor banned (`banned[edge]` holds
+ * op columns); null when a node has fewer than two edges with such an op.
+ */
+function pickCell(
+  w: readonly number[][],
+  ops: readonly OpName[],
+  banned: ReadonlyMap<number, ReadonlySet<number>> = new Map(),
+): { cell: [OpName, number][]; edges: number[] } | null {
+  const cell: [OpName, number][] = [];
+  const edges: number[] = [];
   let start = 0;
   for (let i = 0; i < STEPS; i++) {
     const cands: { edge: number; best: number; op: OpName }[] = [];
     for (let j = 0; j < i + 2; j++) {
-      const w = softmaxRow(alpha, (start + j) * n, n);
+      const row = w[start + j]!;
       let best = -1;
-      let op: OpName = ops[0]!;
-      w.forEach((v, k) => {
-        if (ops[k] !== 'none' && v > best) {
-          best = v;
-          op = ops[k]!;
-        }
-      });
-      cands.push({ edge: j, best, op });
+      for (let k = 0; k < row.length; k++)
+        if (ops[k] !== 'none' && !banned.get(start + j)?.has(k) && (best < 0 || row[k]! > row[best]!)) best = k;
+      if (best >= 0) cands.push({ edge: j, best: row[best]!, op: ops[best]! });
     }
+    if (cands.length < 2) return null;
     cands.sort((a, b) => b.best - a.best || a.edge - b.edge);
-    for (const c of cands.slice(0, 2)) out.push([c.op, c.edge]);
+    for (const c of cands.slice(0, 2)) {
+      cell.push([c.op, c.edge]);
+      edges.push(start + c.edge);
+    }
     start += i + 2;
   }
-  return out;
+  return { cell, edges };
 }
 
+/**
+ * DARTS's rule: per node, rank incoming edges by their strongest non-`none`
+ * op weight, keep the top two, and on each the strongest non-`none` op.
+ * `alpha` is [EDGES × ops] row-major; `ops` names its columns.
+ *
+ * `maxSkip` (P-DARTS's cap): while the cell holds more than that many
+ * skip_connects, the chosen skip_connect with the smallest weight is taken
+ * off its edge (P-DARTS sets its probability to 0) and the cell is derived
+ * again (Chen et al. 2019, sec. 3.3; their code's delete_min_sk_prob /
+ * keep_2_branches loop). `removed` lists the skip_connects taken out, in
+ * order. Where taking one out would leave a node without two edges to choose
+ * from (a search space with no other op), the cap stops there.
+ */
+export function deriveCellCapped(
+  alpha: ArrayLike<number>,
+  ops: readonly OpName[] = PRIMITIVES,
+  maxSkip = Number.POSITIVE_INFINITY,
+): { cell: [OpName, number][]; removed: SkipRemoval[] } {
+  const w = edgeWeights(alpha, ops);
+  const skip = ops.indexOf('skip_connect');
+  const banned = new Map<number, Set<number>>();
+  const removed: SkipRemoval[] = [];
+  let cur = pickCell(w, ops);
+  if (!cur) throw new GenotypeError(`a cell needs at least one op besides 'none' (ops: ${ops.join(', ')})`);
+  for (;;) {
+    const { cell, edges } = cur;
+    const skips = cell.flatMap((c, k) => (c[0] === 'skip_connect' ? [k] : []));
+    if (skip < 0 || skips.length <= maxSkip) return { cell, removed };
+    const k = skips.reduce((a, b) => (w[edges[b]!]![skip]! < w[edges[a]!]![skip]! ? b : a));
+    const edge = edges[k]!;
+    banned.set(edge, new Set([...(banned.get(edge) ?? []), skip]));
+    const next = pickCell(w, ops, banned);
+    if (!next) return { cell, removed };
+    removed.push({ edge, node: Math.floor(k / 2), from: cell[k]![1], weight: w[edge]![skip]! });
+    cur = next;
+  }
+}
+
+/** DARTS's rule (see deriveCellCapped), without a cap. */
+export function deriveCell(alpha: ArrayLike<number>, ops: readonly OpName[] = PRIMITIVES): [OpName, number][] {
+  return deriveCellCapped(alpha, ops).cell;
+}
+
+/** Both cells by DARTS's rule; `maxSkip` caps the normal cell's skip_connects (P-DARTS caps the normal cell only). */
 export function deriveGenotype(
   alphaNormal: ArrayLike<number>,
   alphaReduce: ArrayLike<number>,
   ops: readonly OpName[] = PRIMITIVES,
+  maxSkip?: number,
 ): Genotype {
   const concat = Array.from({ length: STEPS }, (_, i) => i + 2);
   return {
-    normal: deriveCell(alphaNormal, ops),
+    normal: deriveCellCapped(alphaNormal, ops, maxSkip).cell,
     normal_concat: concat,
     reduce: deriveCell(alphaReduce, ops),
     reduce_concat: [...concat],

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseGenotype } from '../graph/genotype.js';
+import { checkReportHtml } from './helpers/report.js';
 import { checkRunDir, writeColorFolder } from './helpers/search.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -75,7 +76,11 @@ afterAll(() => {
 describe('nas-onnx search / derive', () => {
   it('searches with the colorization objective and derives the genotype of the run', async () => {
     const r = await cli(['search', '--objective', 'color', '--data', colour, '--out', 'run', ...TINY]);
-    expect(r.stderr).toBe('');
+    // --quiet leaves the collapse warnings (a tiny supernet's α hardly move from uniform)
+    for (const line of r.stderr.split('\n').filter(Boolean))
+      expect(line).toMatch(
+        /^epoch [12]: derived normal cell: \d of 8 ops parameter-free .* the search may be collapsing/,
+      );
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^genotype: \{"normal":/m);
     expect(r.stdout).toMatch(/s\/step, w-step graph \d+ nodes, α-grad graph \d+/);
@@ -118,6 +123,29 @@ describe('nas-onnx search / derive', () => {
     const logged = (JSON.parse(last) as { eval_net: Record<string, number> }).eval_net;
     expect([logged.params, logged.macs]).toEqual([dj.eval_net.params, dj.eval_net.macs]);
     expect(readFileSync(join(tmp, 'derived.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
+    // with the P-DARTS cap: no skip_connect in the normal cell
+    const capped = await cli(['derive', '--from', 'run', '--max-skip', '0']);
+    expect(capped.code).toBe(0);
+    expect(parseGenotype(JSON.parse(capped.stdout)).normal.some(([op]) => op === 'skip_connect')).toBe(false);
+
+    // the search wrote its report; `nas-onnx report` writes it again
+    expect(r.stdout).toMatch(/written to run\/genotype\.json, genotype\.svg and report\.html/);
+    const first = readFileSync(join(run, 'report.html'), 'utf8');
+    checkReportHtml(first, ['summary', 'cells', 'curves', 'collapse', 'alpha', 'genotypes', 'config']);
+    rmSync(join(run, 'report.html'));
+    const rep = await cli(['report', 'run']);
+    expect(rep.stderr).toBe('');
+    expect(rep.code).toBe(0);
+    expect(rep.stdout).toBe(`${join('run', 'report.html')}\n`);
+    checkReportHtml(readFileSync(join(run, 'report.html'), 'utf8'), [
+      'summary',
+      'cells',
+      'curves',
+      'collapse',
+      'alpha',
+      'genotypes',
+      'config',
+    ]);
   });
 
   it('rejects bad input with one line on stderr and a non-zero exit', async () => {
@@ -135,6 +163,9 @@ describe('nas-onnx search / derive', () => {
         /no such file or directory: .*no\/such\/images/,
       ],
       [['search', '--objective', 'rot', ...data, '--out', 'empty', '--resume'], /--resume: no checkpoint in empty/],
+      [['search', '--objective', 'rot', ...data, '--max-skip', '-1'], /--max-skip.*-1/],
+      [['report', 'empty'], /empty holds no log\.jsonl: not a search or training run/],
+      [['report', 'no-such-run'], /no-such-run is not a directory/],
     ];
     const results = await Promise.all(cases.map(([args]) => cli(args)));
     results.forEach((r, i) => expectOneLineError(r, cases[i]![1]));

@@ -18,6 +18,7 @@ import { sampleGates } from '../train/search/sswp/sampler.js';
 import { initParams } from '../train/runtime/params.js';
 import { NUM_OPS, buildSswpForward, edgeOf, opKey } from '../graph/nets/sswp.js';
 import { EDGES } from '../graph/genotype.js';
+import { checkReportHtml } from './helpers/report.js';
 import { expectAnyBatch } from './helpers/deploy.js';
 
 let tmp: string;
@@ -116,6 +117,21 @@ describe('SSWP-NAS end to end', () => {
     expect(log.find((x) => x.type === 'final')!.cells).toEqual(arch.cells.map((c) => c.ops));
     expect(arch.cells.map((c) => c.reduction)).toEqual([false, true, true]);
     expect(existsSync(join(out, 'cells.svg'))).toBe(true);
+    // per epoch: softmax(α) and the collapse statistics of every cell
+    const epochs = log.filter((x) => x.type === 'epoch') as {
+      alpha: number[][][];
+      collapse: { param_free: number }[];
+    }[];
+    expect(epochs.every((e) => e.alpha.length === 3 && e.collapse.length === 3)).toBe(true);
+    expect(
+      epochs.every((e) => e.alpha.every((c) => c.length === EDGES && c.every((row) => row.length === NUM_OPS))),
+    ).toBe(true);
+    // the report: a diagram per cell, the curves, α and pruning, the config
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    checkReportHtml(html, ['summary', 'cells', 'curves', 'alpha', 'config']);
+    for (const c of ['cell 0', 'cell 1 (reduction)', 'cell 2 (reduction)']) expect(html).toContain(c);
+    expect(html).toContain('Parameter-free ops in each derived cell');
+    expect(html).toContain('<h3>Pruning</h3>');
 
     // the shipped model takes any batch (batch 3 agrees per sample with batch 1), gives finite
     // features and projections, and says what it is: predict wants a classifier

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { checkReportHtml } from './helpers/report.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,6 @@ import {
   averageRanks,
   buildStudySummary,
   defaultExperimentSizes,
-  escapeXml,
   formatSummaryTable,
   kendallTau,
   objectiveScatterSvg,
@@ -232,47 +232,47 @@ describe('summary and reports', () => {
     expect(txt).toMatch(/^ 1\s+40\s/m); // numeric first column right-aligned
   });
 
-  it('writes well-formed SVG charts', () => {
+  it('draws the study charts as well-formed SVG (Vega-Lite, headless)', async () => {
     const rows = syntheticRows(40);
-    const svg = objectiveScatterSvg(rows, 'jig', 'cls', 'darts');
-    expect(svg.startsWith('<?xml')).toBe(true);
-    expect(svg).toMatch(/<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    const svg = await objectiveScatterSvg(rows, 'jig', 'cls', 'darts');
+    expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
-    expect(svg.match(/<circle /g)).toHaveLength(30);
+    // one circle per architecture that has both accuracies
+    expect(svg.match(/aria-roledescription="circle"/g)).toHaveLength(30);
     expect(svg).toMatch(/jig vs cls \(ρ = 0\.\d{3}, n = 30\)/);
     expect(svg).not.toMatch(/NaN|undefined|Infinity/);
     // every opened group is closed
     expect(svg.match(/<g[ >]/g)!.length).toBe(svg.match(/<\/g>/g)!.length);
 
     const s = buildStudySummary(rows);
-    const line = randomExperimentSvg(
+    const line = await randomExperimentSvg(
       [
         { label: 'cls <oracle>', points: s.referenceCurve },
         { label: 'jig', points: s.objectives[1]!.randomExperiment },
       ],
       { title: 'Random experiment & more' },
     );
-    expect(line).toMatch(/<polygon /);
-    expect(line.match(/<polyline /g)).toHaveLength(2);
+    // a band (area) and a mean line per series, their points, and the legend
+    expect(line.match(/aria-roledescription="area mark"/g)).toHaveLength(2);
+    expect(line.match(/aria-roledescription="line mark"/g)).toHaveLength(2);
     expect(line).toContain('cls &lt;oracle&gt;');
     expect(line).toContain('Random experiment &amp; more');
     expect(line).not.toMatch(/NaN|undefined|Infinity/);
-    expect(escapeXml(`a<b>&"c'`)).toBe('a&lt;b&gt;&amp;&quot;c&apos;');
     // degenerate inputs still give a valid chart
-    expect(scatterPlotSvg({ x: [1, 1], y: [2, 2], title: 't', xLabel: 'x', yLabel: 'y' })).not.toMatch(/NaN|Infinity/);
-    expect(scatterPlotSvg({ x: [], y: [], title: 't', xLabel: 'x', yLabel: 'y' })).not.toMatch(/NaN|Infinity/);
+    const flat = await scatterPlotSvg({ x: [1, 1], y: [2, 2], title: 't', xLabel: 'x', yLabel: 'y' });
+    expect(flat).not.toMatch(/NaN|Infinity/);
+    expect(await scatterPlotSvg({ x: [], y: [], title: 't', xLabel: 'x', yLabel: 'y' })).not.toMatch(/NaN|Infinity/);
   });
 
-  it('writeStudyReport writes summary.json, summary.txt and the charts', () => {
+  it('writeStudyReport writes summary.json, summary.txt, the charts and report.html', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'study-report-'));
     try {
       const rows = syntheticRows(20);
       const s = buildStudySummary(rows, { space: 'nb101' });
-      const files = writeStudyReport(dir, s, rows)
-        .map((p) => p.slice(dir.length + 1))
-        .sort();
+      const files = (await writeStudyReport(dir, s, rows)).map((p) => p.slice(dir.length + 1)).sort();
       expect(files).toEqual([
         'random_experiment.svg',
+        'report.html',
         'scatter_col.svg',
         'scatter_jig.svg',
         'scatter_rot.svg',
@@ -280,6 +280,12 @@ describe('summary and reports', () => {
         'summary.txt',
       ]);
       expect(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'))).toMatchObject({ space: 'nb101', nArchs: 20 });
+      // one offline page with the same charts
+      const html = readFileSync(join(dir, 'report.html'), 'utf8');
+      checkReportHtml(html, ['summary', 'scatter', 'random', 'text']);
+      // a point per architecture and objective that has both accuracies
+      expect(html.match(/aria-roledescription="circle"/g)).toHaveLength(s.objectives.reduce((a, o) => a + o.n, 0));
+      expect(html).toContain('Random experiment (nb101)');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -91,8 +91,15 @@ describe('local study', () => {
       '6/6',
     ]);
 
-    const rep = writeStudyReportFor(store);
-    for (const f of ['summary.json', 'summary.txt', 'random_experiment.svg', 'scatter_rot.svg', 'trials.csv'])
+    const rep = await writeStudyReportFor(store);
+    for (const f of [
+      'summary.json',
+      'summary.txt',
+      'random_experiment.svg',
+      'scatter_rot.svg',
+      'report.html',
+      'trials.csv',
+    ])
       expect(existsSync(join(out, 'report', f))).toBe(true);
     const summary = JSON.parse(readFileSync(join(out, 'report', 'summary.json'), 'utf8')) as {
       objectives: { objective: string; spearman: number | null; n: number }[];

@@ -3,6 +3,7 @@
  * top-2 incoming edges per node, strongest non-`none` op), as JSON and SVG,
  * with the cost of its evaluation network: parameters, multiply-adds and
  * latency at batch 1 measured here (input shape from the run's log unless given).
+ * `--max-skip k` caps the normal cell's skip_connects (P-DARTS).
  */
 import { Option, type Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { deriveGenotype, genotypeJson, type Genotype } from '../../graph/genotyp
 import { loadCheckpoint } from '../../train/runtime/checkpoint.js';
 import { writeFileAtomic } from '../../train/runtime/fsutil.js';
 import type { EP } from '../../train/runtime/session.js';
-import { genotypeSvg } from '../../train/report/genotype-svg.js';
+import { genotypeSvg } from '../../train/report/cell-diagram.js';
 import {
   EVAL_NET_DEFAULTS,
   evalNetCost,
@@ -34,6 +35,7 @@ interface DeriveOptions {
   channels?: number;
   size?: number;
   classes?: number;
+  maxSkip?: number;
   ep: EP;
 }
 
@@ -72,12 +74,12 @@ async function derive(o: DeriveOptions): Promise<{ genotype: Genotype; eval_net:
   if (!an || !ar)
     throw new CliError(`${o.from}: the checkpoint holds no alpha_normal/alpha_reduce (not a DARTS search run)`);
   const cfg = (c.meta.config ?? {}) as { primitives?: string[] };
-  const g = { name: o.name, ...deriveGenotype(an, ar, cfg.primitives as never) };
+  const g = { name: o.name, ...deriveGenotype(an, ar, cfg.primitives as never, o.maxSkip) };
   if (o.out) {
     writeFileAtomic(o.out, genotypeJson(g));
     writeFileAtomic(
       `${String(o.out).replace(/\.json$/, '')}.svg`,
-      genotypeSvg(g, `derived from ${join(o.from)} (step ${c.step})`),
+      await genotypeSvg(g, `derived from ${join(o.from)} (step ${c.step})`),
     );
   }
   return { genotype: g, eval_net: o.cost ? await evalNetCost(g, evalShape(o), { ep: o.ep }) : null };
@@ -91,6 +93,7 @@ export function register(program: Command): void {
     .option('--out <file>', 'genotype JSON to write (an SVG is written beside it)')
     .option('--name <name>', 'name stored in the genotype', 'derived')
     .option('--json', 'print one JSON object {genotype, eval_net}', false)
+    .addOption(intOption('--max-skip <k>', 'P-DARTS: at most k skip_connects in the normal cell', undefined, 0))
     .option('--no-cost', 'do not build and time the evaluation network')
     .addOption(new Option('--net <net>', 'evaluation network layout (default cifar)').choices(['cifar', 'imagenet']))
     .addOption(

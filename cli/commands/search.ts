@@ -1,11 +1,13 @@
 /**
  * `nas-onnx search`: find an architecture from images alone — DARTS (first or
  * second order) with a pretext objective, on a supernet; writes log.jsonl,
- * checkpoints, genotype.json and genotype.svg to --out. `--method sswp`:
- * SSWP-NAS (train/search/sswp/search.ts), a proxy-free search of the target-size network
- * that keeps its weights; writes cells.json, cells.svg, model.onnx and final/.
+ * checkpoints, genotype.json, genotype.svg and report.html to --out, with the
+ * collapse guards by flag. `--method sswp`: SSWP-NAS (train/search/sswp), a
+ * proxy-free search of the target-size network that keeps its weights;
+ * writes cells.json, cells.svg, model.onnx, final/ and report.html.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DEFAULT_WARN_PARAM_FREE } from '../../train/search/collapse.js';
 import { runSearch } from '../../train/search/darts.js';
 import { EVAL_NET_DEFAULTS, formatCost } from '../../train/report/cost.js';
 import { SSWP_DEFAULTS, runSswpSearch } from '../../train/search/sswp/search.js';
@@ -152,6 +154,10 @@ interface SearchCliOptions {
   out: string;
   resume?: boolean;
   quiet?: boolean;
+  collapseWarn: number;
+  earlyStopSkip?: number;
+  maxSkip?: number;
+  report?: boolean;
 }
 
 type Objective = (typeof OBJECTIVE_ALIASES)[string];
@@ -180,6 +186,7 @@ function commonOptions(o: SearchCliOptions, objective: Objective) {
     seed: o.seed,
     resume: !!o.resume,
     quiet: !!o.quiet,
+    report: o.report !== false,
   };
 }
 
@@ -206,7 +213,7 @@ async function searchSswp(common: ReturnType<typeof commonOptions>, o: SearchCli
     r.stopped
       ? `stopped early after ${r.steps} steps (resume with --resume)\n`
       : `${cells}\nsteps per phase: ${JSON.stringify(r.phases)}\ntime per step: ${t}\n` +
-          `written to ${o.out}/cells.json, cells.svg, model.onnx (concomitant weights) and final/ (checkpoint for nas-onnx finetune)\n`,
+          `written to ${o.out}/cells.json, cells.svg, model.onnx (concomitant weights), final/ (checkpoint for nas-onnx finetune)${o.report !== false ? ' and report.html' : ''}\n`,
   );
   if (r.skipped && r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
 }
@@ -217,6 +224,7 @@ async function searchDarts(common: ReturnType<typeof commonOptions>, o: SearchCl
     order: Number(o.order) as 1 | 2,
     classes: o.classes,
     evalNet: { C: o.evalC, layers: o.evalLayers },
+    collapse: { warnParamFree: o.collapseWarn, earlyStopSkip: o.earlyStopSkip, maxSkip: o.maxSkip },
   });
   const cost = r.history[r.history.length - 1]?.eval_net;
   const costLine = cost
@@ -225,7 +233,9 @@ async function searchDarts(common: ReturnType<typeof commonOptions>, o: SearchCl
   const nodes = `w-step graph ${r.nodes.wStep} nodes, α-grad graph ${r.nodes.alphaGrad}${r.nodes.allGrad ? `, full-grad graph ${r.nodes.allGrad}` : ''}`;
   process.stdout.write(
     (r.stopped ? 'stopped early (resume with --resume)\n' : '') +
-      `genotype: ${JSON.stringify(r.genotype)}\n${costLine}${r.stepSeconds.toFixed(3)} s/step, ${nodes}\nwritten to ${o.out}/genotype.json and genotype.svg\n`,
+      (r.guardStopEpoch ? `ended by the early-stop guard after epoch ${r.guardStopEpoch}\n` : '') +
+      `genotype: ${JSON.stringify(r.genotype)}\n${costLine}${r.stepSeconds.toFixed(3)} s/step, ${nodes}\n` +
+      `written to ${o.out}/genotype.json, genotype.svg${o.report !== false ? ' and report.html' : ''}\n`,
   );
   if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
 }
@@ -281,6 +291,31 @@ export function register(program: Command): void {
       ),
     )
     .addOption(intOption('--classes <n>', 'seg: classes of the label maps (ids 0..n-1, 255 ignored; default 19)'))
+    .addOption(
+      intOption(
+        '--collapse-warn <k>',
+        'darts: warn when the derived normal cell has more than k parameter-free ops',
+        DEFAULT_WARN_PARAM_FREE,
+        0,
+      ),
+    )
+    .addOption(
+      intOption(
+        '--early-stop-skip <k>',
+        'darts (DARTS+ guard): end the search once the derived normal cell has more than k skip_connects',
+        undefined,
+        0,
+      ),
+    )
+    .addOption(
+      intOption(
+        '--max-skip <k>',
+        'darts (P-DARTS guard): derive normal cells with at most k skip_connects',
+        undefined,
+        0,
+      ),
+    )
+    .option('--no-report', 'do not write report.html at the end')
     .addOption(intOption('--limit <n>', 'use only the first N images'))
     .addOption(sizeOption())
     .addOption(stemOption())

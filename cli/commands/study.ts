@@ -131,11 +131,11 @@ function manifestArchs(store: TrialStore): StudyArch[] {
   return [...seen.values()];
 }
 
-function printReport(store: TrialStore): void {
-  const r = writeStudyReportFor(store);
+export async function printReport(store: TrialStore): Promise<void> {
+  const r = await writeStudyReportFor(store);
   process.stdout.write(r.text);
   process.stdout.write(
-    `report: ${join(store.dir, 'report')} (summary.txt, summary.json, random_experiment.svg, scatter_*.svg, trials.csv)\n`,
+    `report: ${join(store.dir, 'report', 'report.html')} (beside it: summary.txt, summary.json, random_experiment.svg, scatter_*.svg, trials.csv)\n`,
   );
 }
 
@@ -228,11 +228,11 @@ async function runTrials(store: TrialStore, o: StudyCliOptions): Promise<StudyRu
 
 async function studyAction(o: StudyCliOptions): Promise<void> {
   if (o.reportOnly) {
-    printReport(openStudy(o.out));
+    await printReport(openStudy(o.out));
     return;
   }
   const store = existsSync(join(o.out, 'study.json')) ? continueStudy(o) : newStudy(o);
-  finishStudy(store, await runTrials(store, o));
+  await finishStudy(store, await runTrials(store, o));
 }
 
 /**
@@ -241,7 +241,7 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
  * 130); else the report, then the trials that failed on every try (recorded,
  * not retried) as one error line.
  */
-function finishStudy(store: TrialStore, stats: StudyRunStats): void {
+async function finishStudy(store: TrialStore, stats: StudyRunStats): Promise<void> {
   const { done, failed, total } = store.progress();
   process.stderr.write(
     `study: ${stats.recorded} trials recorded in ${stats.seconds.toFixed(1)} s; ${done}/${total} done${failed ? `, ${failed} failed` : ''}\n`,
@@ -257,7 +257,7 @@ function finishStudy(store: TrialStore, stats: StudyRunStats): void {
     process.exitCode = 130;
     return;
   }
-  printReport(store);
+  await printReport(store);
   const every = store.failures();
   if (every.length) {
     throw new CliError(

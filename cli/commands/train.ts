@@ -34,6 +34,7 @@ export function register(program: Command): void {
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too (default: epoch ends only)'))
     .addOption(epOption());
   runDirOptions(cmd, 'runs/train');
+  cmd.option('--no-report', 'do not write report.html at the end');
   const readSeg = addSegOptions(cmd);
   cmd.action(async (o: OptionValues) => {
     if (o.task === 'seg') {
@@ -57,12 +58,13 @@ async function trainCls(cmd: Command, o: OptionValues, settings: Partial<TrainCo
     overwrite: !!o.overwrite,
     quiet: !!o.quiet,
     commandLine: continueCommand(cmd),
+    report: o.report !== false,
   });
   const last = r.history[r.history.length - 1];
   process.stdout.write(
     `trained ${r.history.length} epoch(s): test accuracy ${last ? (100 * last.test_acc).toFixed(2) : '?'}%, ` +
       `${r.params.toLocaleString('en-US')} parameters, ${r.secondsPerEpoch.toFixed(1)} s/epoch, step graph ${r.stepNodes} nodes\n` +
-      `model: ${r.modelPath}\n`,
+      `model: ${r.modelPath}${o.report !== false ? `, report: ${o.out}/report.html` : ''}\n`,
   );
   if (r.skipped.count > 0) process.stdout.write(`${skipSummary(r.skipped)}\n`);
 }

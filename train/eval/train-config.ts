@@ -176,7 +176,7 @@ export const TRAIN_RUN: RunKind<TrainConfig> = {
   kind: 'train',
   verb: 'trained',
   settings: TRAIN_SETTINGS,
-  outputs: ['model.onnx', 'genotype.json', 'cells.json', 'data'],
+  outputs: ['model.onnx', 'genotype.json', 'cells.json', 'data', 'report.html'],
   memory: ['batch', 'C', 'layers'],
   rescue: 'lr',
 };

@@ -40,6 +40,7 @@ import {
   skipReport,
 } from '../data/index.js';
 import { TrainError } from '../runtime/errors.js';
+import { tryWriteRunReport } from '../report/run-report.js';
 import { Run, type RunOptions } from '../runtime/run.js';
 import { SettingError } from '../runtime/settings.js';
 import { netError, TRAIN_RUN, type TrainConfig, trainConfig } from './train-config.js';
@@ -63,6 +64,8 @@ export interface TrainOptions extends Partial<TrainConfig> {
   checkpointEvery?: number;
   /** How messages render the command that continues the run (the CLI's own command line). */
   commandLine?: RunOptions<TrainConfig>['commandLine'];
+  /** Write report.html at the end (default true). */
+  report?: boolean;
 }
 
 export interface EpochRecord {
@@ -423,9 +426,11 @@ async function trainIn(o: TrainOptions, run: Run<TrainConfig>): Promise<TrainRes
     await closeAll(t.train, t.test, t.pool, t.stepRunner, t.evalRunner);
   }
   const { history, gs } = t;
+  const modelPath = shipModel(t);
+  if (o.report !== false) await tryWriteRunReport(o.out);
   return {
     history,
-    modelPath: shipModel(t),
+    modelPath,
     params: gs.evalG.paramCount(),
     stepNodes: gs.step.nodes.length,
     secondsPerEpoch: history.length ? history[history.length - 1]!.seconds : lastSeconds,

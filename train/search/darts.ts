@@ -52,7 +52,8 @@ import { Progress } from '../runtime/progress.js';
 import { f32, i64, loweringFor, type EP, type SessionOptions } from '../runtime/session.js';
 import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
-import { genotypeSvg } from '../report/genotype-svg.js';
+import { genotypeSvg } from '../report/cell-diagram.js';
+import { tryWriteRunReport } from '../report/run-report.js';
 import { EvalNetCoster, evalNetShape, type EvalNetCost, type EvalNetShape } from '../report/cost.js';
 import {
   type Batch,
@@ -69,6 +70,7 @@ import {
   skipReport,
   type TaskOptions,
 } from '../data/index.js';
+import { checkEpoch, describeGuard, type CollapseOptions, type CollapseStats, type GuardDecision } from './collapse.js';
 
 /** The optimizers of a bilevel search: SGD on the weights (cosine lr), Adam on α; defaults per method. */
 export interface BilevelOptimizerOptions {
@@ -120,6 +122,10 @@ export interface SearchOptions extends BilevelOptimizerOptions {
   cpuMemArena?: boolean;
   /** Each epoch's genotype's evaluation network to cost in the log (default: train's defaults); false: none. */
   evalNet?: Partial<Pick<EvalNetShape, 'net' | 'C' | 'layers'>> | false;
+  /** Collapse warning threshold and guards (collapse.ts). */
+  collapse?: CollapseOptions;
+  /** Write report.html at the end (default true). */
+  report?: boolean;
 }
 
 export interface SearchEpochRecord {
@@ -135,6 +141,10 @@ export interface SearchEpochRecord {
   alpha_reduce: number[][];
   /** Parameters, multiply-adds and batch-1 latency of the genotype's evaluation network. */
   eval_net?: EvalNetCost;
+  /** The normal cell's parameter-free ops and softmax(α) mass on them (collapse.ts). */
+  collapse: CollapseStats;
+  /** Decisions of the guards that acted this epoch. */
+  guards?: GuardDecision[];
 }
 
 export interface SearchResult {
@@ -144,6 +154,8 @@ export interface SearchResult {
   nodes: SearchGraphNodes;
   stepSeconds: number;
   stopped: boolean;
+  /** The epoch after which the early-stop guard ended the search. */
+  guardStopEpoch?: number;
   /** Unreadable images skipped (with skipCorrupt). */
   skipped: SkipReport;
 }
@@ -177,6 +189,9 @@ export function searchConfig(o: SearchOptions): Record<string, unknown> {
     archBeta2: o.archBeta2 ?? 0.999,
     archWeightDecay: o.archWeightDecay ?? 1e-3,
     primitives: o.primitives ?? PRIMITIVES,
+    // the guards change the result; the warning threshold does not
+    ...(o.collapse?.maxSkip !== undefined ? { maxSkip: o.collapse.maxSkip } : {}),
+    ...(o.collapse?.earlyStopSkip !== undefined ? { earlyStopSkip: o.collapse.earlyStopSkip } : {}),
   };
 }
 
@@ -408,6 +423,8 @@ interface Search {
   acc: EpochSums;
   stepTime: number;
   timedSteps: number;
+  /** Set when the early-stop guard ends the search. */
+  guardStopEpoch?: number;
 }
 
 /** The checkpoint --resume continues from (same settings required); checked before anything expensive. */
@@ -602,12 +619,12 @@ const alphas = (s: Search): [Float32Array, Float32Array] => [
 
 function currentGenotype(s: Search): Genotype {
   const [normal, reduce] = alphas(s);
-  return deriveGenotype(normal, reduce, s.prims);
+  return deriveGenotype(normal, reduce, s.prims, s.o.collapse?.maxSkip);
 }
 
-function writeGenotype(s: Search, geno: Genotype, title: string): void {
+async function writeGenotype(s: Search, geno: Genotype, title: string): Promise<void> {
   writeFileAtomic(join(s.o.out, 'genotype.json'), genotypeJson({ name: `search_${s.o.objective}`, ...geno }));
-  writeFileAtomic(join(s.o.out, 'genotype.svg'), genotypeSvg(geno, `${s.o.objective} search, ${title}`));
+  writeFileAtomic(join(s.o.out, 'genotype.svg'), await genotypeSvg(geno, `${s.o.objective} search, ${title}`));
 }
 
 /** One search step on a weight batch and an architecture batch, added to the epoch's sums. */
@@ -658,11 +675,12 @@ async function runEpochSteps(s: Search, epoch: number, lr: number): Promise<bool
   return false;
 }
 
-/** The epoch's record: log line, genotype files and a line on stderr. */
+/** The epoch's record: log line, genotype files and a line on stderr; collapse monitor and guards. */
 async function logEpoch(s: Search, epoch: number, lr: number, seconds: number): Promise<void> {
   const { acc, prims } = s;
-  const geno = currentGenotype(s);
   const [an, ar] = alphas(s);
+  const check = checkEpoch(an, ar, prims, s.o.collapse);
+  const geno = check.genotype;
   const per = acc.n * s.runners.predictions;
   const rec: SearchEpochRecord = {
     epoch: epoch + 1,
@@ -676,17 +694,22 @@ async function logEpoch(s: Search, epoch: number, lr: number, seconds: number): 
     alpha_normal: rows2d(softmaxRows(an, prims.length), prims.length),
     alpha_reduce: rows2d(softmaxRows(ar, prims.length), prims.length),
     ...(s.coster ? { eval_net: await s.coster.cost(geno) } : {}),
+    collapse: check.collapse,
+    ...(check.guards.length ? { guards: check.guards } : {}),
   };
   s.history.push(rec);
   appendJsonLine(s.logPath, rec);
-  writeGenotype(s, geno, `epoch ${epoch + 1}`);
+  await writeGenotype(s, geno, `epoch ${epoch + 1}`);
+  for (const line of [check.collapse.warning, ...check.guards.map(describeGuard)])
+    if (line) process.stderr.write(`epoch ${epoch + 1}: ${line}\n`);
+  if (check.stop) s.guardStopEpoch = epoch + 1;
   if (!s.o.quiet)
     process.stderr.write(
       `epoch ${epoch + 1}: ${s.o.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`,
     );
 }
 
-/** One epoch: its steps, then its record and checkpoint; true when the run stops early (`stopAfterSteps`). */
+/** One epoch: its steps, then its record and checkpoint; true when the run stops early (`stopAfterSteps`, a guard). */
 async function runEpoch(s: Search, epoch: number): Promise<boolean> {
   const { o } = s;
   const t0 = Date.now();
@@ -695,6 +718,7 @@ async function runEpoch(s: Search, epoch: number): Promise<boolean> {
   if (await runEpochSteps(s, epoch, lr)) return true;
   await logEpoch(s, epoch, lr, (Date.now() - t0) / 1000);
   saveSearchCheckpoint(s, epoch + 1, 0);
+  if (s.guardStopEpoch !== undefined) return true;
   return o.stopAfterSteps !== undefined && s.totalSteps >= o.stopAfterSteps && epoch + 1 < o.epochs;
 }
 
@@ -710,7 +734,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     await s.runners.release();
   }
   // stopped before the first epoch ended: still leave the current genotype
-  if (!existsSync(join(o.out, 'genotype.json'))) writeGenotype(s, currentGenotype(s), `step ${s.totalSteps}`);
+  if (!existsSync(join(o.out, 'genotype.json'))) await writeGenotype(s, currentGenotype(s), `step ${s.totalSteps}`);
+  if (o.report !== false) await tryWriteRunReport(o.out);
   const [normal, reduce] = alphas(s);
   return {
     genotype: currentGenotype(s),
@@ -718,7 +743,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     alphas: { normal, reduce },
     nodes: s.runners.nodes,
     stepSeconds: s.stepTime / Math.max(s.timedSteps, 1),
-    stopped,
+    stopped: stopped && s.guardStopEpoch === undefined,
+    ...(s.guardStopEpoch !== undefined ? { guardStopEpoch: s.guardStopEpoch } : {}),
     skipped: skipReport([s.full], [s.wLoader, s.aLoader]),
   };
 }

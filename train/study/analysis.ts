@@ -1,12 +1,15 @@
 /**
  * Analyses of the UnNAS sample-based study: rank correlations between a
  * pretext objective's accuracy and the supervised accuracy of the same
- * architectures, the random-experiment curve, a JSON / text summary and
- * dependency-free SVG charts.
+ * architectures, the random-experiment curve, a JSON / text summary, and
+ * its charts and HTML report (drawn by train/report).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../../graph/rng.js';
+import { bandChart, scatterChart } from '../report/charts.js';
+import { esc, figure, htmlPage, keyValueTable, type Section } from '../report/html.js';
+import { SERIES_COLORS } from '../report/palette.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import type { TrialResult } from './store.js';
 
@@ -352,136 +355,8 @@ export function formatSummaryTable(s: StudySummary): string {
 }
 
 // ---------------------------------------------------------------------------
-// SVG charts (plain strings, no dependency)
+// Charts and the HTML report (train/report: Vega-Lite, rendered to SVG)
 // ---------------------------------------------------------------------------
-
-const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
-
-/** Escapes text for SVG/XML content and attribute values. */
-export function escapeXml(s: string): string {
-  return s
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&apos;');
-}
-
-interface Axis {
-  ticks: number[];
-  map: (v: number) => number;
-  label: (v: number) => string;
-}
-
-function niceStep(span: number, target: number): number {
-  const raw = span / Math.max(1, target);
-  const p = 10 ** Math.floor(Math.log10(raw));
-  const f = raw / p;
-  return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * p;
-}
-
-/** Linear axis over [min, max] (padded to nice bounds) mapped onto pixels [p0, p1]. */
-function linearAxis(min: number, max: number, p0: number, p1: number, target = 5): Axis {
-  if (!(max > min)) {
-    const d = Math.abs(min) > 0 ? Math.abs(min) * 0.01 : 0.5;
-    min -= d;
-    max += d;
-  } else {
-    // keep marks off the frame
-    const pad = 0.03 * (max - min);
-    min -= pad;
-    max += pad;
-  }
-  const step = niceStep(max - min, target);
-  const lo = Math.floor(min / step) * step;
-  const hi = Math.ceil(max / step) * step;
-  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
-  const ticks: number[] = [];
-  for (let k = 0; lo + k * step <= hi + step * 1e-9; k++) ticks.push(Number((lo + k * step).toFixed(decimals + 2)));
-  return { ticks, map: (v) => p0 + ((v - lo) / (hi - lo)) * (p1 - p0), label: (v) => v.toFixed(decimals) };
-}
-
-/** Log-10 axis over [min, max] (> 0) with ticks at 1-2-5 multiples of powers of 10. */
-function logAxis(min: number, max: number, p0: number, p1: number): Axis {
-  const lmin = Math.log10(min);
-  const lmax = Math.max(Math.log10(max), lmin + 1e-9);
-  const ticks: number[] = [];
-  for (let e = Math.floor(lmin); e <= Math.ceil(lmax); e++) {
-    for (const f of [1, 2, 5]) {
-      const v = f * 10 ** e;
-      if (v >= min * (1 - 1e-9) && v <= max * (1 + 1e-9)) ticks.push(v);
-    }
-  }
-  return {
-    ticks,
-    map: (v) => p0 + ((Math.log10(v) - lmin) / (lmax - lmin)) * (p1 - p0),
-    label: (v) => (v >= 1 ? String(Math.round(v)) : String(v)),
-  };
-}
-
-interface Frame {
-  width: number;
-  height: number;
-  left: number;
-  right: number;
-  top: number;
-  bottom: number;
-}
-
-function frame(width: number, height: number): Frame {
-  return { width, height, left: 64, right: width - 16, top: 40, bottom: height - 48 };
-}
-
-function n2(v: number): string {
-  return (Math.round(v * 100) / 100).toString();
-}
-
-/** Axes, grid, tick labels, axis labels and title. */
-function axesSvg(f: Frame, xa: Axis, ya: Axis, title: string, xLabel: string, yLabel: string): string[] {
-  const s: string[] = [];
-  s.push(`<rect x="0" y="0" width="${f.width}" height="${f.height}" fill="white"/>`);
-  s.push(`<g stroke="#e5e5e5" stroke-width="1">`);
-  for (const t of xa.ticks)
-    s.push(`<line x1="${n2(xa.map(t))}" y1="${f.top}" x2="${n2(xa.map(t))}" y2="${f.bottom}"/>`);
-  for (const t of ya.ticks)
-    s.push(`<line x1="${f.left}" y1="${n2(ya.map(t))}" x2="${f.right}" y2="${n2(ya.map(t))}"/>`);
-  s.push(`</g>`);
-  s.push(`<g stroke="black" stroke-width="1" fill="none">`);
-  s.push(`<line x1="${f.left}" y1="${f.bottom}" x2="${f.right}" y2="${f.bottom}"/>`);
-  s.push(`<line x1="${f.left}" y1="${f.top}" x2="${f.left}" y2="${f.bottom}"/>`);
-  for (const t of xa.ticks)
-    s.push(`<line x1="${n2(xa.map(t))}" y1="${f.bottom}" x2="${n2(xa.map(t))}" y2="${f.bottom + 5}"/>`);
-  for (const t of ya.ticks)
-    s.push(`<line x1="${f.left - 5}" y1="${n2(ya.map(t))}" x2="${f.left}" y2="${n2(ya.map(t))}"/>`);
-  s.push(`</g>`);
-  s.push(`<g font-family="sans-serif" font-size="11" fill="black">`);
-  for (const t of xa.ticks)
-    s.push(`<text x="${n2(xa.map(t))}" y="${f.bottom + 18}" text-anchor="middle">${escapeXml(xa.label(t))}</text>`);
-  for (const t of ya.ticks)
-    s.push(`<text x="${f.left - 8}" y="${n2(ya.map(t) + 4)}" text-anchor="end">${escapeXml(ya.label(t))}</text>`);
-  s.push(
-    `<text x="${n2((f.left + f.right) / 2)}" y="${f.height - 10}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`,
-  );
-  const cy = n2((f.top + f.bottom) / 2);
-  s.push(
-    `<text x="14" y="${cy}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${cy})">${escapeXml(yLabel)}</text>`,
-  );
-  s.push(
-    `<text x="${n2(f.width / 2)}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
-  );
-  s.push(`</g>`);
-  return s;
-}
-
-function svgDoc(f: Frame, body: string[]): string {
-  return [
-    `<?xml version="1.0" encoding="UTF-8"?>`,
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${f.width}" height="${f.height}" viewBox="0 0 ${f.width} ${f.height}">`,
-    ...body,
-    `</svg>`,
-    '',
-  ].join('\n');
-}
 
 export interface ScatterOptions {
   x: readonly number[];
@@ -489,24 +364,13 @@ export interface ScatterOptions {
   title: string;
   xLabel: string;
   yLabel: string;
-  width?: number;
-  height?: number;
   color?: string;
 }
 
 /** A scatter plot as an SVG document string. */
-export function scatterPlotSvg(o: ScatterOptions): string {
+export function scatterPlotSvg(o: ScatterOptions): Promise<string> {
   checkPaired(o.x, o.y, 'scatterPlotSvg');
-  const f = frame(o.width ?? 480, o.height ?? 420);
-  const range = (v: readonly number[]): [number, number] => (v.length ? [Math.min(...v), Math.max(...v)] : [0, 1]);
-  const xa = linearAxis(...range(o.x), f.left, f.right);
-  const ya = linearAxis(...range(o.y), f.bottom, f.top);
-  const body = axesSvg(f, xa, ya, o.title, o.xLabel, o.yLabel);
-  body.push(`<g fill="${o.color ?? PALETTE[0]}" fill-opacity="0.6" stroke="none">`);
-  for (let i = 0; i < o.x.length; i++)
-    body.push(`<circle cx="${n2(xa.map(o.x[i]!))}" cy="${n2(ya.map(o.y[i]!))}" r="2.5"/>`);
-  body.push(`</g>`);
-  return svgDoc(f, body);
+  return scatterChart({ x: o.x, y: o.y, title: o.title, xTitle: o.xLabel, yTitle: o.yLabel, color: o.color });
 }
 
 /** Scatter plot of an objective's accuracy (x) against the reference accuracy (y), ρ in the title. */
@@ -515,7 +379,7 @@ export function objectiveScatterSvg(
   objective: string,
   reference = 'cls',
   space = '',
-): string {
+): Promise<string> {
   const p = pairs(rows, objective, reference);
   const rho = p.x.length >= 2 ? spearman(p.x, p.y) : NaN;
   return scatterPlotSvg({
@@ -533,7 +397,7 @@ export interface CurveSeries {
   color?: string;
 }
 
-export interface LineChartOptions {
+export interface CurveChartOptions {
   title: string;
   xLabel?: string;
   yLabel?: string;
@@ -541,75 +405,84 @@ export interface LineChartOptions {
   logX?: boolean;
   /** What the lines and bands show (default: mean, mean ± 2σ). */
   bandLabel?: string;
-  width?: number;
-  height?: number;
 }
 
 /** Random-experiment curves: mean line with a shaded mean ± 2σ band per series, and a legend. */
-export function randomExperimentSvg(series: readonly CurveSeries[], o: LineChartOptions): string {
-  const f = frame(o.width ?? 560, o.height ?? 420);
+export function randomExperimentSvg(series: readonly CurveSeries[], o: CurveChartOptions): Promise<string> {
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) throw new Error('randomExperimentSvg: no points');
-  const ms = all.map((p) => p.m);
-  const logX = o.logX ?? ms.every((m) => m > 0);
-  const xa = logX
-    ? logAxis(Math.min(...ms), Math.max(...ms), f.left, f.right)
-    : linearAxis(Math.min(...ms), Math.max(...ms), f.left, f.right);
-  const ya = linearAxis(Math.min(...all.map((p) => p.lo)), Math.max(...all.map((p) => p.hi)), f.bottom, f.top);
-  const body = axesSvg(
-    f,
-    xa,
-    ya,
-    o.title,
-    o.xLabel ?? 'experiment size m (architectures per experiment)',
-    o.yLabel ?? 'supervised accuracy of the selected architecture',
+  return bandChart(
+    series.map((s) => ({ label: s.label, color: s.color, points: [...s.points].sort((a, b) => a.m - b.m) })),
+    {
+      title: o.title,
+      note: o.bandLabel ?? 'lines: mean; bands: mean ± 2σ',
+      xTitle: o.xLabel ?? 'experiment size m (architectures per experiment)',
+      yTitle: o.yLabel ?? 'supervised accuracy of the selected architecture',
+      logX: o.logX ?? all.every((p) => p.m > 0),
+    },
   );
-  const colors = series.map((s, k) => s.color ?? PALETTE[k % PALETTE.length]!);
-  series.forEach((s, k) => {
-    const pts = [...s.points].sort((a, b) => a.m - b.m);
-    if (pts.length === 0) return;
-    const upper = pts.map((p) => `${n2(xa.map(p.m))},${n2(ya.map(p.hi))}`);
-    const lower = pts.map((p) => `${n2(xa.map(p.m))},${n2(ya.map(p.lo))}`).reverse();
-    body.push(
-      `<polygon points="${[...upper, ...lower].join(' ')}" fill="${colors[k]}" fill-opacity="0.12" stroke="none"/>`,
-    );
-  });
-  series.forEach((s, k) => {
-    const pts = [...s.points].sort((a, b) => a.m - b.m);
-    if (pts.length === 0) return;
-    body.push(
-      `<polyline points="${pts.map((p) => `${n2(xa.map(p.m))},${n2(ya.map(p.mean))}`).join(' ')}" fill="none" stroke="${colors[k]}" stroke-width="2"/>`,
-    );
-    for (const p of pts)
-      body.push(`<circle cx="${n2(xa.map(p.m))}" cy="${n2(ya.map(p.mean))}" r="3" fill="${colors[k]}"/>`);
-  });
-  // legend, bottom right (curves rise with m, so that corner is usually empty)
-  const lw = 36 + 7 * Math.max(...series.map((s) => s.label.length));
-  const lh = 8 + 16 * series.length;
-  const lx = f.right - lw - 8;
-  const ly0 = f.bottom - lh - 8;
-  body.push(
-    `<rect x="${n2(lx)}" y="${n2(ly0)}" width="${n2(lw)}" height="${lh}" fill="white" fill-opacity="0.85" stroke="#999999"/>`,
+}
+
+/** The random-experiment series of a summary: the reference's own curve first, in black. */
+function curveSeries(summary: StudySummary): CurveSeries[] {
+  return [
+    ...(summary.referenceCurve.length
+      ? [{ label: `${summary.reference} (oracle)`, points: summary.referenceCurve, color: '#000000' }]
+      : []),
+    ...summary.objectives
+      .filter((o) => o.randomExperiment.length)
+      .map((o, k) => ({
+        label: o.objective,
+        points: o.randomExperiment,
+        color: SERIES_COLORS[k % SERIES_COLORS.length]!,
+      })),
+  ];
+}
+
+/** The study report page: correlations, scatter plots, random experiment, config. */
+export function studyReportHtml(
+  summary: StudySummary,
+  charts: { random: string | null; scatters: string[] },
+  config?: Record<string, unknown>,
+): string {
+  const corr = table(
+    ['objective', 'n', 'spearman', 'kendall', 'pearson'],
+    summary.objectives.map((o) => [o.objective, String(o.n), fmt(o.spearman), fmt(o.kendall), fmt(o.pearson)]),
   );
-  series.forEach((s, k) => {
-    const y = ly0 + 16 + 16 * k;
-    body.push(
-      `<line x1="${n2(lx + 6)}" y1="${y - 4}" x2="${n2(lx + 26)}" y2="${y - 4}" stroke="${colors[k]}" stroke-width="2"/>`,
-    );
-    body.push(`<text x="${n2(lx + 32)}" y="${y}" font-family="sans-serif" font-size="11">${escapeXml(s.label)}</text>`);
+  const sections: Section[] = [
+    {
+      id: 'summary',
+      title: 'Summary',
+      body: `<p>${esc(`${summary.nArchs} architectures with a ${summary.reference} accuracy.`)}</p><pre>${esc(corr)}</pre>`,
+    },
+    {
+      id: 'scatter',
+      title: 'Objective vs reference accuracy',
+      body: charts.scatters.map((c) => figure(c)).join('\n') || '<p>No data yet.</p>',
+    },
+    { id: 'random', title: 'Random experiment', body: charts.random ? figure(charts.random) : '<p>No data yet.</p>' },
+    { id: 'text', title: 'Tables', body: `<pre>${esc(formatSummaryTable(summary))}</pre>` },
+  ];
+  if (config) sections.push({ id: 'config', title: 'Config', body: keyValueTable(config) });
+  return htmlPage({
+    title: `Sample-based study${summary.space ? ` (${summary.space})` : ''}`,
+    subtitle: `nas-onnx study report, written ${new Date().toISOString()}`,
+    sections,
   });
-  body.push(
-    `<text x="${n2(f.left + 6)}" y="${f.top + 14}" font-family="sans-serif" font-size="10" fill="#555555">${escapeXml(o.bandLabel ?? 'lines: mean; bands: mean ± 2σ')}</text>`,
-  );
-  return svgDoc(f, body);
 }
 
 /**
  * Writes a study report into `dir`: summary.json, summary.txt,
- * random_experiment.svg and scatter_<objective>.svg for every objective with
- * data (all written atomically). Returns the paths written.
+ * random_experiment.svg, scatter_<objective>.svg for every objective with
+ * data, and report.html with all of them (all written atomically). Returns
+ * the paths written.
  */
-export function writeStudyReport(dir: string, summary: StudySummary, rows: readonly ArchAccuracies[]): string[] {
+export async function writeStudyReport(
+  dir: string,
+  summary: StudySummary,
+  rows: readonly ArchAccuracies[],
+  config?: Record<string, unknown>,
+): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const written: string[] = [];
   const put = (name: string, data: string) => {
@@ -619,23 +492,18 @@ export function writeStudyReport(dir: string, summary: StudySummary, rows: reado
   };
   put('summary.json', `${JSON.stringify(summary, null, 1)}\n`);
   put('summary.txt', formatSummaryTable(summary));
-  const series: CurveSeries[] = [
-    ...(summary.referenceCurve.length
-      ? [{ label: `${summary.reference} (oracle)`, points: summary.referenceCurve, color: '#000000' }]
-      : []),
-    ...summary.objectives
-      .filter((o) => o.randomExperiment.length)
-      .map((o, k) => ({ label: o.objective, points: o.randomExperiment, color: PALETTE[k % PALETTE.length]! })),
-  ];
-  if (series.length) {
-    put(
-      'random_experiment.svg',
-      randomExperimentSvg(series, { title: `Random experiment${summary.space ? ` (${summary.space})` : ''}` }),
-    );
-  }
+  const series = curveSeries(summary);
+  const random = series.length
+    ? await randomExperimentSvg(series, { title: `Random experiment${summary.space ? ` (${summary.space})` : ''}` })
+    : null;
+  if (random) put('random_experiment.svg', random);
+  const scatters: string[] = [];
   for (const o of summary.objectives) {
     if (o.n < 1 || !/^[A-Za-z0-9_.-]+$/.test(o.objective)) continue;
-    put(`scatter_${o.objective}.svg`, objectiveScatterSvg(rows, o.objective, summary.reference, summary.space));
+    const svg = await objectiveScatterSvg(rows, o.objective, summary.reference, summary.space);
+    scatters.push(svg);
+    put(`scatter_${o.objective}.svg`, svg);
   }
+  put('report.html', studyReportHtml(summary, { random, scatters }, config));
   return written;
 }

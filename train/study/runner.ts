@@ -760,17 +760,17 @@ function csvCell(v: unknown): string {
 
 /**
  * Writes the study report into `<study>/report` (or `dir`): summary.json,
- * summary.txt, random_experiment.svg, scatter_<objective>.svg (analysis.ts)
- * and trials.csv (one row per finished trial). ρ etc. compare every
+ * summary.txt, random_experiment.svg, scatter_<objective>.svg, report.html
+ * (analysis.ts) and trials.csv (one row per finished trial). ρ etc. compare every
  * objective's accuracy (averaged over seeds) with the cls accuracy.
  */
-export function writeStudyReportFor(store: TrialStore, dir = join(store.dir, 'report')): StudyReport {
+export async function writeStudyReportFor(store: TrialStore, dir = join(store.dir, 'report')): Promise<StudyReport> {
   const config = studyConfigOf(store);
   const results = store.results();
   const rows = aggregateAccuracies(results, 'accuracy');
   const objectives = [...new Set(store.trials().map((t) => t.objective))].filter((o) => o !== 'cls').sort();
   const summary = buildStudySummary(rows, { space: config.space, reference: 'cls', objectives });
-  const files = writeStudyReport(dir, summary, rows);
+  const files = await writeStudyReport(dir, summary, rows, { ...config });
   const header = [
     'trial',
     'arch',

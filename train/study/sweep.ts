@@ -209,7 +209,7 @@ export function sweepTable(s: SweepSummary): string {
 }
 
 /** The chart: test accuracy against the label fraction, one line per arm, bands mean ± std. */
-export function sweepChart(s: SweepSummary): string {
+export function sweepChart(s: SweepSummary): Promise<string> {
   const series = s.inits.map((init) => ({
     label: init,
     points: s.cells
@@ -241,6 +241,6 @@ export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
   const s = summarize(o, m, ranNow, (Date.now() - t0) / 1000);
   writeFileAtomic(join(o.out, 'summary.json'), `${JSON.stringify(s, null, 2)}\n`);
   writeFileAtomic(join(o.out, 'table.md'), sweepTable(s));
-  writeFileAtomic(join(o.out, 'accuracy.svg'), sweepChart(s));
+  writeFileAtomic(join(o.out, 'accuracy.svg'), await sweepChart(s));
   return s;
 }

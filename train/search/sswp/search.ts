@@ -56,6 +56,7 @@ import { defaultStem } from '../../../graph/nets/search.js';
 import type { Objective, TaskShape } from '../../../graph/nets/tasks.js';
 import {
   NUM_OPS,
+  SSWP_OPS,
   buildSswpForward,
   buildSswpNetwork,
   opKey,
@@ -83,7 +84,9 @@ import { Progress } from '../../runtime/progress.js';
 import { f32, type EP, type SessionOptions, type Tensor } from '../../runtime/session.js';
 import { appendJsonLine } from '../../runtime/log.js';
 import { TrainError } from '../../runtime/errors.js';
-import { cellsSvg } from '../../report/genotype-svg.js';
+import { cellsSvg } from '../../report/cell-diagram.js';
+import { tryWriteRunReport } from '../../report/run-report.js';
+import { perCellAlphaRecord } from '../collapse.js';
 import { adamUpdate, batchFeeds, type BilevelOptimizerOptions, type HostAdam, searchDataOptions } from '../darts.js';
 import { Runners, type RunnerShape } from './runners.js';
 import {
@@ -159,6 +162,8 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   quiet?: boolean;
   /** Per-step records in log.jsonl (default true). */
   stepLog?: boolean;
+  /** Write report.html at the end (default true). */
+  report?: boolean;
   /**
    * ORT graph optimization level of the step graphs (default 'disabled'):
    * session creation grows about quadratically with the node count at the
@@ -571,7 +576,7 @@ function saveSearchCheckpoint(s: Search, step: number, acc?: EpochAcc): void {
 }
 
 /** cells.json and cells.svg of the current architecture. */
-function writeCells(s: Search): void {
+async function writeCells(s: Search): Promise<void> {
   const { o, full } = s;
   const arch = sswpArch({
     C: o.C,
@@ -587,7 +592,7 @@ function writeCells(s: Search): void {
     concat: c.concat,
     title: `cell ${c.cell}${c.reduction ? ' (reduction)' : ''}${c.pruned ? '' : ' (searching)'}`,
   }));
-  writeFileAtomic(join(o.out, 'cells.svg'), cellsSvg(diagrams, `SSWP-NAS ${s.cfg.objective}`));
+  writeFileAtomic(join(o.out, 'cells.svg'), await cellsSvg(diagrams, `SSWP-NAS ${s.cfg.objective}`));
 }
 
 /** Prune `cells` (in this order) before `step` by the run's rule; their α are frozen from now on. */
@@ -769,7 +774,7 @@ async function searchStep(s: Search, step: number, wBatch: Promise<Batch>, lr: n
 }
 
 /** The epoch record: log.jsonl, history, cells.json, the console line. */
-function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, seconds: number): void {
+async function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, seconds: number): Promise<void> {
   const pred = s.runners!.predictions;
   const rec = {
     type: 'epoch',
@@ -785,6 +790,7 @@ function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, seconds: 
     pruned: s.pruned.map((c, i) => (c ? i : -1)).filter((i) => i >= 0),
     seconds,
     cells: currentCells(s),
+    ...perCellAlphaRecord(alphasOf(s), SSWP_OPS, currentCells(s)),
   };
   s.history.push({
     epoch: rec.epoch,
@@ -794,7 +800,7 @@ function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, seconds: 
     pruned: rec.pruned,
   });
   appendJsonLine(s.logPath, rec);
-  writeCells(s);
+  await writeCells(s);
   if (s.o.quiet) return;
   process.stderr.write(
     `epoch ${epoch + 1}: ${Object.keys(acc.phases).join('+')} loss ${rec.loss.toFixed(3)} acc ${(100 * rec.acc).toFixed(1)}%` +
@@ -830,7 +836,7 @@ async function runEpoch(s: Search, epoch: number): Promise<boolean> {
   } finally {
     await wIt.return(undefined);
   }
-  logEpoch(s, epoch, acc, lr, (Date.now() - t0) / 1000);
+  await logEpoch(s, epoch, acc, lr, (Date.now() - t0) / 1000);
   saveSearchCheckpoint(s, (epoch + 1) * S);
   return o.stopAfterSteps !== undefined && (epoch + 1) * S >= o.stopAfterSteps && epoch + 1 < o.epochs;
 }
@@ -846,7 +852,7 @@ async function finishSearch(s: Search): Promise<SswpResult> {
   const { o, cfg } = s;
   const rest = s.sched.order.filter((c) => s.pruned[c] === null);
   if (rest.length) pruneCells(s, rest, s.sched.total);
-  writeCells(s);
+  await writeCells(s);
   const cells = currentCells(s);
   const fin = await finalizeNetwork({
     out: o.out,
@@ -906,6 +912,7 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
     await s.pool.close();
   }
   const r = stopped ? stoppedResult(s) : await finishSearch(s);
+  if (o.report !== false) await tryWriteRunReport(o.out);
   return { ...r, skipped: skipReport([s.full], [s.wLoader, s.aLoader]) };
 }
 
