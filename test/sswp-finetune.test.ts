@@ -150,7 +150,9 @@ describe('label-fraction sweep', () => {
     expect(table).toMatch(/^\| 50% \(24\) \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d\d ± \d+\.\d\d \|$/m);
     expect(table).toMatch(/^\| 25% \(12\) \|/m);
     const svg = readFileSync(join(out, 'accuracy.svg'), 'utf8');
-    expect(svg.match(/<polyline /g)!.length).toBe(2);
+    // a mean line and a band per arm (Vega-Lite, train/report/charts.ts)
+    expect(svg.match(/aria-roledescription="line mark"/g)!.length).toBe(2);
+    expect(svg.match(/aria-roledescription="area mark"/g)!.length).toBe(2);
     const summary = readFileSync(join(out, 'summary.json'), 'utf8');
     // an interruption: one (fraction, seed) lost both arms, another one arm
     const files = ['f0.25-s1-concomitant', 'f0.25-s1-random', 'f0.5-s0-random'].map((k) =>
