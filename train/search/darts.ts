@@ -9,10 +9,11 @@
  * The step graphs (wStep, alphaGrad, allGrad) come from graph/nets/search.ts;
  * α (2 × 14 × 8 floats) is updated on the host with Adam.
  *
- * Runs write a run directory: config.json, log.jsonl (one record per epoch),
+ * Runs write a run directory: config.json, log.jsonl (one record per epoch,
+ * with the collapse statistics and the guards' decisions: collapse.ts),
  * checkpoints/ (atomic; exact resume), genotype.json and genotype.svg (derived
- * every epoch). A run that is not resumed starts the directory afresh (its old
- * log and checkpoints are removed).
+ * every epoch) and, at the end, report.html. A run that is not resumed starts
+ * the directory afresh (its old log and checkpoints are removed).
  *
  * Determinism: batches are pure functions of (seed, epoch, batch index), the
  * checkpoints hold every parameter, optimizer slot, step counter and the
