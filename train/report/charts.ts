@@ -84,7 +84,15 @@ export function lineChart(points: readonly LinePoint[], o: LineChartOptions): Pr
           title: o.yTitle,
           scale: o.yDomain ? { domain: o.yDomain } : { zero: false },
         },
-        color: { field: 'series', type: 'nominal', title: null, scale: seriesScale(names, o.colors), sort: names },
+        color: {
+          field: 'series',
+          type: 'nominal',
+          title: null,
+          scale: seriesScale(names, o.colors),
+          sort: names,
+          // one series: its name is the chart's title
+          ...(names.length === 1 ? { legend: null } : {}),
+        },
       },
     },
   ];
@@ -129,7 +137,8 @@ export function alphaSmallMultiples(
       mark: { type: 'line', point: { size: 12 }, strokeWidth: 1.5 },
       encoding: {
         x: { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { tickMinStep: 1, format: 'd' } },
-        y: { field: 'weight', type: 'quantitative', title: 'softmax(α)', scale: { zero: true } },
+        // not from zero: in a short search α move little from uniform, and the moves are what matters
+        y: { field: 'weight', type: 'quantitative', title: 'softmax(α)', scale: { zero: false } },
         color: { field: 'op', type: 'nominal', title: 'op', scale: opColors(o.ops), sort: [...o.ops] },
       },
     },

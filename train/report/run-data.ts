@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseGenotype, type Genotype, type OpName } from '../../graph/genotype.js';
 import { parseSswpArch, type SswpArch } from '../../graph/nets/sswp.js';
+import type { EvalNetCost } from './cost.js';
 import { TrainError } from '../runtime/errors.js';
 
 export type RunKind = 'darts-search' | 'sswp-search' | 'train';
@@ -57,6 +58,8 @@ export interface LogRecord {
   alpha?: number[][][];
   collapse?: LoggedCollapse | LoggedCollapse[];
   guards?: LoggedGuard[];
+  /** The evaluation network's cost of the epoch's genotype (DARTS search). */
+  eval_net?: EvalNetCost;
   cells?: [OpName, number][][];
   cell?: number;
   ops?: [OpName, number][];

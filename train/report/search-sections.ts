@@ -6,6 +6,7 @@
  */
 import { PRIMITIVES, STEPS, type OpName } from '../../graph/genotype.js';
 import { alphaSmallMultiples, heatmap, lineChart, type AlphaPoint, type LinePoint } from './charts.js';
+import { formatCost } from './cost.js';
 import { callout, esc, figure, table, type Section } from './html.js';
 import { OP_COLOR } from './palette.js';
 import type { LoggedCollapse, LoggedGuard, LogRecord } from './run-data.js';
@@ -142,6 +143,7 @@ export async function alphaSection(epochs: readonly LogRecord[], ops: readonly O
       rowTitle: 'edge',
       colTitle: 'op',
       valueTitle: 'softmax(α)',
+      format: '.3f',
       domain: [0, 1],
     });
     parts.push(figure(svg));
@@ -149,19 +151,21 @@ export async function alphaSection(epochs: readonly LogRecord[], ops: readonly O
   return { id: 'alpha', title: 'Architecture weights α', body: parts.join('\n') };
 }
 
-/** The genotype derived at every epoch. */
+/** The genotype derived at every epoch (and its evaluation network's cost, where the log has it). */
 export function genotypeTableSection(epochs: readonly LogRecord[]): Section {
+  const withCost = epochs.some((r) => r.eval_net);
   const rows = epochs
     .filter((r) => r.genotype)
     .map((r) => {
       const c = r.collapse && !Array.isArray(r.collapse) ? String(r.collapse.param_free) : '';
-      return [String(r.epoch), cellText(r.genotype!.normal), cellText(r.genotype!.reduce), c];
+      const cost = withCost ? [r.eval_net ? esc(formatCost(r.eval_net)) : ''] : [];
+      return [String(r.epoch), cellText(r.genotype!.normal), cellText(r.genotype!.reduce), c, ...cost];
     });
+  const header = ['epoch', 'normal cell (node: op ← input)', 'reduction cell', 'parameter-free (normal)'];
+  if (withCost) header.push('evaluation network');
   return {
     id: 'genotypes',
     title: 'Genotype per epoch',
-    body: rows.length
-      ? table(['epoch', 'normal cell (node: op ← input)', 'reduction cell', 'parameter-free (normal)'], rows)
-      : '<p>No genotype in this log.</p>',
+    body: rows.length ? table(header, rows) : '<p>No genotype in this log.</p>',
   };
 }

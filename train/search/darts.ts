@@ -125,7 +125,7 @@ export interface SearchOptions extends BilevelOptimizerOptions {
   evalNet?: Partial<Pick<EvalNetShape, 'net' | 'C' | 'layers'>> | false;
   /** Collapse warning threshold and guards (collapse.ts). */
   collapse?: CollapseOptions;
-  /** Write report.html at the end (default true). */
+  /** Write report.html at the end (default true; not when stopped by stopAfterSteps). */
   report?: boolean;
 }
 
@@ -736,7 +736,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   }
   // stopped before the first epoch ended: still leave the current genotype
   if (!existsSync(join(o.out, 'genotype.json'))) await writeGenotype(s, currentGenotype(s), `step ${s.totalSteps}`);
-  if (o.report !== false) await tryWriteRunReport(o.out);
+  // the end of the search (a guard's stop included); a time-boxed stop (stopAfterSteps) writes none
+  if (o.report !== false && (!stopped || s.guardStopEpoch !== undefined)) await tryWriteRunReport(o.out);
   const [normal, reduce] = alphas(s);
   return {
     genotype: currentGenotype(s),

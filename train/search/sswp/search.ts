@@ -162,7 +162,7 @@ export interface SswpOptions extends BilevelOptimizerOptions {
   quiet?: boolean;
   /** Per-step records in log.jsonl (default true). */
   stepLog?: boolean;
-  /** Write report.html at the end (default true). */
+  /** Write report.html at the end (default true; not when stopped by stopAfterSteps). */
   report?: boolean;
   /**
    * ORT graph optimization level of the step graphs (default 'disabled'):
@@ -912,7 +912,7 @@ export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
     await s.pool.close();
   }
   const r = stopped ? stoppedResult(s) : await finishSearch(s);
-  if (o.report !== false) await tryWriteRunReport(o.out);
+  if (o.report !== false && !stopped) await tryWriteRunReport(o.out);
   return { ...r, skipped: skipReport([s.full], [s.wLoader, s.aLoader]) };
 }
 
