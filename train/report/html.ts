@@ -46,9 +46,11 @@ export function figure(svg: string, caption = ''): string {
   return `<figure>${inlineSvg(svg)}${caption ? `<figcaption>${esc(caption)}</figcaption>` : ''}</figure>`;
 }
 
-/** A table; cells are HTML (escape text with esc). */
+/** A table; cells are HTML (escape text with esc); no header row when every header is empty. */
 export function table(header: readonly string[], rows: readonly (readonly string[])[], cls = ''): string {
-  const head = `<thead><tr>${header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead>`;
+  const head = header.some((h) => h)
+    ? `<thead><tr>${header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead>`
+    : '';
   const body = rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('\n');
   return `<table${cls ? ` class="${cls}"` : ''}>${head}<tbody>${body}</tbody></table>`;
 }
