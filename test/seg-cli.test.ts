@@ -68,3 +68,48 @@ describe('nas-onnx export --net seg', () => {
     expect(r.stderr).toMatch(/even C/);
   });
 });
+
+describe('nas-onnx build-supernet --objective seg', () => {
+  it('writes the supernet search trains: ImageNet stem, one reduction, ASPP 64 [6], per-pixel logits', async () => {
+    const out = join(tmp, 'super.onnx');
+    const r = await cli(`build-supernet --objective seg --C 4 --layers 3 --size 65 --out ${out}`.split(' '));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/seg search supernet, imagenet stem/);
+    const info = JSON.parse((await cli(['info', out, '--json'])).stdout) as {
+      outputs: { shape: (number | string)[] }[];
+      config: Record<string, unknown>;
+      opCounts: Record<string, number>;
+    };
+    expect(info.outputs[0]!.shape).toEqual(['N', 19, 65, 65]);
+    expect(info.config).toMatchObject({
+      objective: 'seg',
+      stem: 'imagenet',
+      classes: 19,
+      aspp: { channels: 64, rates: [6] },
+    });
+    expect(info.opCounts.GlobalAveragePool).toBe(1);
+    const tr = join(tmp, 'super-training.onnx');
+    const t = await cli(
+      `build-supernet --objective seg --C 4 --layers 3 --size 65 --batch 2 --training --out ${tr}`.split(' '),
+    );
+    expect(t.code).toBe(0);
+    const ti = JSON.parse((await cli(['info', tr, '--json'])).stdout) as {
+      inputs: { name: string; dtype: string; shape: number[] }[];
+      outputs: { name: string }[];
+    };
+    expect(ti.inputs.find((v) => v.name === 'labels')).toEqual({ name: 'labels', dtype: 'int64', shape: [2, 65, 65] });
+    expect(ti.outputs.map((v) => v.name)).toContain('loss');
+    const bad = await cli([
+      'build-supernet',
+      '--objective',
+      'seg',
+      '--stem',
+      'cifar',
+      '--out',
+      join(tmp, 'y.onnx'),
+    ]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr.trim()).toBe('nas-onnx: --objective seg searches the segmentation network: its stem is imagenet');
+  });
+});

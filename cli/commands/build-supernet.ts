@@ -13,6 +13,7 @@ import { type Command, Option } from 'commander';
 import { BATCH_DIM } from '../../graph/deploy.js';
 import type { StemKind } from '../../graph/nets/darts.js';
 import { buildSearchForward } from '../../graph/nets/search.js';
+import { ASPP_SEARCH } from '../../graph/nets/seg.js';
 import type { Objective } from '../../graph/nets/tasks.js';
 import { serialize } from '../../graph/onnx.js';
 import { shapeStr } from '../../graph/ir.js';
@@ -63,6 +64,8 @@ const OBJECTIVES: Record<string, Objective> = {
   jig: 'jig',
   jigsaw: 'jig',
   simclr: 'simclr',
+  seg: 'seg',
+  segmentation: 'seg',
 };
 
 /** Inputs no node reads (the labels of a head whose loss was pruned away) are dropped. */
@@ -84,9 +87,9 @@ function anyBatch(training: boolean, objective: Objective): string | undefined {
 export function buildSupernetFile(o: BuildSupernetOptions): BuildSupernetResult {
   checkOutPath(o.out);
   const objective = o.objective ?? 'cls';
-  const st = searchTask(objective, o.size, o.stem);
+  const st = searchTask(objective, o.size, o.stem, o.classes);
   const shape = { c: o.channels, h: o.size, w: o.size, classes: o.classes, labelled: true };
-  const task = resolveTask({ ...st.task, numClasses: objective === 'cls' ? o.classes : undefined }, shape);
+  const task = resolveTask({ ...st.task, ...(objective === 'cls' ? { numClasses: o.classes } : {}) }, shape);
   const rows = task.xShape(o.batch)[0]!;
   const f = buildSearchForward(task, {
     C: o.C,
@@ -112,6 +115,7 @@ export function buildSupernetFile(o: BuildSupernetOptions): BuildSupernetResult 
       layers: o.layers,
       classes: task.numClasses,
       input: [o.channels, o.size, o.size],
+      ...(objective === 'seg' ? { task: 'seg', aspp: ASPP_SEARCH } : {}),
     }),
   );
   const values = initParams(g, o.seed);
@@ -136,11 +140,13 @@ export function register(program: Command): void {
     .description(
       'write the DARTS supernet that search trains for an objective (weights and α embedded) as an .onnx file',
     )
-    .addOption(new Option('--objective <task>', 'search objective: cls, rot, color, jigsaw or simclr').default('cls'))
+    .addOption(
+      new Option('--objective <task>', 'search objective: cls, rot, color, jigsaw, simclr or seg').default('cls'),
+    )
     .addOption(stemOption())
     .addOption(intOption('--C <n>', 'initial channels', 16))
     .addOption(intOption('--layers <n>', 'number of cells', 8))
-    .addOption(intOption('--classes <n>', 'number of classes of the cls objective', 10))
+    .addOption(intOption('--classes <n>', 'number of classes of the cls and seg objectives (default: cls 10, seg 19)'))
     .addOption(intOption('--channels <n>', 'input channels', 3))
     .addOption(intOption('--size <n>', 'crop size (input height and width)', 32))
     .addOption(intOption('--batch <n>', 'images per batch of the training form (the inference form takes any)', 64))
@@ -154,8 +160,9 @@ export function register(program: Command): void {
     .action((opts: BuildSupernetOptions & { objective: string }) => {
       const objective = OBJECTIVES[opts.objective.toLowerCase()];
       if (!objective)
-        throw new CliError(`unknown objective '${opts.objective}' (use cls, rot, color, jigsaw or simclr)`);
-      const r = buildSupernetFile({ ...opts, objective });
+        throw new CliError(`unknown objective '${opts.objective}' (use cls, rot, color, jigsaw, simclr or seg)`);
+      const classes = opts.classes ?? (objective === 'seg' ? 19 : 10);
+      const r = buildSupernetFile({ ...opts, objective, classes });
       const alpha = r.alphaShapes.map((s) => shapeStr(s)).join(' + ');
       const x = anyBatch(opts.training, objective) ? `[${BATCH_DIM},${r.input.slice(1).join(',')}]` : shapeStr(r.input);
       console.log(

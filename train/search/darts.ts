@@ -459,11 +459,7 @@ type SearchData = Pick<Search, 'pool' | 'wLoader' | 'aLoader' | 'steps' | 'stem'
 async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
   const seed = o.seed ?? 0;
   const halves = dartsSplit(full, { seed });
-  // the seg objective searches UnNAS's segmentation network (its stem is the ImageNet one)
-  const { stem, task: taskOpts } =
-    o.objective === 'seg'
-      ? { stem: 'imagenet' as const, task: { name: 'seg' as const, numClasses: segClasses(o) } }
-      : searchTask(o.objective, Math.min(full.h, full.w), o.stem);
+  const { stem, task: taskOpts } = searchTask(o.objective, Math.min(full.h, full.w), o.stem, segClasses(o));
   const pool = new DataPool({ workers: o.workers });
   const wLoader = new DataLoader(halves.weights, { task: taskOpts, batchSize: o.batch, seed, dropLast: true, pool });
   const aLoader = new DataLoader(halves.arch, {
@@ -751,13 +747,20 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   };
 }
 
-/** The stem of a search on images of side `side` (default: `defaultStem`) and its task options. */
+/**
+ * The stem of a search on images of side `side` (default: `defaultStem`) and
+ * its task options. The seg objective searches UnNAS's segmentation network,
+ * whose stem is the ImageNet one, over `classes` classes (default 19).
+ */
 export function searchTask(
   objective: Objective,
   side: number,
   stem: StemKind | undefined,
+  classes?: number,
 ): { stem: StemKind; task: TaskOptions } {
-  return { stem: stem ?? defaultStem(side), task: { name: objective } };
+  if (objective !== 'seg') return { stem: stem ?? defaultStem(side), task: { name: objective } };
+  if (stem === 'cifar') throw new TrainError('--objective seg searches the segmentation network: its stem is imagenet');
+  return { stem: 'imagenet', task: { name: 'seg', numClasses: classes ?? 19 } };
 }
 
 /** How a search reads its data; a fresh run rescans a streamed set (its index is kept in <out>/data). */
