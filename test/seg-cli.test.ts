@@ -100,15 +100,7 @@ describe('nas-onnx build-supernet --objective seg', () => {
     };
     expect(ti.inputs.find((v) => v.name === 'labels')).toEqual({ name: 'labels', dtype: 'int64', shape: [2, 65, 65] });
     expect(ti.outputs.map((v) => v.name)).toContain('loss');
-    const bad = await cli([
-      'build-supernet',
-      '--objective',
-      'seg',
-      '--stem',
-      'cifar',
-      '--out',
-      join(tmp, 'y.onnx'),
-    ]);
+    const bad = await cli(['build-supernet', '--objective', 'seg', '--stem', 'cifar', '--out', join(tmp, 'y.onnx')]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr.trim()).toBe('nas-onnx: --objective seg searches the segmentation network: its stem is imagenet');
   });
