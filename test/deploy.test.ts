@@ -318,6 +318,18 @@ describe('train → predict → info --bench', () => {
     expect(info.bench.p90Ms).toBeGreaterThanOrEqual(info.bench.medianMs);
     expect(info.bench.medianMs).toBeGreaterThanOrEqual(info.bench.minMs);
     expect(info.bench.throughput).toBeCloseTo((1000 * 4) / info.bench.medianMs, 6);
+    // a model with a fixed batch (written before the symbolic batch) is timed at that batch
+    const g = new Graph('fixed');
+    g.output(relu(g, g.input('x', 'float32', [2, 3, 4, 4])), 'y');
+    const fixed = join(tmp, 'fixed.onnx');
+    writeFileSync(fixed, serialize(g, { params: 'initializers' }));
+    const fb = await cli(['info', fixed, '--bench', '--runs', '1', '--json']);
+    expect((JSON.parse(fb.stdout) as { bench: { batch: number } }).bench.batch).toBe(2);
+    const bad = await cli(['info', fixed, '--bench', '--batch', '3']);
+    expect([bad.code, bad.stderr]).toEqual([
+      1,
+      "nas-onnx: the model's input 'x' has a fixed batch of 2: time it with --batch 2\n",
+    ]);
     const human = await cli(['info', model, '--bench', '--runs', '2']);
     expect(human.stdout).toMatch(/parameters\s+[\d,]+/);
     expect(human.stdout).toMatch(/multiply-adds\s+[\d,]+ per sample/);

@@ -158,7 +158,7 @@ interface InfoCliOptions {
   json: boolean;
   bench: boolean;
   ep: EP;
-  batch: number;
+  batch?: number;
   runs: number;
   warmup: number;
 }
@@ -171,7 +171,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object (for scripts)', false)
     .option('--bench', 'measure latency and throughput with onnxruntime', false)
     .addOption(epOption())
-    .addOption(intOption('--batch <n>', 'samples per run with --bench', 1))
+    .addOption(intOption('--batch <n>', "samples per run with --bench (default: 1, or the model's fixed batch)"))
     .addOption(intOption('--runs <n>', 'timed runs with --bench', 20))
     .addOption(intOption('--warmup <n>', 'untimed runs first with --bench', 3, 0))
     .action(async (model: string, opts: InfoCliOptions) => {

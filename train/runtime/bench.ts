@@ -11,7 +11,7 @@ import { RuntimeError, Session, f32, type EP } from './session.js';
 
 export interface BenchOptions {
   ep?: EP;
-  /** Samples per run (default 1). */
+  /** Samples per run (default: 1, or the model's fixed batch). */
   batch?: number;
   /** Untimed runs first (default 3). */
   warmup?: number;
@@ -73,7 +73,6 @@ function benchFeeds(info: ModelInfo, batch: number): Record<string, ReturnType<t
 
 /** Time `bytes` (an ONNX model) on `o.ep`. */
 export async function benchModel(bytes: Uint8Array, o: BenchOptions = {}): Promise<BenchResult> {
-  const batch = o.batch ?? 1;
   const warmup = o.warmup ?? 3;
   const runs = o.runs ?? 20;
   if (runs < 1) throw new RuntimeError('at least one timed run is needed');
@@ -84,6 +83,8 @@ export async function benchModel(bytes: Uint8Array, o: BenchOptions = {}): Promi
     if (e instanceof GraphError) throw new RuntimeError(e.message);
     throw e;
   }
+  const b0 = info.inputs[0]?.shape[0];
+  const batch = o.batch ?? (typeof b0 === 'number' ? b0 : 1);
   const feeds = benchFeeds(info, batch);
   const s = await Session.create(bytes, { ep: o.ep ?? 'cpu', threads: o.threads });
   const times: number[] = [];
