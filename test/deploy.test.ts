@@ -180,6 +180,7 @@ describe('symbolic batch dimension of inference models', () => {
 
 describe('train → predict → info --bench', () => {
   let model: string;
+  let testAcc: number;
 
   beforeAll(async () => {
     const out = join(tmp, 'train');
@@ -200,6 +201,7 @@ describe('train → predict → info --bench', () => {
       seed: 1,
     });
     model = r.modelPath;
+    testAcc = r.history[r.history.length - 1]!.test_acc;
   });
 
   it("train's model.onnx takes any batch and records its input, normalization and class names", async () => {
@@ -236,6 +238,8 @@ describe('train → predict → info --bench', () => {
     expect(res.accuracy.total).toBe(20);
     expect(res.accuracy.correct).toBeGreaterThanOrEqual(18);
     expect(res.accuracy.correct).toBe(res.predictions.filter((p) => p.top[0]!.label === p.folder).length);
+    // the shipped file, decoded and normalized from its metadata, scores what training measured on these images
+    expect(res.accuracy.correct / res.accuracy.total).toBe(testAcc);
     // one image, human output; a larger image is resized to the model's 12×12
     const big = join(tmp, 'big-bright.png');
     await sharp(Buffer.alloc(40 * 30, 200), { raw: { width: 40, height: 30, channels: 1 } })
