@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
 import { run } from '../cli/main.js';
 import { exportModel } from '../cli/commands/export.js';
 import { buildSupernetFile } from '../cli/commands/build-supernet.js';
@@ -18,6 +19,8 @@ import { loadGenotype, type Genotype } from '../graph/genotype.js';
 import { Graph, GraphError } from '../graph/ir.js';
 import { buildEvalNet } from '../graph/nets/models.js';
 import { serialize } from '../graph/onnx.js';
+import { deployMeta, serializeInference } from '../graph/deploy.js';
+import { Layers } from '../graph/nets/layers.js';
 import { add, concat, expand, globalAvgPool, reduceMean, relu, reshape, zeros } from '../graph/ops/index.js';
 import { Rng } from '../graph/rng.js';
 import { trainNetwork } from '../train/eval/trainer.js';
@@ -341,6 +344,98 @@ describe('train → predict → info --bench', () => {
       /latency\s+median \d+\.\d+ ms, p90 \d+\.\d+ ms \(cpu, batch 1, 2 runs after 3 warm-up\)/,
     );
     expect(human.stdout).toMatch(/throughput\s+\d+(\.\d)? samples\/s/);
+  });
+});
+
+describe('predict with a segmentation model', () => {
+  it('writes per-pixel argmax class-id PNGs of each image’s size (padded frame; larger images scaled to fit)', async () => {
+    // the DARTS segmentation network takes any batch
+    const segNet = join(tmp, 'seg.onnx');
+    await exportModel({
+      genotype: 'darts_v2',
+      net: 'seg',
+      C: 4,
+      layers: 3,
+      classes: 5,
+      channels: 3,
+      size: 33,
+      batch: 1,
+      seed: 2,
+      out: segNet,
+      check: false,
+    });
+    expect((await expectAnyBatch(segNet, 2)).logits).toEqual([2, 5, 33, 33]);
+    // predict's part, on a per-pixel classifier whose classes vary over the image: a 1×1 conv to 5 classes
+    const g = new Graph('pixels');
+    const L = new Layers(g);
+    g.output(L.conv(g.input('x', 'float32', [1, 3, 33, 33]), 5, 1, { bias: true }), 'logits');
+    const model = join(tmp, 'pixels.onnx');
+    const norm = { mean: [0.5, 0.4, 0.3], std: [0.2, 0.25, 0.3] };
+    writeFileSync(
+      model,
+      serializeInference(g, initParams(g, 3), deployMeta({ c: 3, h: 33, w: 33 }, norm, 'segmentation')),
+    );
+    const dir = join(tmp, 'seg-images', 'street');
+    mkdirSync(dir, { recursive: true });
+    const rng = new Rng(4);
+    const small = Buffer.from(Array.from({ length: 20 * 25 * 3 }, () => rng.int(256)));
+    await sharp(small, { raw: { width: 20, height: 25, channels: 3 } })
+      .png()
+      .toFile(join(dir, 'small.png'));
+    const large = Buffer.from(Array.from({ length: 50 * 40 * 3 }, () => rng.int(256)));
+    await sharp(large, { raw: { width: 50, height: 40, channels: 3 } })
+      .png()
+      .toFile(join(dir, 'large.png'));
+    const out = join(tmp, 'masks');
+    const r = await cli(['predict', model, join(tmp, 'seg-images'), '--out', out, '--json', '--top', '5']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const masks = (
+      JSON.parse(r.stdout) as {
+        masks: {
+          file: string;
+          mask: string;
+          width: number;
+          height: number;
+          top: { index: number; probability: number }[];
+        }[];
+      }
+    ).masks;
+    expect(masks.map((m) => [m.mask, m.width, m.height])).toEqual([
+      [join(out, 'street', 'large.png'), 50, 40],
+      [join(out, 'street', 'small.png'), 20, 25],
+    ]);
+    for (const m of masks) {
+      expect(await sharp(m.mask).metadata()).toMatchObject({ width: m.width, height: m.height, channels: 1 });
+      const data = await sharp(m.mask).toColourspace('b-w').raw().toBuffer();
+      const counts = new Array<number>(5).fill(0);
+      for (const v of data) counts[v]! += 1;
+      expect(counts.reduce((a, b) => a + b, 0)).toBe(m.width * m.height);
+      for (const t of m.top) expect(t.probability).toBeCloseTo(counts[t.index]! / (m.width * m.height), 10);
+    }
+    // the small image's mask is the argmax of the model's logits on the image at the top left of a zero frame
+    const meta = JSON.parse(
+      onnxProto.onnx.ModelProto.decode(readFileSync(model)).metadataProps.find((p) => p.key === 'nas_onnx.input')!
+        .value!,
+    ) as { mean: number[]; std: number[] };
+    const x = new Float32Array(3 * 33 * 33);
+    for (let y = 0; y < 25; y++)
+      for (let xx = 0; xx < 20; xx++)
+        for (let c = 0; c < 3; c++)
+          x[(c * 33 + y) * 33 + xx] = (small[(y * 20 + xx) * 3 + c]! / 255 - meta.mean[c]!) / meta.std[c]!;
+    const s = await ort.InferenceSession.create(model);
+    const logits = (await s.run({ x: new ort.Tensor('float32', x, [1, 3, 33, 33]) })).logits!.data as Float32Array;
+    await s.release();
+    const expected = new Uint8Array(20 * 25);
+    for (let y = 0; y < 25; y++)
+      for (let xx = 0; xx < 20; xx++) {
+        let best = 0;
+        for (let c = 1; c < 5; c++) if (logits[(c * 33 + y) * 33 + xx]! > logits[(best * 33 + y) * 33 + xx]!) best = c;
+        expected[y * 20 + xx] = best;
+      }
+    const got = await sharp(masks[1]!.mask).toColourspace('b-w').raw().toBuffer();
+    expect(new Set(expected).size).toBeGreaterThan(2);
+    expect(Buffer.from(got).equals(Buffer.from(expected))).toBe(true);
   });
 });
 

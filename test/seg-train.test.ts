@@ -18,6 +18,7 @@ import { f32, Session } from '../train/runtime/session.js';
 import { SegFrames } from '../train/data/index.js';
 import { ensureWorkerBuilt, tempDir } from './fixtures/data-fixtures.js';
 import { writeShapesFolder } from './helpers/seg-data.js';
+import { expectAnyBatch } from './helpers/deploy.js';
 
 const tmp = tempDir('nas-onnx-seg-train-');
 const data = join(tmp.dir, 'shapes');
@@ -142,6 +143,8 @@ describe('train --task seg', () => {
         .map((l) => ({ ...JSON.parse(l), seconds: 0 }));
     expect(records(cut)).toEqual(records(whole));
     expect(readFileSync(join(cut, 'model.onnx')).equals(readFileSync(join(whole, 'model.onnx')))).toBe(true);
+    // the shipped segmentation model takes any batch: two frames at once agree with each alone
+    expect((await expectAnyBatch(join(whole, 'model.onnx'), 2)).logits![0]).toBe(2);
   }, 300_000);
 });
 

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STEPS } from '../graph/genotype.js';
 import { buildSswpNetwork, edgeOf, parseSswpArch, sswpArch, sswpArchJson, type CellOps } from '../graph/nets/sswp.js';
 import { cli, writeImageFolder } from './helpers/sswp.js';
+import { expectAnyBatch } from './helpers/deploy.js';
 
 let tmp: string;
 
@@ -91,6 +92,7 @@ describe('SSWP network for training on labels', () => {
       .logits!;
     expect(logits.dims).toEqual([100, 4]);
     await s.release();
+    expect((await expectAnyBatch(join(out, 'model.onnx'), 3)).logits).toEqual([3, 4]);
     // the weights of each cell are those of its own ops
     const model = readFileSync(join(out, 'model.onnx')).toString('latin1');
     CELLS.forEach((cell, i) => {
