@@ -123,6 +123,11 @@ describe('nas-onnx search / derive', () => {
     const logged = (JSON.parse(last) as { eval_net: Record<string, number> }).eval_net;
     expect([logged.params, logged.macs]).toEqual([dj.eval_net.params, dj.eval_net.macs]);
     expect(readFileSync(join(tmp, 'derived.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
+    expect(r.stdout).toMatch(/written to run\/genotype\.json, genotype\.svg and report\.html/);
+  });
+
+  it('derives with the skip cap, and writes the report of the run again', async () => {
+    const run = join(tmp, 'run');
     // with the P-DARTS cap: no skip_connect in the normal cell
     const capped = await cli(['derive', '--from', 'run', '--max-skip', '0', '--json', '--no-cost']);
     expect(capped.code).toBe(0);
@@ -130,7 +135,6 @@ describe('nas-onnx search / derive', () => {
     expect(cappedGeno.normal.some(([op]) => op === 'skip_connect')).toBe(false);
 
     // the search wrote its report; `nas-onnx report` writes it again
-    expect(r.stdout).toMatch(/written to run\/genotype\.json, genotype\.svg and report\.html/);
     const first = readFileSync(join(run, 'report.html'), 'utf8');
     checkReportHtml(first, ['summary', 'cells', 'curves', 'collapse', 'alpha', 'genotypes', 'config']);
     rmSync(join(run, 'report.html'));
