@@ -53,7 +53,8 @@ describe('search --objective seg', () => {
   it('searches on label maps (Cityscapes labelIds mapped to 19 classes) and writes a genotype', async () => {
     const out = join(tmp.dir, 'seg');
     const r = await cli(['search', '--objective', 'seg', '--data', city, ...TINY, '--out', out]);
-    expect(r.stderr).toBe('');
+    // (stderr may hold the search's notes, e.g. on a collapsing cell; no error)
+    expect(r.stderr).not.toMatch(/^nas-onnx:/m);
     expect(r.code).toBe(0);
     const geno = parseGenotype(JSON.parse(readFileSync(join(out, 'genotype.json'), 'utf8')), 'genotype.json');
     expect(geno.normal).toHaveLength(8);
@@ -71,8 +72,9 @@ describe('search --objective seg', () => {
 
   it('a pretext objective searches on the same images', async () => {
     const out = join(tmp.dir, 'rot');
-    const r = await cli(['search', '--objective', 'rot', '--data', city, ...TINY, '--out', out]);
-    expect(r.stderr).toBe('');
+    const small = ['--eval-C', '4', '--eval-layers', '3']; // the evaluation network costed per epoch
+    const r = await cli(['search', '--objective', 'rot', '--data', city, ...TINY, ...small, '--out', out]);
+    expect(r.stderr).not.toMatch(/^nas-onnx:/m);
     expect(r.code).toBe(0);
     expect(existsSync(join(out, 'genotype.json'))).toBe(true);
   }, 240_000);
