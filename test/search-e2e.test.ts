@@ -26,7 +26,19 @@ afterAll(() => {
 });
 
 // 8 images → two halves of 4 → 2 steps per epoch with batch 2; 2 epochs
-const tiny = { epochs: 2, batch: 2, C: 2, layers: 3, order: 1, limit: 8, workers: 0, quiet: true, seed: 3 } as const;
+// (no evaluation-network cost per epoch: search-cli's run covers it)
+const tiny = {
+  epochs: 2,
+  batch: 2,
+  C: 2,
+  layers: 3,
+  order: 1,
+  limit: 8,
+  workers: 0,
+  quiet: true,
+  seed: 3,
+  evalNet: false,
+} as const;
 
 async function search(objective: SearchOptions['objective'], data: string, order: 1 | 2 = 1): Promise<void> {
   const out = join(tmp, objective);
