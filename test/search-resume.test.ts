@@ -41,6 +41,8 @@ const base = (out: string): SearchOptions => ({
   seed: 9,
   // no evaluation-network cost per epoch (a function of the genotype; search-cli covers it)
   evalNet: false,
+  // the report is not what this test checks (test/report.test.ts does)
+  report: false,
 });
 
 /** log.jsonl records without their wall-clock seconds. */
