@@ -81,7 +81,7 @@ function initializers(file: string): Map<string, number> {
 
 describe('build-supernet writes the supernet search trains', () => {
   it('the training form holds exactly the weights and α of a search checkpoint; info counts them', {
-    timeout: 300_000,
+    timeout: 600_000,
   }, async () => {
     const out = join(tmp, 'run-small');
     await runSearch({

@@ -187,5 +187,5 @@ describe('segmentation pieces against PyTorch (float64)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, 600_000);
 });

@@ -26,7 +26,7 @@ const data = join(tmp.dir, 'shapes');
 beforeAll(async () => {
   ensureWorkerBuilt();
   await writeShapesFolder(data, { train: 64, val: 8 }, [64, 80], 11);
-}, 120_000);
+}, 600_000);
 afterAll(() => tmp.cleanup());
 
 /**

@@ -133,7 +133,7 @@ describe('SSWP fine-tuning arms', () => {
     const res = JSON.parse(r.stdout) as FinetuneResult;
     for (const x of res.runs) expect(x.bn).toEqual({ mode: 'running', batches: 0 });
     expect(res.runs[0]!.dataDigest).toBe(res.runs[1]!.dataDigest);
-  }, 120_000);
+  }, 600_000);
 });
 
 describe('label-fraction sweep', () => {

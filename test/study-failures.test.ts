@@ -114,5 +114,5 @@ describe('trials that fail on every try', () => {
     expect(second.stderr).toMatch(/study: 1 failed trial\(s\) will run again \(--retry-failed\)/);
     expect(second.stderr).toMatch(/FAILED \S+ \(fails on every try/);
     expect(existsSync(join(out, 'failed'))).toBe(true);
-  }, 120_000);
+  }, 600_000);
 });

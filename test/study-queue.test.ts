@@ -150,7 +150,7 @@ beforeAll(async () => {
   });
   localTrials = store.trials();
   expect(localTrials).toHaveLength(6);
-}, 150_000);
+}, 600_000);
 
 afterAll(async () => {
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
@@ -240,5 +240,5 @@ describe('distributed study (BullMQ on a private redis-server)', () => {
       const here = await runTrial(t, TINY, { threads: 1, data });
       expect(store.result(id)!.metrics, id).toEqual(here.metrics);
     }
-  }, 150_000);
+  }, 600_000);
 });
