@@ -269,7 +269,7 @@ describe('signals', () => {
     expect(b.stdout.trim().split('\n')).toEqual(['step 7', 'step 8', 'step 9']);
     expect(loadCheckpoint(out).step).toBe(9);
     expect(existsSync(join(out, LOCK_FILE))).toBe(false);
-  }, 60_000);
+  }, 600_000);
 });
 
 describe('command-line options from the settings', () => {

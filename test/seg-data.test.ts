@@ -32,7 +32,7 @@ beforeAll(async () => {
   ensureWorkerBuilt();
   await writeShapesFolder(shapes, { train: 12, val: 3 }, [48, 64], 5);
   await writeCityscapesTree(city, { train: 4, val: 2 }, [32, 64], 6);
-}, 60_000);
+}, 600_000);
 afterAll(() => tmp.cleanup());
 
 /** The class a pixel's colour says (0 gray, 1 red, 2 blue), or null where interpolation blurred it. */

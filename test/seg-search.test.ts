@@ -20,7 +20,7 @@ const city = join(tmp.dir, 'city');
 beforeAll(async () => {
   ensureWorkerBuilt();
   await writeCityscapesTree(city, { train: 16, val: 2 }, [48, 96], 4);
-}, 60_000);
+}, 600_000);
 afterAll(() => tmp.cleanup());
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -68,7 +68,7 @@ describe('search --objective seg', () => {
     const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     expect(cfg).toMatchObject({ objective: 'seg', classes: 19, layers: 3, size: 33 });
     expect(existsSync(join(out, 'data', 'index-train.json'))).toBe(true);
-  }, 240_000);
+  }, 600_000);
 
   it('a pretext objective searches on the same images', async () => {
     const out = join(tmp.dir, 'rot');
@@ -77,7 +77,7 @@ describe('search --objective seg', () => {
     expect(r.stderr).not.toMatch(/^nas-onnx:/m);
     expect(r.code).toBe(0);
     expect(existsSync(join(out, 'genotype.json'))).toBe(true);
-  }, 240_000);
+  }, 600_000);
 
   it('refuses seg without label maps or with SSWP, in one line', async () => {
     const a = await cli(['search', '--objective', 'seg', '--dataset', 'fashion-mnist', '--out', join(tmp.dir, 'x')]);

@@ -94,7 +94,7 @@ describe('train --task seg', () => {
     } finally {
       await s.release();
     }
-  }, 300_000);
+  }, 600_000);
 
   it('an interrupted run (SIGINT through the CLI) resumed to the end equals an uninterrupted one', async () => {
     const small = { C: 4, layers: 3, asppChannels: 8, crop: 33, scaleBase: 40, batch: 8, lr: 0.1, valLimit: 2 };
@@ -145,7 +145,7 @@ describe('train --task seg', () => {
     expect(readFileSync(join(cut, 'model.onnx')).equals(readFileSync(join(whole, 'model.onnx')))).toBe(true);
     // the shipped segmentation model takes any batch: two frames at once agree with each alone
     expect((await expectAnyBatch(join(whole, 'model.onnx'), 2)).logits![0]).toBe(2);
-  }, 300_000);
+  }, 600_000);
 });
 
 /** Runs the built CLI; with `hold`, sends SIGINT once it is held at step boundary `hold`. */

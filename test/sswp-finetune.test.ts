@@ -39,7 +39,7 @@ beforeAll(async () => {
     seed: 5,
     quiet: true,
   });
-}, 300_000);
+}, 600_000);
 
 afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -111,7 +111,7 @@ describe('SSWP fine-tuning arms', () => {
         .map((l) => l.phase!);
     expect(stepsOf(join(run, 'simclr'))).toEqual(new Array(stepsOf(run).length).fill('pretrain'));
     expect(stepsOf(run).length).toBe(3 * SEARCH_EPOCHS);
-  }, 300_000);
+  }, 600_000);
 
   it('--bn running: every arm starts from running statistics 0/1 and is evaluated with what it tracked', async () => {
     const r = await cli([
@@ -181,5 +181,5 @@ describe('label-fraction sweep', () => {
     expect(other.code).not.toBe(0);
     expect(other.stderr).toMatch(/holds a sweep with other settings/);
     expect(existsSync(join(out, 'runs', 'f0.5-s0', 'random', 'model.onnx'))).toBe(false);
-  }, 300_000);
+  }, 600_000);
 });

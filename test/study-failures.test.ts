@@ -66,7 +66,7 @@ describe('trials that fail on every try', () => {
       const again = await runStudyLocal(store, { attempts: 3 });
       expect(again).toMatchObject({ pending: 0, recorded: 0, failed: [] });
     }
-  }, 60_000);
+  }, 600_000);
 
   it('still retries a failure that may pass on another try', async () => {
     const store = study('flaky', TINY);
