@@ -44,19 +44,30 @@ export function addSettings<C>(
   keys: readonly (keyof C & string)[] = Object.keys(spec) as (keyof C & string)[],
   overrides: Partial<Record<keyof C & string, SettingOptionOverrides>> = {},
 ): (opts: Record<string, unknown>) => Partial<C> {
-  const attrs: [keyof C & string, string][] = [];
   for (const k of keys) {
     const s = spec[k] as Setting<unknown>;
-    if (!s.flag) continue;
-    const opt = settingOption(s, overrides[k]);
-    cmd.addOption(opt);
-    attrs.push([k, opt.attributeName()]);
+    if (s.flag) cmd.addOption(settingOption(s, overrides[k]));
+  }
+  return readSettings(cmd, spec);
+}
+
+/**
+ * The reader of a spec's settings from `cmd`'s parsed options (added by
+ * addSettings, for this spec or another with the same flags): only what the
+ * command line gave; the library fills in the defaults.
+ */
+export function readSettings<C>(cmd: Command, spec: SettingsSpec<C>): (opts: Record<string, unknown>) => Partial<C> {
+  const attrs: [keyof C & string, string][] = [];
+  for (const k of Object.keys(spec) as (keyof C & string)[]) {
+    const flag = (spec[k] as Setting<unknown>).flag;
+    if (flag) attrs.push([k, new Option(flag).attributeName()]);
   }
   return (opts) => {
     const out: Partial<C> = {};
-    // only what the command line gave: the library fills in the defaults (the same ones)
-    for (const [k, a] of attrs)
-      if (opts[a] !== undefined && cmd.getOptionValueSource(a) !== 'default') out[k] = opts[a] as C[typeof k];
+    for (const [k, a] of attrs) {
+      const source = cmd.getOptionValueSource(a);
+      if (opts[a] !== undefined && source !== undefined && source !== 'default') out[k] = opts[a] as C[typeof k];
+    }
     return out;
   };
 }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseGenotype } from '../graph/genotype.js';
+import { startCli } from './helpers/cli-process.js';
 import { checkReportHtml } from './helpers/report.js';
 import { checkRunDir, writeColorFolder } from './helpers/search.js';
 
@@ -156,7 +157,10 @@ describe('nas-onnx search / derive', () => {
   it('rejects bad input with one line on stderr and a non-zero exit', async () => {
     const data = ['--data', colour];
     const cases: [string[], RegExp][] = [
-      [['search', '--objective', 'colour-ish', ...data], /unknown objective 'colour-ish'/],
+      [
+        ['search', '--objective', 'colour-ish', ...data],
+        /argument 'colour-ish' is invalid\. expected rot, color, jigsaw, cls, simclr or seg, got 'colour-ish'/,
+      ],
       [['search', '--data', colour], /--objective/],
       [
         ['search', '--objective', 'rot', '--data', colour, '--dataset', 'fashion-mnist'],
@@ -199,5 +203,38 @@ describe('nas-onnx search / derive', () => {
     );
     const s = await cli(['search', '--objective', 'rot', '--data', colour, '--out', 'run', ...TINY, '--resume']);
     expectOneLineError(s, /other settings \(objective "col" → "rot"\)/);
+  });
+
+  it('refuses an --out that holds a run (nothing deleted), or that another search is using; SIGINT saves a checkpoint to resume from', async () => {
+    const search = ['search', '--objective', 'color', '--data', colour, ...TINY];
+    const again = await cli([...search, '--out', 'run']);
+    expectOneLineError(
+      again,
+      /^nas-onnx: run already holds a run \(config\.json, log\.jsonl, checkpoints, genotype\.json, genotype\.svg, report\.html\): continue it with --resume, replace it with --overwrite, or choose another --out$/,
+    );
+    expect(existsSync(join(tmp, 'run', 'checkpoints', 'LATEST'))).toBe(true);
+    // a search held at its first step boundary holds the directory; SIGINT there saves that step
+    const held = startCli([...search, '--out', 'conc'], { cwd: tmp, env: { NAS_ONNX_TEST_HOLD: 'step:1' } });
+    await held.waitFor(/test hold at step:1$/);
+    expectOneLineError(
+      await cli([...search, '--out', 'conc']),
+      /^nas-onnx: conc is in use by another nas-onnx search run \(pid \d+/,
+    );
+    held.child.kill('SIGINT');
+    expect(await held.exited).toBe(130);
+    expect(held.stderr().trim().split('\n').at(-1)).toBe(
+      `nas-onnx: interrupted by SIGINT at epoch 1, step 1 of 2: saved checkpoint step-000000001 in ${join('conc', 'checkpoints')}; continue with: nas-onnx ${[...search, '--out', 'conc'].join(' ')} --resume`,
+    );
+    const resumed = await cli([...search, '--out', 'conc', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const records = (dir: string) =>
+      readFileSync(join(tmp, dir, 'log.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => {
+          const { seconds: _s, eval_net: _e, ...rest } = JSON.parse(l) as Record<string, unknown>;
+          return rest;
+        });
+    expect(records('conc')).toEqual(records('run'));
   });
 });

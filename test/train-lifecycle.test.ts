@@ -140,7 +140,7 @@ describe('nas-onnx train: one run lifecycle', () => {
   it('refuses an --out that holds a run unless --resume or --overwrite; a resume names each changed setting', async () => {
     const full = join(tmp, 'full');
     expect(oneLine(await trainHere('full'))).toBe(
-      `nas-onnx: ${full} already holds a run (config.json, log.jsonl, checkpoints, model.onnx, genotype.json): continue it with --resume, replace it with --overwrite, or choose another --out`,
+      `nas-onnx: ${full} already holds a run (config.json, log.jsonl, checkpoints, model.onnx, genotype.json, report.html): continue it with --resume, replace it with --overwrite, or choose another --out`,
     );
     const refused = `nas-onnx: --resume: ${full} was trained with other settings`;
     expect(oneLine(await trainHere('full', '--resume', '--batch', '4'))).toBe(
@@ -154,7 +154,7 @@ describe('nas-onnx train: one run lifecycle', () => {
     const over = await trainHere('full', '--overwrite', '--epochs', '1');
     expect(over.code, over.stderr).toBe(0);
     expect(over.stderr.trim()).toBe(
-      `nas-onnx: --overwrite: removed the previous run in ${full} (config.json, log.jsonl, checkpoints, model.onnx, genotype.json)`,
+      `nas-onnx: --overwrite: removed the previous run in ${full} (config.json, log.jsonl, checkpoints, model.onnx, genotype.json, report.html)`,
     );
     expect(logOf('full')).toHaveLength(1);
   });

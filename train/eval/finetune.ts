@@ -245,7 +245,7 @@ async function loadSets(o: FinetuneOptions, net: Shared['net']): Promise<{ train
   const dataSpec = o.dataset ?? (cfg.data as string | undefined);
   if (!dataSpec) throw new TrainError('give --dataset: the search run does not record its data');
   const limit = o.limit ?? (cfg.limit as number | null) ?? undefined;
-  const data = { crop: o.size ?? (cfg.size as number | undefined), skipCorrupt: o.skipCorrupt };
+  const data = { crop: o.size ?? (cfg.size as number | null) ?? undefined, skipCorrupt: o.skipCorrupt };
   const trainSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'train' }), limit);
   const testSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'test' }), o.testLimit);
   if (trainSet.c !== net.arch.input[0])

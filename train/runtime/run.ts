@@ -275,16 +275,15 @@ export class Run<C extends object> {
 
   /**
    * Ends the run: signal handlers off, lock released. A failed (`ok` false)
-   * fresh run that saved and logged nothing removes what it wrote (and the
-   * directory, if it created it).
+   * fresh run that saved and logged nothing removes what it wrote (its run
+   * files and outputs, and the directory, if it created it).
    */
   close(ok: boolean): void {
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
-    if (!ok && this.leavesNothing()) {
-      rmSync(join(this.dir, 'config.json'), { force: true });
-      rmSync(this.logPath, { force: true });
-    }
+    if (!ok && this.leavesNothing())
+      // a fresh run starts without any of these: what is there, it wrote
+      for (const f of [...RUN_FILES, ...this.kind.outputs]) rmSync(join(this.dir, f), { recursive: true, force: true });
     this.lock?.release();
     this.lock = null;
     if (!ok && this.leavesNothing() && this.created) {

@@ -12,8 +12,10 @@
  * Runs write a run directory: config.json, log.jsonl (one record per epoch,
  * with the collapse statistics and the guards' decisions: collapse.ts),
  * checkpoints/ (atomic; exact resume), genotype.json and genotype.svg (derived
- * every epoch) and, at the end, report.html. A run that is not resumed starts
- * the directory afresh (its old log and checkpoints are removed).
+ * every epoch) and, at the end, report.html, under the run lifecycle of
+ * train/runtime/run.ts (lock, --out policy, resume checks, no non-finite
+ * checkpoint, checkpoint on SIGINT). The settings are a DartsSearchConfig
+ * (darts-config.ts).
  *
  * Determinism: batches are pure functions of (seed, epoch, batch index), the
  * checkpoints hold every parameter, optimizer slot, step counter and the
@@ -37,7 +39,7 @@ import {
   type SgdSpec,
 } from '../../graph/nets/search.js';
 import type { Objective, TaskShape } from '../../graph/nets/tasks.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../runtime/checkpoint.js';
+import type { Checkpoint } from '../runtime/checkpoint.js';
 import {
   StepRunner,
   cosineLr,
@@ -46,13 +48,14 @@ import {
   stateTensors,
   type TrainState,
 } from '../runtime/engine.js';
-import { configDiff } from '../runtime/config.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams } from '../runtime/params.js';
 import { Progress } from '../runtime/progress.js';
 import { f32, i64, loweringFor, type EP, type SessionOptions } from '../runtime/session.js';
-import { appendJsonLine } from '../runtime/log.js';
 import { TrainError } from '../runtime/errors.js';
+import { Run, type RunOptions } from '../runtime/run.js';
+import { SettingError } from '../runtime/settings.js';
+import { DARTS_RUN, type DartsSearchConfig, dartsSearchConfig, SEG_SEARCH_CROP } from './darts-config.js';
 import { genotypeSvg } from '../report/cell-diagram.js';
 import { tryWriteRunReport } from '../report/run-report.js';
 import { EvalNetCoster, evalNetShape, type EvalNetCost, type EvalNetShape } from '../report/cost.js';
@@ -73,48 +76,23 @@ import {
 } from '../data/index.js';
 import { checkEpoch, describeGuard, type CollapseOptions, type CollapseStats, type GuardDecision } from './collapse.js';
 
-/** The optimizers of a bilevel search: SGD on the weights (cosine lr), Adam on α; defaults per method. */
-export interface BilevelOptimizerOptions {
-  lr?: number;
-  lrMin?: number;
-  momentum?: number;
-  weightDecay?: number;
-  clip?: number;
-  archLr?: number;
-  archBeta1?: number;
-  archBeta2?: number;
-  archWeightDecay?: number;
-}
-
-export interface SearchOptions extends BilevelOptimizerOptions {
-  objective: Objective;
-  /** Dataset name or path (train/data loadDataset spec). */
-  data: string;
+/** A DARTS search: its settings (darts-config.ts; defaults filled in) and how it runs. */
+export interface SearchOptions extends Partial<DartsSearchConfig> {
+  /** Run directory. */
   out: string;
-  epochs: number;
-  batch: number;
-  C: number;
-  layers: number;
-  order: 1 | 2;
-  seed?: number;
   ep?: EP;
   workers?: number;
-  limit?: number;
-  /** Crop size: image folders and lists are streamed from disk as size×size crops (train/data/stream.ts). */
-  size?: number;
-  /** Objective seg: classes of the label maps (default 19, Cityscapes). */
-  classes?: number;
-  /** Stem of the supernet (default: imagenet for images of 64 px or more, else cifar). */
-  stem?: StemKind;
   /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
   /** Checkpoint every N steps (besides epoch ends); 0 = epoch ends only. */
   checkpointEvery?: number;
+  /** Continue the run in `out` from its newest intact checkpoint. */
   resume?: boolean;
+  /** Replace a run that `out` holds. */
+  overwrite?: boolean;
   /** Stop (after checkpointing) once this many steps have run in total: for tests and time-boxed runs. */
   stopAfterSteps?: number;
   quiet?: boolean;
-  primitives?: readonly OpName[];
   /** ORT intra-op threads on CPU (default: ORT's, the physical cores). Results are reproducible for a given count. */
   threads?: number;
   /** ORT graph optimization level of the step graphs (default: StepRunner's, 'disabled'). */
@@ -123,10 +101,12 @@ export interface SearchOptions extends BilevelOptimizerOptions {
   cpuMemArena?: boolean;
   /** Each epoch's genotype's evaluation network to cost in the log (default: train's defaults); false: none. */
   evalNet?: Partial<Pick<EvalNetShape, 'net' | 'C' | 'layers'>> | false;
-  /** Collapse warning threshold and guards (collapse.ts). */
+  /** Collapse warning threshold and guards (collapse.ts); the guards are settings of the run (maxSkip, earlyStopSkip). */
   collapse?: CollapseOptions;
   /** Write report.html at the end (default true; not when stopped by stopAfterSteps). */
   report?: boolean;
+  /** How messages render the command that continues the run (the CLI's own command line). */
+  commandLine?: RunOptions<DartsSearchConfig>['commandLine'];
 }
 
 export interface SearchEpochRecord {
@@ -159,41 +139,6 @@ export interface SearchResult {
   guardStopEpoch?: number;
   /** Unreadable images skipped (with skipCorrupt). */
   skipped: SkipReport;
-}
-
-/** Objective seg: the classes of the label maps and UnNAS's search crop (321). */
-const segClasses = (o: SearchOptions): number => o.classes ?? 19;
-const SEG_SEARCH_CROP = 321;
-
-export function searchConfig(o: SearchOptions): Record<string, unknown> {
-  return {
-    objective: o.objective,
-    data: o.data,
-    epochs: o.epochs,
-    batch: o.batch,
-    C: o.C,
-    layers: o.layers,
-    order: o.order,
-    seed: o.seed ?? 0,
-    limit: o.limit ?? null,
-    // recorded when set (configs of runs from before streaming have no such key)
-    ...(o.size !== undefined ? { size: o.size } : {}),
-    ...(o.objective === 'seg' ? { classes: segClasses(o) } : {}),
-    ...(o.stem !== undefined ? { stem: o.stem } : {}),
-    lr: o.lr ?? 0.025,
-    lrMin: o.lrMin ?? 0.001,
-    momentum: o.momentum ?? 0.9,
-    weightDecay: o.weightDecay ?? 3e-4,
-    clip: o.clip ?? 5,
-    archLr: o.archLr ?? 3e-4,
-    archBeta1: o.archBeta1 ?? 0.5,
-    archBeta2: o.archBeta2 ?? 0.999,
-    archWeightDecay: o.archWeightDecay ?? 1e-3,
-    primitives: o.primitives ?? PRIMITIVES,
-    // the guards change the result; the warning threshold does not
-    ...(o.collapse?.maxSkip !== undefined ? { maxSkip: o.collapse.maxSkip } : {}),
-    ...(o.collapse?.earlyStopSkip !== undefined ? { earlyStopSkip: o.collapse.earlyStopSkip } : {}),
-  };
 }
 
 export interface HostAdam {
@@ -399,9 +344,9 @@ const emptySums = (): EpochSums => ({ tl: 0, tc: 0, vl: 0, vc: 0, n: 0 });
 /** A running search: settings, data, step graphs and state. */
 interface Search {
   o: SearchOptions;
-  cfg: Record<string, unknown>;
+  cfg: DartsSearchConfig;
+  run: Run<DartsSearchConfig>;
   prims: readonly OpName[];
-  logPath: string;
   /** The training images (both halves). */
   full: Dataset;
   pool: DataPool;
@@ -428,43 +373,23 @@ interface Search {
   guardStopEpoch?: number;
 }
 
-/** The checkpoint --resume continues from (same settings required); checked before anything expensive. */
-function resumePoint(o: SearchOptions, cfg: Record<string, unknown>): Checkpoint | null {
-  if (!o.resume) return null;
-  const dir = latestCheckpoint(o.out);
-  if (!dir) throw new TrainError(`--resume: no checkpoint in ${o.out}`);
-  const c = loadCheckpoint(dir);
-  if (c.meta.kind !== 'search')
-    throw new TrainError(`--resume: ${o.out} is not a DARTS search run (checkpoint kind '${String(c.meta.kind)}')`);
-  const diff = configDiff((c.meta.config ?? {}) as Record<string, unknown>, cfg);
-  if (diff) throw new TrainError(`--resume: ${o.out} was searched with other settings (${diff})`);
-  return c;
-}
-
-/** The run directory: a fresh run owns it (no records or checkpoints of an earlier run stay behind). */
-function prepareRunDir(o: SearchOptions, cfg: Record<string, unknown>, fresh: boolean): string {
-  mkdirSync(o.out, { recursive: true });
-  const logPath = join(o.out, 'log.jsonl');
-  if (fresh) {
-    rmSync(logPath, { force: true });
-    rmSync(join(o.out, 'checkpoints'), { recursive: true, force: true });
-  }
-  writeFileAtomic(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-  return logPath;
-}
-
 type SearchData = Pick<Search, 'pool' | 'wLoader' | 'aLoader' | 'steps' | 'stem'>;
 
 /** The DARTS split of the images into a weight half and an architecture half, and their loaders. */
-async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
-  const seed = o.seed ?? 0;
+async function openData(o: SearchOptions, c: DartsSearchConfig, full: Dataset): Promise<SearchData> {
+  const seed = c.seed;
   const halves = dartsSplit(full, { seed });
-  const { stem, task: taskOpts } = searchTask(o.objective, Math.min(full.h, full.w), o.stem, segClasses(o));
+  const { stem, task: taskOpts } = searchTask(
+    c.objective,
+    Math.min(full.h, full.w),
+    c.stem ?? undefined,
+    c.classes ?? undefined,
+  );
   const pool = new DataPool({ workers: o.workers });
-  const wLoader = new DataLoader(halves.weights, { task: taskOpts, batchSize: o.batch, seed, dropLast: true, pool });
+  const wLoader = new DataLoader(halves.weights, { task: taskOpts, batchSize: c.batch, seed, dropLast: true, pool });
   const aLoader = new DataLoader(halves.arch, {
     task: taskOpts,
-    batchSize: o.batch,
+    batchSize: c.batch,
     seed: seed + 1,
     dropLast: true,
     pool,
@@ -474,25 +399,27 @@ async function openData(o: SearchOptions, full: Dataset): Promise<SearchData> {
   const steps = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
   if (steps < 1) {
     await pool.close();
-    throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
+    throw new SettingError(
+      `--batch ${c.batch} is larger than half of the ${full.n} images: nothing to search on (lower --batch${c.limit !== null ? ' or raise --limit' : ''})`,
+    );
   }
   return { pool, wLoader, aLoader, steps, stem };
 }
 
 /** The step graphs of the search and their sessions (the pool is closed when they fail). */
-async function openRunners(o: SearchOptions, cfg: Record<string, unknown>, d: SearchData): Promise<SearchRunners> {
+async function openRunners(o: SearchOptions, cfg: DartsSearchConfig, d: SearchData): Promise<SearchRunners> {
   const task = d.wLoader.task;
   try {
     return await createSearchRunners(task, {
-      C: o.C,
-      layers: o.layers,
-      batchRows: task.xShape(o.batch)[0]!,
-      order: o.order,
-      primitives: o.primitives ?? PRIMITIVES,
+      C: cfg.C,
+      layers: cfg.layers,
+      batchRows: task.xShape(cfg.batch)[0]!,
+      order: cfg.order,
+      primitives: cfg.primitives,
       stem: d.stem,
-      momentum: cfg.momentum as number,
-      weightDecay: cfg.weightDecay as number,
-      clip: cfg.clip as number,
+      momentum: cfg.momentum,
+      weightDecay: cfg.weightDecay,
+      clip: cfg.clip,
       ep: o.ep,
       threads: o.threads,
       optimization: o.optimization,
@@ -515,7 +442,7 @@ function resumeState(s: Search, c: Checkpoint): void {
   if (s.startBatch > 0 && c.meta.sums) s.acc = { ...(c.meta.sums as EpochSums) };
   // the log holds exactly the checkpoint's epochs (a run killed after logging an epoch but
   // before its checkpoint would otherwise log that epoch twice)
-  writeFileAtomic(s.logPath, s.history.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  s.run.rewriteLog(s.history);
 }
 
 /** A fresh start: initialized weights and α, zero Adam moments of α. */
@@ -532,51 +459,53 @@ function freshState(s: Search, seed: number): void {
  * maps (Cityscapes or images/ + masks/), cut as UnNAS's search does: shorter
  * side to max(321, 512·2^u), 321 crops, flips, label maps alike.
  */
-async function openSearchData(o: SearchOptions, fresh: boolean): Promise<Dataset> {
-  if (o.objective !== 'seg') return limitDataset(await loadDataset(o.data, searchDataOptions(o, fresh)), o.limit);
-  // BN normalizes the ASPP image-pool branch over the batch alone: one image would make it a constant
-  if (o.batch < 2) throw new TrainError(`--objective seg needs --batch 2 or more, got ${o.batch}`);
-  const d = searchDataOptions({ ...o, size: o.size ?? SEG_SEARCH_CROP }, fresh);
-  return openSegTrainSet(o.data, {
-    classes: segClasses(o),
+async function openSearchData(o: SearchOptions, c: DartsSearchConfig, fresh: boolean): Promise<Dataset> {
+  const at = { out: o.out, limit: c.limit ?? undefined, skipCorrupt: o.skipCorrupt };
+  if (c.objective !== 'seg')
+    return limitDataset(
+      await loadDataset(c.data, searchDataOptions({ ...at, size: c.size ?? undefined }, fresh)),
+      at.limit,
+    );
+  const d = searchDataOptions({ ...at, size: c.size ?? SEG_SEARCH_CROP }, fresh);
+  return openSegTrainSet(c.data, {
+    classes: c.classes ?? 19,
     crop: d.crop!,
     indexDir: d.indexDir,
-    limit: o.limit,
+    limit: at.limit,
     skipCorrupt: o.skipCorrupt,
   });
 }
 
-async function openSearch(o: SearchOptions): Promise<Search> {
-  const cfg = searchConfig(o);
-  const resumeFrom = resumePoint(o, cfg);
+async function openSearch(o: SearchOptions, run: Run<DartsSearchConfig>): Promise<Search> {
+  const cfg = run.config;
+  const resumeFrom = run.resumed;
   // the readers stop after `limit` images (a quick run on a large folder does not decode all of it);
   // a streamed set's file index is kept in the run directory, so a resumed run does not rescan the disk
-  const full = await openSearchData(o, !resumeFrom);
-  const logPath = prepareRunDir(o, cfg, !resumeFrom);
-  const data = await openData(o, full);
+  const full = await openSearchData(o, cfg, !resumeFrom);
+  const data = await openData(o, cfg, full);
   // a cell searched with the ImageNet stem is costed in the ImageNet evaluation network (UnNAS);
   // the seg objective's evaluation network is UnNAS's ASPP network, which the coster does not build
   const net = data.stem === 'imagenet' ? 'imagenet' : 'cifar';
   const coster =
-    o.evalNet === false || o.objective === 'seg'
+    o.evalNet === false || cfg.objective === 'seg'
       ? null
       : new EvalNetCoster(evalNetShape({ net, ...o.evalNet }, full), { ep: o.ep });
   const runners = await openRunners(o, cfg, data);
   const s: Search = {
     o,
     cfg,
-    prims: o.primitives ?? PRIMITIVES,
-    logPath,
+    run,
+    prims: cfg.primitives,
     full,
     ...data,
     runners,
     coster,
     archOpt: {
-      lr: cfg.archLr as number,
-      beta1: cfg.archBeta1 as number,
-      beta2: cfg.archBeta2 as number,
+      lr: cfg.archLr,
+      beta1: cfg.archBeta1,
+      beta2: cfg.archBeta2,
       eps: 1e-8,
-      weightDecay: cfg.archWeightDecay as number,
+      weightDecay: cfg.archWeightDecay,
     },
     st: newTrainState(new Map()),
     startEpoch: 0,
@@ -588,25 +517,19 @@ async function openSearch(o: SearchOptions): Promise<Search> {
     timedSteps: 0,
   };
   if (resumeFrom) resumeState(s, resumeFrom);
-  else freshState(s, o.seed ?? 0);
+  else freshState(s, cfg.seed);
   return s;
+}
+
+/** Where a search is, in words: "epoch 2, step 5 of 8", or "the end of epoch 2". */
+function position(s: Search, epoch: number, batch: number): string {
+  return batch === 0 ? `the end of epoch ${epoch}` : `epoch ${epoch + 1}, step ${batch} of ${s.steps}`;
 }
 
 /** Checkpoint at (epoch, batch): batch > 0 is mid-epoch and keeps the epoch's running sums. */
 function saveSearchCheckpoint(s: Search, epoch: number, batch: number): void {
-  saveCheckpoint(s.o.out, {
-    step: s.totalSteps,
-    meta: {
-      kind: 'search',
-      config: s.cfg,
-      epoch,
-      batch,
-      steps: s.st.steps,
-      sums: batch > 0 ? s.acc : null,
-      history: s.history,
-    },
-    tensors: stateTensors(s.st),
-  });
+  const meta = { epoch, batch, steps: s.st.steps, sums: batch > 0 ? s.acc : null, history: s.history };
+  s.run.save(s.totalSteps, meta, stateTensors(s.st), position(s, epoch, batch));
 }
 
 const alphas = (s: Search): [Float32Array, Float32Array] => [
@@ -616,12 +539,12 @@ const alphas = (s: Search): [Float32Array, Float32Array] => [
 
 function currentGenotype(s: Search): Genotype {
   const [normal, reduce] = alphas(s);
-  return deriveGenotype(normal, reduce, s.prims, s.o.collapse?.maxSkip);
+  return deriveGenotype(normal, reduce, s.prims, s.cfg.maxSkip ?? undefined);
 }
 
 async function writeGenotype(s: Search, geno: Genotype, title: string): Promise<void> {
-  writeFileAtomic(join(s.o.out, 'genotype.json'), genotypeJson({ name: `search_${s.o.objective}`, ...geno }));
-  writeFileAtomic(join(s.o.out, 'genotype.svg'), await genotypeSvg(geno, `${s.o.objective} search, ${title}`));
+  writeFileAtomic(join(s.o.out, 'genotype.json'), genotypeJson({ name: `search_${s.cfg.objective}`, ...geno }));
+  writeFileAtomic(join(s.o.out, 'genotype.svg'), await genotypeSvg(geno, `${s.cfg.objective} search, ${title}`));
 }
 
 /** One search step on a weight batch and an architecture batch, added to the epoch's sums. */
@@ -629,12 +552,14 @@ async function trainStep(s: Search, epoch: number, b: number, lr: number, wb: Ba
   const { runners } = s;
   const ts = Date.now();
   const r = await searchStep(s.runners, s.st, batchFeeds(wb, runners.hasLabels), batchFeeds(ab, runners.hasLabels), {
-    order: s.o.order,
+    order: s.cfg.order,
     lr,
     arch: s.archOpt,
   });
-  if (!Number.isFinite(r.trainLoss) || !Number.isFinite(r.valLoss))
-    throw new TrainError(`loss became non-finite at epoch ${epoch + 1} step ${b + 1}: lower --lr`);
+  if (!Number.isFinite(r.trainLoss) || !Number.isFinite(r.valLoss)) {
+    const which = Number.isFinite(r.trainLoss) ? `the validation loss (${r.valLoss})` : `the loss (${r.trainLoss})`;
+    throw s.run.nonFinite(which, position(s, epoch, b + 1));
+  }
   s.stepTime += (Date.now() - ts) / 1000;
   s.timedSteps++;
   s.acc.tl += r.trainLoss;
@@ -649,7 +574,7 @@ async function trainStep(s: Search, epoch: number, b: number, lr: number, wb: Ba
 async function runEpochSteps(s: Search, epoch: number, lr: number): Promise<boolean> {
   const { o, steps, acc } = s;
   const first = epoch === s.startEpoch ? s.startBatch : 0;
-  const bar = new Progress(`search ${o.objective} epoch ${epoch + 1}/${o.epochs}`, steps, o.quiet);
+  const bar = new Progress(`search ${s.cfg.objective} epoch ${epoch + 1}/${s.cfg.epochs}`, steps, o.quiet);
   const wIt = s.wLoader.epoch(epoch, { startBatch: first });
   const aIt = s.aLoader.epoch(epoch, { startBatch: first });
   try {
@@ -658,10 +583,12 @@ async function runEpochSteps(s: Search, epoch: number, lr: number): Promise<bool
       const ab = (await aIt.next()).value as Batch;
       await trainStep(s, epoch, b, lr, wb, ab);
       bar.update(b + 1, `loss ${(acc.tl / acc.n).toFixed(3)} val ${(acc.vl / acc.n).toFixed(3)}`);
+      const save = (): void => saveSearchCheckpoint(s, epoch, b + 1);
+      await s.run.boundary(s.totalSteps, position(s, epoch, b + 1), save);
       if (b + 1 === steps) break;
-      if (o.checkpointEvery && s.totalSteps % o.checkpointEvery === 0) saveSearchCheckpoint(s, epoch, b + 1);
+      if (o.checkpointEvery && s.totalSteps % o.checkpointEvery === 0) save();
       if (o.stopAfterSteps !== undefined && s.totalSteps >= o.stopAfterSteps) {
-        saveSearchCheckpoint(s, epoch, b + 1);
+        save();
         return true;
       }
     }
@@ -676,7 +603,7 @@ async function runEpochSteps(s: Search, epoch: number, lr: number): Promise<bool
 async function logEpoch(s: Search, epoch: number, lr: number, seconds: number): Promise<void> {
   const { acc, prims } = s;
   const [an, ar] = alphas(s);
-  const check = checkEpoch(an, ar, prims, s.o.collapse);
+  const check = checkEpoch(an, ar, prims, collapseOf(s));
   const geno = check.genotype;
   const per = acc.n * s.runners.predictions;
   const rec: SearchEpochRecord = {
@@ -695,14 +622,14 @@ async function logEpoch(s: Search, epoch: number, lr: number, seconds: number): 
     ...(check.guards.length ? { guards: check.guards } : {}),
   };
   s.history.push(rec);
-  appendJsonLine(s.logPath, rec);
+  s.run.log(rec);
   await writeGenotype(s, geno, `epoch ${epoch + 1}`);
   for (const line of [check.collapse.warning, ...check.guards.map(describeGuard)])
     if (line) process.stderr.write(`epoch ${epoch + 1}: ${line}\n`);
   if (check.stop) s.guardStopEpoch = epoch + 1;
   if (!s.o.quiet)
     process.stderr.write(
-      `epoch ${epoch + 1}: ${s.o.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`,
+      `epoch ${epoch + 1}: ${s.cfg.objective} loss ${rec.train_loss.toFixed(3)} acc ${(100 * rec.train_acc).toFixed(1)}% | val loss ${rec.val_loss.toFixed(3)} acc ${(100 * rec.val_acc).toFixed(1)}% | ${JSON.stringify(geno.normal)}\n`,
     );
 }
 
@@ -710,20 +637,51 @@ async function logEpoch(s: Search, epoch: number, lr: number, seconds: number): 
 async function runEpoch(s: Search, epoch: number): Promise<boolean> {
   const { o } = s;
   const t0 = Date.now();
-  const lr = cosineLr(s.cfg.lr as number, s.cfg.lrMin as number, epoch, o.epochs);
+  const lr = cosineLr(s.cfg.lr, s.cfg.lrMin, epoch, s.cfg.epochs);
   if (epoch !== s.startEpoch || s.startBatch === 0) s.acc = emptySums();
   if (await runEpochSteps(s, epoch, lr)) return true;
   await logEpoch(s, epoch, lr, (Date.now() - t0) / 1000);
   saveSearchCheckpoint(s, epoch + 1, 0);
+  await s.run.boundary(s.totalSteps, position(s, epoch + 1, 0), () => undefined);
   if (s.guardStopEpoch !== undefined) return true;
-  return o.stopAfterSteps !== undefined && s.totalSteps >= o.stopAfterSteps && epoch + 1 < o.epochs;
+  return o.stopAfterSteps !== undefined && s.totalSteps >= o.stopAfterSteps && epoch + 1 < s.cfg.epochs;
 }
 
+/** The collapse options of a run: its warning threshold, and the guards of its settings. */
+function collapseOf(s: Search): CollapseOptions {
+  const { maxSkip, earlyStopSkip } = s.cfg;
+  return { ...s.o.collapse, maxSkip: maxSkip ?? undefined, earlyStopSkip: earlyStopSkip ?? undefined };
+}
+
+/**
+ * A DARTS search (darts-config.ts holds the settings) in the run directory
+ * `o.out`, with the run lifecycle of train/runtime/run.ts.
+ */
 export async function runSearch(o: SearchOptions): Promise<SearchResult> {
-  const s = await openSearch(o);
+  const guards = {
+    maxSkip: o.collapse?.maxSkip ?? o.maxSkip,
+    earlyStopSkip: o.collapse?.earlyStopSkip ?? o.earlyStopSkip,
+  };
+  const run = Run.open(DARTS_RUN, { ...o, config: dartsSearchConfig({ ...o, ...guards }) });
+  let ok = false;
+  try {
+    const r = await searchIn(o, run);
+    ok = true;
+    return r;
+  } catch (e) {
+    throw run.explain(e);
+  } finally {
+    run.close(ok);
+  }
+}
+
+/** The search in an opened run directory. */
+async function searchIn(o: SearchOptions, run: Run<DartsSearchConfig>): Promise<SearchResult> {
+  const s = await openSearch(o, run);
   let stopped = false;
   try {
-    for (let epoch = s.startEpoch; epoch < o.epochs && !stopped; epoch++) stopped = await runEpoch(s, epoch);
+    for (let epoch = s.startEpoch; epoch < s.cfg.epochs && !stopped; epoch++) stopped = await runEpoch(s, epoch);
+    run.endLoop();
   } finally {
     await s.wLoader.close();
     await s.aLoader.close();
@@ -765,7 +723,7 @@ export function searchTask(
 
 /** How a search reads its data; a fresh run rescans a streamed set (its index is kept in <out>/data). */
 export function searchDataOptions(
-  o: Pick<SearchOptions, 'out' | 'limit' | 'size' | 'skipCorrupt'>,
+  o: { out: string; limit?: number; size?: number; skipCorrupt?: boolean },
   fresh: boolean,
 ): LoadOptions {
   const indexDir = o.size === undefined ? undefined : runDataDir(o.out, fresh);

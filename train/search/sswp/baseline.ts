@@ -48,9 +48,12 @@ export async function pretrainBaseline(runDir: string, o: BaselineOptions = {}):
       throw new TrainError(`${dir} holds a pre-training with other settings than ${runDir}'s search`);
     return dir;
   }
+  const resume = latestCheckpoint(dir) !== null;
   await runSswpSearch({
     ...want,
-    resume: latestCheckpoint(dir) !== null,
+    // a pre-training that failed before its first checkpoint is started afresh
+    resume,
+    overwrite: !resume,
     ep: o.ep,
     workers: o.workers,
     quiet: o.quiet,

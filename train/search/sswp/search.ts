@@ -45,7 +45,7 @@
  *                   ({type: 'prune', cell, ops}) and per epoch ({type: 'epoch'})
  *   checkpoints/    search checkpoints (exact resume with `resume`)
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EDGES } from '../../../graph/genotype.js';
 import { numel } from '../../../graph/ir.js';
@@ -68,7 +68,7 @@ import {
   type SswpArch,
 } from '../../../graph/nets/sswp.js';
 import { bnStatsGraph, type OptimizerSpec } from '../../../graph/training.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../../runtime/checkpoint.js';
+import { type Checkpoint, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../../runtime/checkpoint.js';
 import {
   cosineLr,
   newTrainState,
@@ -82,23 +82,18 @@ import { initParams, pickParams, type ParamValues } from '../../runtime/params.j
 import { preciseBnStats } from '../../runtime/precise-bn.js';
 import { Progress } from '../../runtime/progress.js';
 import { f32, type EP, type SessionOptions, type Tensor } from '../../runtime/session.js';
-import { appendJsonLine } from '../../runtime/log.js';
 import { TrainError } from '../../runtime/errors.js';
+import { Run, type RunOptions } from '../../runtime/run.js';
+import { SettingError } from '../../runtime/settings.js';
+import { SSWP_DEFAULTS, SSWP_RUN, type SswpConfig, sswpConfig } from './config.js';
 import { cellsSvg } from '../../report/cell-diagram.js';
 import { tryWriteRunReport } from '../../report/run-report.js';
 import { perCellAlphaRecord } from '../collapse.js';
-import { adamUpdate, batchFeeds, type BilevelOptimizerOptions, type HostAdam, searchDataOptions } from '../darts.js';
+import { adamUpdate, batchFeeds, type HostAdam, searchDataOptions } from '../darts.js';
 import { Runners, type RunnerShape } from './runners.js';
-import {
-  alphaGradients,
-  rescaleInvolved,
-  sampleGates,
-  type GateSample,
-  type OpDropout,
-  type SamplingMode,
-} from './sampler.js';
-import { finalCell, pruneCell, type PruneRule } from './prune.js';
-import { makeSchedule, phaseOf, type Phase, type PruneMode, type Schedule } from './schedule.js';
+import { alphaGradients, rescaleInvolved, sampleGates, type GateSample, type OpDropout } from './sampler.js';
+import { finalCell, pruneCell } from './prune.js';
+import { makeSchedule, phaseOf, type Phase, type Schedule } from './schedule.js';
 import {
   DataLoader,
   DataPool,
@@ -114,50 +109,21 @@ import {
 /** Rng.derive label of the path samples. */
 export const SAMPLE_STREAM = 0x55a9;
 
-export interface SswpOptions extends BilevelOptimizerOptions {
-  objective?: Objective;
-  /** Dataset name or path (train/data loadDataset spec). */
-  data: string;
+/** An SSWP-NAS search: its settings (config.ts; defaults filled in) and how it runs. */
+export interface SswpOptions extends Partial<SswpConfig> {
+  /** Run directory. */
   out: string;
-  epochs: number;
-  /** Source images per batch (SimCLR: 2 views each). */
-  batch: number;
-  C: number;
-  layers: number;
-  seed?: number;
   ep?: EP;
   workers?: number;
-  limit?: number;
-  /** Crop size of streamed image folders and lists; skip unreadable images (train/search/darts.ts searchDataOptions). */
-  size?: number;
+  /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
-  /** Network stem (default: imagenet for images of 64 px or more, else cifar; graph/nets/search.ts defaultStem). */
-  stem?: StemKind;
-  prune?: PruneMode;
-  /** What pruning a cell keeps (default 'op-per-edge', the paper's; prune.ts). */
-  pruneRule?: PruneRule;
-  /**
-   * Train this architecture with the objective and the weight optimizer of
-   * the search instead of searching (no α, no pruning; weights initialized as
-   * the search initializes them): the two-stage baseline's pre-training.
-   */
-  fixedCells?: CellOps[];
-  /** Phase fractions (fpp/bpp: 3, none: 2). */
-  split?: number[];
-  sampling?: SamplingMode;
-  /** Skip-connect dropout probability in weight steps after warm-up (0.2). */
-  opDropout?: number;
-  /** Pooling dropout probability in weight steps after warm-up (0). */
-  poolDropout?: number;
-  /** Affine BN in the searched ops (default true); false: plain BN, the final network gets γ = 1, β = 0. */
-  affine?: boolean;
-  /** SimCLR temperature (0.07) and projection size (128). */
-  temperature?: number;
-  projectionDim?: number;
-  /** Batches of un-augmented images for the final BN statistics (20). */
+  /** Batches of un-augmented images for the final BN statistics (SSWP_DEFAULTS.bnBatches). */
   bnBatches?: number;
   checkpointEvery?: number;
+  /** Continue the run in `out` from its newest intact checkpoint. */
   resume?: boolean;
+  /** Replace a run that `out` holds. */
+  overwrite?: boolean;
   stopAfterSteps?: number;
   quiet?: boolean;
   /** Per-step records in log.jsonl (default true). */
@@ -171,109 +137,11 @@ export interface SswpOptions extends BilevelOptimizerOptions {
    * time), and the gated graphs are large.
    */
   optimization?: SessionOptions['optimization'];
+  /** How messages render the command that continues the run (the CLI's own command line). */
+  commandLine?: RunOptions<SswpConfig>['commandLine'];
 }
 
-/** The settings that define a search (recorded in checkpoints and config.json; a resume must match them). */
-export interface SswpConfig {
-  method: 'sswp';
-  objective: Objective;
-  data: string;
-  epochs: number;
-  batch: number;
-  C: number;
-  layers: number;
-  seed: number;
-  limit: number | null;
-  /** Crop size of a streamed image set (absent: the images' own size). */
-  size?: number;
-  /** The stem asked for (absent: the default for the images' size). */
-  stem?: StemKind;
-  prune: PruneMode;
-  pruneRule: PruneRule;
-  /** A fixed architecture trained without search (SswpOptions.fixedCells), else null. */
-  fixedCells: CellOps[] | null;
-  split: number[] | null;
-  sampling: SamplingMode;
-  opDropout: number;
-  poolDropout: number;
-  affine: boolean;
-  lr: number;
-  lrMin: number;
-  momentum: number;
-  weightDecay: number;
-  clip: number;
-  archLr: number;
-  archBeta1: number;
-  archBeta2: number;
-  archWeightDecay: number;
-  temperature: number;
-  projectionDim: number;
-}
-
-/**
- * Defaults: the paper's (Table 5) where it gives them, else its public
- * release's: SimCLR temperature 0.07 (the paper gives none); op dropout
- * redraws skip_connect with probability 0.2 and pools with 0, in weight steps
- * after warm-up only (the paper's §3.2 names all parameter-free ops, its
- * Table 3c and the release skip_connect only).
- */
-export const SSWP_DEFAULTS = {
-  objective: 'simclr',
-  prune: 'fpp',
-  pruneRule: 'op-per-edge',
-  sampling: 'two-path',
-  opDropout: 0.2,
-  poolDropout: 0,
-  affine: true,
-  lr: 0.025,
-  lrMin: 0,
-  momentum: 0.9,
-  weightDecay: 4e-5,
-  clip: 5,
-  archLr: 1e-3,
-  archBeta1: 0,
-  archBeta2: 0.99,
-  archWeightDecay: 0,
-  temperature: 0.07,
-  projectionDim: 128,
-  bnBatches: 20,
-} as const satisfies Partial<SswpConfig> & { bnBatches: number };
-
-export function sswpConfig(o: SswpOptions): SswpConfig {
-  const d = SSWP_DEFAULTS;
-  return {
-    method: 'sswp',
-    objective: o.objective ?? d.objective,
-    data: o.data,
-    epochs: o.epochs,
-    batch: o.batch,
-    C: o.C,
-    layers: o.layers,
-    seed: o.seed ?? 0,
-    limit: o.limit ?? null,
-    ...(o.size !== undefined ? { size: o.size } : {}),
-    ...(o.stem !== undefined ? { stem: o.stem } : {}),
-    prune: o.prune ?? d.prune,
-    pruneRule: o.pruneRule ?? d.pruneRule,
-    fixedCells: o.fixedCells ?? null,
-    split: o.split ?? null,
-    sampling: o.sampling ?? d.sampling,
-    opDropout: o.opDropout ?? d.opDropout,
-    poolDropout: o.poolDropout ?? d.poolDropout,
-    affine: o.affine ?? d.affine,
-    lr: o.lr ?? d.lr,
-    lrMin: o.lrMin ?? d.lrMin,
-    momentum: o.momentum ?? d.momentum,
-    weightDecay: o.weightDecay ?? d.weightDecay,
-    clip: o.clip ?? d.clip,
-    archLr: o.archLr ?? d.archLr,
-    archBeta1: o.archBeta1 ?? d.archBeta1,
-    archBeta2: o.archBeta2 ?? d.archBeta2,
-    archWeightDecay: o.archWeightDecay ?? d.archWeightDecay,
-    temperature: o.temperature ?? d.temperature,
-    projectionDim: o.projectionDim ?? d.projectionDim,
-  };
-}
+export { SSWP_DEFAULTS, type SswpConfig, sswpConfig } from './config.js';
 
 // ---- BN statistics -----------------------------------------------------------------
 
@@ -382,6 +250,9 @@ const alphaName = (i: number): string => `alpha_cell${i}`;
 interface Search {
   o: SswpOptions;
   cfg: SswpConfig;
+  run: Run<SswpConfig>;
+  /** Records in log.jsonl (a checkpoint remembers how many it covers). */
+  logged: number;
   full: Dataset;
   pool: DataPool;
   wLoader: DataLoader;
@@ -395,7 +266,6 @@ interface Search {
   sgd: OptimizerSpec;
   archOpt: HostAdam;
   dropout: OpDropout;
-  logPath: string;
   st: TrainState;
   /** Per cell: null while it is searched, else its pruned form. */
   pruned: CellSpec[];
@@ -412,29 +282,16 @@ interface Search {
   phaseSteps: Record<string, number>;
 }
 
-function checkSettings(o: SswpOptions, cfg: SswpConfig): void {
-  if (o.layers < 1) throw new TrainError('--layers must be at least 1');
-  if (cfg.fixedCells && cfg.fixedCells.length !== o.layers)
-    throw new TrainError(`${cfg.fixedCells.length} fixed cells for ${o.layers} layers`);
-  for (const [k, v] of [
-    ['--op-dropout', cfg.opDropout],
-    ['--pool-dropout', cfg.poolDropout],
-  ] as const) {
-    if (!(v >= 0 && v <= 1)) throw new TrainError(`${k} must be a probability in [0, 1], got ${v}`);
-  }
-  // settings errors before any work
-  makeSchedule({ epochs: o.epochs, stepsPerEpoch: 1, layers: o.layers, prune: cfg.prune, split: o.split });
-}
-
 type SearchData = Pick<Search, 'full' | 'pool' | 'wLoader' | 'aLoader' | 'taskShape' | 'S' | 'sched' | 'rows'>;
 
 /** The images, the DARTS split into a weight half and an architecture half, their loaders and the schedule. */
-async function openData(o: SswpOptions, cfg: SswpConfig): Promise<SearchData> {
-  const full = limitDataset(await loadDataset(o.data, searchDataOptions(o, !o.resume)), o.limit);
+async function openData(o: SswpOptions, cfg: SswpConfig, fresh: boolean): Promise<SearchData> {
+  const at = { out: o.out, limit: cfg.limit ?? undefined, size: cfg.size ?? undefined, skipCorrupt: o.skipCorrupt };
+  const full = limitDataset(await loadDataset(cfg.data, searchDataOptions(at, fresh)), at.limit);
   const halves = dartsSplit(full, { seed: cfg.seed });
   const pool = new DataPool({ workers: o.workers });
   const task = { name: cfg.objective };
-  const common = { task, batchSize: o.batch, dropLast: true, pool };
+  const common = { task, batchSize: cfg.batch, dropLast: true, pool };
   const wLoader = new DataLoader(halves.weights, { ...common, seed: cfg.seed });
   const aLoader = new DataLoader(halves.arch, { ...common, seed: cfg.seed + 1, mean: wLoader.mean, std: wLoader.std });
   const t = wLoader.task;
@@ -447,28 +304,30 @@ async function openData(o: SswpOptions, cfg: SswpConfig): Promise<SearchData> {
   const S = Math.min(wLoader.batchesPerEpoch, aLoader.batchesPerEpoch);
   if (S < 1) {
     await pool.close();
-    throw new TrainError(`--batch ${o.batch} is larger than half of the ${full.n} images: nothing to search on`);
+    throw new SettingError(
+      `--batch ${cfg.batch} is larger than half of the ${full.n} images: nothing to search on (lower --batch${cfg.limit !== null ? ' or raise --limit' : ''})`,
+    );
   }
   const sched = makeSchedule({
-    epochs: o.epochs,
+    epochs: cfg.epochs,
     stepsPerEpoch: S,
-    layers: o.layers,
+    layers: cfg.layers,
     prune: cfg.prune,
-    split: o.split,
+    split: cfg.split ?? undefined,
   });
-  return { full, pool, wLoader, aLoader, taskShape, S, sched, rows: t.xShape(o.batch)[0]! };
+  return { full, pool, wLoader, aLoader, taskShape, S, sched, rows: t.xShape(cfg.batch)[0]! };
 }
 
 /** The stem of a search: the one asked for, else the default for its images' size. */
-function stemOf(s: Pick<Search, 'o' | 'full'>): StemKind {
-  return s.o.stem ?? defaultStem(Math.min(s.full.h, s.full.w));
+function stemOf(s: Pick<Search, 'cfg' | 'full'>): StemKind {
+  return s.cfg.stem ?? defaultStem(Math.min(s.full.h, s.full.w));
 }
 
 /** The network of a prune state, as the step graphs are built. */
 function netShape(s: Search, cells: CellSpec[]): RunnerShape {
   return {
-    C: s.o.C,
-    layers: s.o.layers,
+    C: s.cfg.C,
+    layers: s.cfg.layers,
     stem: stemOf(s),
     cells,
     affine: s.cfg.affine,
@@ -480,9 +339,9 @@ function netShape(s: Search, cells: CellSpec[]): RunnerShape {
 
 /** A fresh start: every op's weights from the all-gated network (creation order: a seed gives one network), α = 0. */
 function freshState(s: Search): void {
-  const all = buildSswpForward(s.taskShape, netShape(s, new Array<CellSpec>(s.o.layers).fill(null)));
+  const all = buildSswpForward(s.taskShape, netShape(s, new Array<CellSpec>(s.cfg.layers).fill(null)));
   s.st = newTrainState(initParams(all.g, s.cfg.seed));
-  for (let i = 0; i < s.o.layers; i++) {
+  for (let i = 0; i < s.cfg.layers; i++) {
     // α start at 0 (uniform over the ops), as in the reference release
     for (const key of [alphaName(i), `${alphaName(i)}@exp_avg`, `${alphaName(i)}@exp_avg_sq`]) {
       const target = key.includes('@') ? s.st.opt : s.st.params;
@@ -491,29 +350,39 @@ function freshState(s: Search): void {
   }
 }
 
-/** The state of the latest checkpoint in the run directory (same settings required). */
-function resumeState(s: Search): void {
-  const dir = latestCheckpoint(s.o.out);
-  if (!dir) throw new TrainError(`--resume: no checkpoint in ${s.o.out}`);
-  const c = loadCheckpoint(dir);
-  if (JSON.stringify(c.meta.config) !== JSON.stringify(s.cfg))
-    throw new TrainError(`--resume: ${s.o.out} was searched with other settings (${JSON.stringify(c.meta.config)})`);
+/** The state of the checkpoint the run resumes from (its settings were checked by Run.open). */
+function resumeState(s: Search, c: Checkpoint): void {
   s.st = stateFromTensors(c.tensors);
   s.st.steps = c.meta.steps as Record<string, number>;
   s.pruned = c.meta.pruned as CellSpec[];
   s.startStep = s.done = c.step;
   s.history.push(...(c.meta.history as Record<string, unknown>[]));
   s.resumedAcc = (c.meta.epochAcc as EpochAcc | null) ?? null;
+  // the log holds exactly the checkpoint's records (none twice after a kill between a log line and a checkpoint)
+  const logged = c.meta.logged as number | undefined;
+  if (logged !== undefined) {
+    s.logged = logged;
+    s.run.rewriteLog(readLog(s.run.logPath).slice(0, logged));
+  }
 }
 
-async function openSearch(o: SswpOptions): Promise<Search> {
-  const cfg = sswpConfig(o);
-  checkSettings(o, cfg);
-  mkdirSync(o.out, { recursive: true });
-  const data = await openData(o, cfg);
+/** The records of a log.jsonl (none when it is missing). */
+function readLog(path: string): unknown[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as unknown);
+}
+
+async function openSearch(o: SswpOptions, run: Run<SswpConfig>): Promise<Search> {
+  const cfg = run.config;
+  const data = await openData(o, cfg, run.resumed === null);
   const s: Search = {
     o,
     cfg,
+    run,
+    logged: 0,
     ...data,
     sgd: { kind: 'sgd', momentum: cfg.momentum, weightDecay: cfg.weightDecay },
     archOpt: {
@@ -524,9 +393,8 @@ async function openSearch(o: SswpOptions): Promise<Search> {
       weightDecay: cfg.archWeightDecay,
     },
     dropout: { skip: cfg.opDropout, pool: cfg.poolDropout },
-    logPath: join(o.out, 'log.jsonl'),
     st: newTrainState(new Map()),
-    pruned: cfg.fixedCells ? [...cfg.fixedCells] : new Array<CellSpec>(o.layers).fill(null),
+    pruned: cfg.fixedCells ? [...cfg.fixedCells] : new Array<CellSpec>(cfg.layers).fill(null),
     startStep: 0,
     done: 0,
     resumedAcc: null,
@@ -537,7 +405,7 @@ async function openSearch(o: SswpOptions): Promise<Search> {
     phaseSteps: {},
   };
   try {
-    if (o.resume) resumeState(s);
+    if (run.resumed) resumeState(s, run.resumed);
     else freshState(s);
   } catch (e) {
     await s.pool.close();
@@ -551,7 +419,7 @@ const phaseAt = (s: Search, step: number): Phase =>
   s.cfg.fixedCells ? 'pretrain' : phaseOf(s.sched, s.cfg.prune, step);
 
 const alphasOf = (s: Search): Float32Array[] =>
-  Array.from({ length: s.o.layers }, (_, i) => s.st.params.get(alphaName(i))!);
+  Array.from({ length: s.cfg.layers }, (_, i) => s.st.params.get(alphaName(i))!);
 const gatedOf = (s: Search): boolean[] => s.pruned.map((c) => c === null);
 
 /** Every cell in its final form (DARTS's rule on its α and what pruning kept). */
@@ -559,28 +427,30 @@ function currentCells(s: Search): CellOps[] {
   return s.pruned.map((c, i) => finalCell(s.st.params.get(alphaName(i))!, c));
 }
 
+/** Where a search is, in words: "epoch 2, step 5 of 8", or "the end of epoch 2". */
+function position(s: Search, step: number): string {
+  const b = step % s.S;
+  return b === 0 ? `the end of epoch ${step / s.S}` : `epoch ${Math.floor(step / s.S) + 1}, step ${b} of ${s.S}`;
+}
+
 /** `acc`: the running epoch's sums when saving mid-epoch. */
 function saveSearchCheckpoint(s: Search, step: number, acc?: EpochAcc): void {
-  saveCheckpoint(s.o.out, {
-    step,
-    meta: {
-      kind: 'sswp-search',
-      config: s.cfg,
-      steps: s.st.steps,
-      pruned: s.pruned,
-      history: s.history,
-      epochAcc: acc ?? null,
-    },
-    tensors: stateTensors(s.st),
-  });
+  const meta = { steps: s.st.steps, pruned: s.pruned, history: s.history, epochAcc: acc ?? null, logged: s.logged };
+  s.run.save(step, meta, stateTensors(s.st), position(s, step));
+}
+
+/** A record of log.jsonl (counted: a checkpoint knows how many records it covers). */
+function logRecord(s: Search, rec: unknown): void {
+  s.run.log(rec);
+  s.logged++;
 }
 
 /** cells.json and cells.svg of the current architecture. */
 async function writeCells(s: Search): Promise<void> {
   const { o, full } = s;
   const arch = sswpArch({
-    C: o.C,
-    layers: o.layers,
+    C: s.cfg.C,
+    layers: s.cfg.layers,
     stem: stemOf(s),
     input: [full.c, full.h, full.w],
     cells: currentCells(s),
@@ -601,7 +471,7 @@ function pruneCells(s: Search, cells: number[], step: number): void {
   for (const c of cells) {
     const ops = pruneCell(s.st.params.get(alphaName(c))!, rule);
     s.pruned[c] = ops;
-    appendJsonLine(s.logPath, { type: 'prune', step, epoch: Math.floor(step / s.S), cell: c, rule, ops });
+    logRecord(s, { type: 'prune', step, epoch: Math.floor(step / s.S), cell: c, rule, ops });
     if (!s.o.quiet) process.stderr.write(`step ${step}: cell ${c} pruned to ${JSON.stringify(ops)}\n`);
   }
 }
@@ -728,7 +598,7 @@ function logStep(s: Search, acc: EpochAcc, x: StepRecord, predictions: number): 
   acc.phases[x.phase] = (acc.phases[x.phase] ?? 0) + 1;
   s.phaseSteps[x.phase] = (s.phaseSteps[x.phase] ?? 0) + 1;
   if (s.o.stepLog === false) return;
-  appendJsonLine(s.logPath, {
+  logRecord(s, {
     type: 'step',
     step: x.step,
     epoch: Math.floor(x.step / s.S) + 1,
@@ -765,10 +635,8 @@ async function searchStep(s: Search, step: number, wBatch: Promise<Batch>, lr: n
   const w = await weightStep(s, runners, step, phase, wb, lr);
   tm.w += (Date.now() - t0) / 1000;
   tm.n++;
-  if (!Number.isFinite(w.r.loss) || (ar && !Number.isFinite(ar.loss)))
-    throw new TrainError(
-      `loss became non-finite at epoch ${Math.floor(step / s.S) + 1} step ${(step % s.S) + 1}: lower --lr`,
-    );
+  if (!Number.isFinite(w.r.loss)) throw s.run.nonFinite(`the loss (${w.r.loss})`, position(s, step + 1));
+  if (ar && !Number.isFinite(ar.loss)) throw s.run.nonFinite(`the α-step loss (${ar.loss})`, position(s, step + 1));
   logStep(s, acc, { step, phase, lr, gated, w, ar }, runners.predictions);
   s.done = step + 1;
 }
@@ -799,13 +667,13 @@ async function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, sec
     phases: rec.phases,
     pruned: rec.pruned,
   });
-  appendJsonLine(s.logPath, rec);
+  logRecord(s, rec);
   await writeCells(s);
   if (s.o.quiet) return;
   process.stderr.write(
     `epoch ${epoch + 1}: ${Object.keys(acc.phases).join('+')} loss ${rec.loss.toFixed(3)} acc ${(100 * rec.acc).toFixed(1)}%` +
       (rec.arch_loss !== null ? ` | α-loss ${rec.arch_loss.toFixed(3)}` : '') +
-      ` | pruned ${rec.pruned.length}/${s.o.layers} | ${rec.seconds.toFixed(1)} s\n`,
+      ` | pruned ${rec.pruned.length}/${s.cfg.layers} | ${rec.seconds.toFixed(1)} s\n`,
   );
 }
 
@@ -813,10 +681,10 @@ async function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, sec
 async function runEpoch(s: Search, epoch: number): Promise<boolean> {
   const { o, S } = s;
   const t0 = Date.now();
-  const lr = cosineLr(s.cfg.lr, s.cfg.lrMin, epoch, o.epochs);
+  const lr = cosineLr(s.cfg.lr, s.cfg.lrMin, epoch, s.cfg.epochs);
   const first = Math.max(0, s.startStep - epoch * S);
   const what = s.cfg.fixedCells ? `${s.cfg.objective} pre-training` : `sswp ${s.cfg.objective}`;
-  const bar = new Progress(`${what} epoch ${epoch + 1}/${o.epochs}`, S, o.quiet);
+  const bar = new Progress(`${what} epoch ${epoch + 1}/${s.cfg.epochs}`, S, o.quiet);
   const acc = (first > 0 ? s.resumedAcc : null) ?? emptyAcc();
   s.resumedAcc = null;
   const wIt = s.wLoader.epoch(epoch, { startBatch: first });
@@ -826,6 +694,7 @@ async function runEpoch(s: Search, epoch: number): Promise<boolean> {
       await searchStep(s, epoch * S + b, next, lr, acc);
       const aLoss = acc.aN ? ` α-loss ${(acc.aLoss / acc.aN).toFixed(3)}` : '';
       bar.update(b + 1, `${phaseAt(s, epoch * S + b)} loss ${(acc.loss / acc.n).toFixed(3)}${aLoss}`);
+      await s.run.boundary(s.done, position(s, s.done), () => saveSearchCheckpoint(s, s.done, acc));
       if (b + 1 === S) break;
       if (o.checkpointEvery && s.done % o.checkpointEvery === 0) saveSearchCheckpoint(s, s.done, acc);
       if (o.stopAfterSteps !== undefined && s.done >= o.stopAfterSteps) {
@@ -838,7 +707,8 @@ async function runEpoch(s: Search, epoch: number): Promise<boolean> {
   }
   await logEpoch(s, epoch, acc, lr, (Date.now() - t0) / 1000);
   saveSearchCheckpoint(s, (epoch + 1) * S);
-  return o.stopAfterSteps !== undefined && (epoch + 1) * S >= o.stopAfterSteps && epoch + 1 < o.epochs;
+  await s.run.boundary((epoch + 1) * S, position(s, (epoch + 1) * S), () => undefined);
+  return o.stopAfterSteps !== undefined && (epoch + 1) * S >= o.stopAfterSteps && epoch + 1 < s.cfg.epochs;
 }
 
 function timingList(s: Search): SswpResult['timing'] {
@@ -856,8 +726,8 @@ async function finishSearch(s: Search): Promise<SswpResult> {
   const cells = currentCells(s);
   const fin = await finalizeNetwork({
     out: o.out,
-    C: o.C,
-    layers: o.layers,
+    C: cfg.C,
+    layers: cfg.layers,
     stem: stemOf(s),
     cells,
     params: s.st.params,
@@ -871,9 +741,8 @@ async function finishSearch(s: Search): Promise<SswpResult> {
     projectionDim: cfg.projectionDim,
     config: { ...cfg },
   });
-  writeFileAtomic(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const timing = timingList(s);
-  appendJsonLine(s.logPath, {
+  logRecord(s, {
     type: 'final',
     steps: s.sched.total,
     model: 'model.onnx',
@@ -888,8 +757,8 @@ async function finishSearch(s: Search): Promise<SswpResult> {
 
 function stoppedResult(s: Search): SswpResult {
   const arch = sswpArch({
-    C: s.o.C,
-    layers: s.o.layers,
+    C: s.cfg.C,
+    layers: s.cfg.layers,
     stem: stemOf(s),
     input: [s.full.c, s.full.h, s.full.w],
     cells: currentCells(s),
@@ -899,12 +768,32 @@ function stoppedResult(s: Search): SswpResult {
   return { arch, modelPath: '', finalDir: '', stopped: true, steps: s.done, ...base };
 }
 
+/**
+ * An SSWP-NAS search (config.ts holds the settings) in the run directory
+ * `o.out`, with the run lifecycle of train/runtime/run.ts.
+ */
 export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
-  const s = await openSearch(o);
+  const run = Run.open(SSWP_RUN, { ...o, config: sswpConfig(o) });
+  let ok = false;
+  try {
+    const r = await searchIn(o, run);
+    ok = true;
+    return r;
+  } catch (e) {
+    throw run.explain(e);
+  } finally {
+    run.close(ok);
+  }
+}
+
+/** The search in an opened run directory. */
+async function searchIn(o: SswpOptions, run: Run<SswpConfig>): Promise<SswpResult> {
+  const s = await openSearch(o, run);
   let stopped = false;
   try {
-    for (let epoch = Math.floor(s.startStep / s.S); epoch < o.epochs && !stopped; epoch++)
+    for (let epoch = Math.floor(s.startStep / s.S); epoch < s.cfg.epochs && !stopped; epoch++)
       stopped = await runEpoch(s, epoch);
+    run.endLoop();
   } finally {
     await s.runners?.release();
     await s.wLoader.close();
