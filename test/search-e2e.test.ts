@@ -40,7 +40,11 @@ const tiny = {
   evalNet: false,
 } as const;
 
-async function search(objective: NonNullable<SearchOptions['objective']>, data: string, order: 1 | 2 = 1): Promise<void> {
+async function search(
+  objective: NonNullable<SearchOptions['objective']>,
+  data: string,
+  order: 1 | 2 = 1,
+): Promise<void> {
   const out = join(tmp, objective);
   const r = await runSearch({ ...tiny, objective, data, out, order });
   expect(r.stopped).toBe(false);

@@ -23,10 +23,10 @@
  * deterministic for a given thread count: a run resumed from a checkpoint ends
  * bit-identical to an uninterrupted one (same machine and thread count).
  */
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { deriveGenotype, genotypeJson, PRIMITIVES, type Genotype, type OpName } from '../../graph/genotype.js';
+import { deriveGenotype, genotypeJson, type Genotype, type OpName } from '../../graph/genotype.js';
 import type { StemKind } from '../../graph/nets/darts.js';
 import {
   buildSearchGraphs,
