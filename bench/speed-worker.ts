@@ -40,7 +40,7 @@ interface WorkerOpts {
   set: Set<string>;
 }
 
-const LEVER_NAMES = ['portable'];
+const LEVER_NAMES = ['portable', 'arena', 'no-arena', 'no-mem-pattern'];
 
 /** A step the worker can run: `run` returns the training loss. */
 interface Step {
@@ -48,6 +48,14 @@ interface Step {
   nodes: object;
   runners: StepRunner[];
   release(): Promise<void>;
+}
+
+/** Session options the lever switches override (absent: the product's defaults). */
+function sessionLevers(set: Set<string>): { cpuMemArena?: boolean; memPattern?: boolean } {
+  return {
+    ...(set.has('arena') ? { cpuMemArena: true } : set.has('no-arena') ? { cpuMemArena: false } : {}),
+    ...(set.has('no-mem-pattern') ? { memPattern: false } : {}),
+  };
 }
 
 function randomBatch(rng: Rng, batch: number, size: number): Record<string, ort.Tensor> {
@@ -72,6 +80,7 @@ async function searchStepOf(o: WorkerOpts, order: 1 | 2): Promise<Step> {
     spinning: o.spinning,
     profilePrefix: o.profile ? join(o.profile, 'ort_') : undefined,
     lowering: await loweringFor(o.ep, o.set.has('portable')),
+    ...sessionLevers(o.set),
   });
   const st = newTrainState(initParams(r.w.graph, 0));
   for (const n of r.archNames) {
@@ -121,6 +130,7 @@ async function evalStepOf(o: WorkerOpts): Promise<Step> {
     clipNorm: 5,
   });
   const runner = await StepRunner.create(g, info, SGD, {
+    ...sessionLevers(o.set),
     ep: o.ep,
     threads: o.threads,
     spinning: o.spinning,
@@ -217,7 +227,14 @@ export async function startWorker(): Promise<void> {
   };
   const t0 = performance.now();
   const step = o.kind === 'eval' ? await evalStepOf(o) : await searchStepOf(o, o.kind === 'second' ? 2 : 1);
-  say({ ready: true, setup_s: (performance.now() - t0) / 1000, nodes: step.nodes });
+  const mem = process.memoryUsage();
+  say({
+    ready: true,
+    setup_s: (performance.now() - t0) / 1000,
+    nodes: step.nodes,
+    rss_ready_mib: mem.rss / 2 ** 20,
+    js_heap_mib: mem.heapUsed / 2 ** 20,
+  });
   for await (const line of createInterface({ input: process.stdin })) {
     const cmd = line.trim();
     if (cmd === 'step') {
@@ -225,7 +242,13 @@ export async function startWorker(): Promise<void> {
       const c0 = process.cpuUsage();
       const loss = await step.run();
       const cu = process.cpuUsage(c0);
-      say({ wall: (performance.now() - w0) / 1000, cpu: (cu.user + cu.system) / 1e6, loss });
+      say({
+        wall: (performance.now() - w0) / 1000,
+        cpu: (cu.user + cu.system) / 1e6,
+        loss,
+        rss_mib: process.memoryUsage().rss / 2 ** 20,
+        peak_rss_mib: peakRssMiB(),
+      });
     } else if (cmd === 'profile') {
       for (const r of step.runners) r.session.endProfiling();
       const files = readdirSync(o.profile)

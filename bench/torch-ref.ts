@@ -184,15 +184,16 @@ class KinkProbe {
     readonly relus: { name: string; shape: number[] }[],
   ) {}
 
-  /** `build` makes the network with its loss; it runs with per-op ReLUs (LEVERS.shareRelu off). */
+  /** `build` makes the network with its loss; it runs with per-op ReLUs and pools (LEVERS.shareRelu, sharePools off). */
   static async create(build: () => { g: Graph; loss: Value }): Promise<KinkProbe> {
-    const shared = LEVERS.shareRelu;
+    const shared = { ...LEVERS };
     LEVERS.shareRelu = false;
+    LEVERS.sharePools = false;
     let net: { g: Graph; loss: Value };
     try {
       net = build();
     } finally {
-      LEVERS.shareRelu = shared;
+      Object.assign(LEVERS, shared);
     }
     const g = net.g;
     const pools = g.nodes

@@ -11,7 +11,7 @@
 import type { Value } from '../ir.js';
 import { avgPool, maxPool, mul, split, softmax, sum, add, zeros, concat } from '../ops/index.js';
 import { EDGES, PRIMITIVES, STEPS, type Genotype, type OpName } from '../genotype.js';
-import type { Layers } from './layers.js';
+import { LEVERS, type Layers } from './layers.js';
 
 /**
  * One candidate op on an edge. `search` adds the BN (affine = false) that
@@ -26,19 +26,16 @@ export function dartsOp(
   stride: number,
   affine: boolean,
   search: boolean,
+  /** Parameter-free pools may be shared with other edges reading x (supernet cells; see searchPool). */
+  share = false,
 ): Value | null {
   return L.scope(name, () => {
     switch (name) {
       case 'none':
         return null;
-      case 'max_pool_3x3': {
-        const y = maxPool(L.g, x, 3, stride, 1);
-        return search ? L.scope('bn', () => L.bn(y, false)) : y;
-      }
-      case 'avg_pool_3x3': {
-        const y = avgPool(L.g, x, 3, stride, 1, false);
-        return search ? L.scope('bn', () => L.bn(y, false)) : y;
-      }
+      case 'max_pool_3x3':
+      case 'avg_pool_3x3':
+        return searchPool(L, name, x, stride, search, share);
       case 'skip_connect':
         return stride === 1 ? x : L.factorizedReduce(x, c, affine);
       case 'sep_conv_3x3':
@@ -51,6 +48,28 @@ export function dartsOp(
         return L.dilConv(x, c, 5, stride, 4, 2, affine);
     }
   });
+}
+
+/**
+ * A pool (with the supernet's non-affine BN after it when `search`). Without
+ * parameters (no running statistics), every edge leaving one state computes the
+ * same pool of it: built once per (input, pool, stride) (LEVERS.sharePools).
+ */
+function searchPool(
+  L: Layers,
+  name: 'max_pool_3x3' | 'avg_pool_3x3',
+  x: Value,
+  stride: number,
+  search: boolean,
+  share: boolean,
+): Value {
+  const make = (): Value => {
+    const y = name === 'max_pool_3x3' ? maxPool(L.g, x, 3, stride, 1) : avgPool(L.g, x, 3, stride, 1, false);
+    return search ? L.scope('bn', () => L.bn(y, false)) : y;
+  };
+  const parameterFree = !search || (L.g.training && !L.opts.trackRunningStats);
+  if (!share || !parameterFree || !LEVERS.sharePools) return make();
+  return L.shared(`${name}|${x.name}|${stride}|${search}`, make);
 }
 
 /** Output shape of an op on x (for `none`, which produces zeros). */
@@ -104,7 +123,7 @@ export function searchCell(L: Layers, s0: Value, s1: Value, spec: SearchCellSpec
       const x = states[j]!;
       L.scope(`edge${edge}`, () => {
         spec.primitives.forEach((name, k) => {
-          const y = dartsOp(L, name, x, spec.c, stride, false, true);
+          const y = dartsOp(L, name, x, spec.c, stride, false, true, true);
           if (y) terms.push(mul(L.g, y, spec.weights[edge]![k]!));
         });
       });

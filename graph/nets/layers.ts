@@ -47,7 +47,7 @@ export interface LayerOptions {
  * Process-wide defaults of the graph-size levers, so benchmarks can measure
  * each one on and off (bench/steps.ts); builders use them unless told otherwise.
  */
-export const LEVERS = { shareRelu: true, fusedBn: true, ifGates: true };
+export const LEVERS = { shareRelu: true, fusedBn: true, ifGates: true, sharePools: true };
 
 export class Layers {
   constructor(
@@ -118,6 +118,17 @@ export class Layers {
   }
 
   private readonly reluOf = new Map<string, Value>();
+  private readonly sharedOf = new Map<string, Value>();
+
+  /**
+   * The value `make` builds, built once per key (a parameter-free op of a given input:
+   * the supernet's pools, whose every edge leaving one state computes the same thing).
+   */
+  shared(key: string, make: () => Value): Value {
+    let y = this.sharedOf.get(key);
+    if (!y) this.sharedOf.set(key, (y = make()));
+    return y;
+  }
 
   relu(x: Value): Value {
     if (!(this.opts.shareRelu ?? LEVERS.shareRelu)) return relu(this.g, x);

@@ -1,8 +1,9 @@
 /**
  * BatchNormTrain: batch normalization in training form (batch statistics over
  * N·H·W, biased variance) as a composite op. Forward it lowers to 7 standard
- * nodes (ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div; +4 for the affine
- * part); backward it uses the fused rule
+ * nodes (ReduceMean, Sub, ReduceSumSquare, Mul, Add, Sqrt, Div: four passes over
+ * the tensor; the affine form adds one inference-form BatchNormalization, which
+ * applies γ and β with the batch statistics in one pass); backward it uses the fused rule
  *     dx = (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)) / σ,   ĝ = γ ⊙ dy
  *     dγ = Σ dy ⊙ x̂,   dβ = Σ dy
  * — 7 nodes instead of the ~15 that differentiating the expansion node by node
@@ -13,7 +14,7 @@ import { A, attrFloat, type Graph, type Value } from '../ir.js';
 import { registerOp } from './registry.js';
 import { requireInputs } from './util.js';
 import { add, div, mul, sqrt, sub } from './elementwise.js';
-import { reduceMean, reduceSum } from './reduce.js';
+import { reduceMean, reduceSum, reduceSumSquare } from './reduce.js';
 import { reshape } from './shape.js';
 
 export interface BatchNormTrainOut {
@@ -54,14 +55,19 @@ registerOp({
     const v = x[0]!;
     const eps = attrFloat(node.attrs, 'epsilon', 1e-5);
     const axes = statAxes(v);
+    const n = v.shape.reduce((p, d) => p * d, 1) / v.shape[1]!;
     const mean = reduceMean(g, v, axes);
     const xc = sub(g, v, mean);
-    const variance = reduceMean(g, mul(g, xc, xc), axes);
+    // Σ (x − μ)² in one reduction (no squared tensor materialized)
+    const variance = mul(g, reduceSumSquare(g, xc, axes), g.scalar(1 / n));
     const std = sqrt(g, add(g, variance, g.scalar(eps)));
     const xhat = div(g, xc, std);
     if (!x[1]) return [xhat, mean, variance, std];
-    const bshape = statShape(v);
-    const y = add(g, mul(g, xhat, reshape(g, x[1], bshape)), reshape(g, x[2]!, bshape));
+    // γ x̂ + β in one pass: ONNX's inference-form BatchNormalization with the batch statistics
+    const c = [v.shape[1]!];
+    const y = g.op('BatchNormalization', [v, x[1], x[2]!, reshape(g, mean, c), reshape(g, variance, c)], {
+      epsilon: A.f(eps),
+    });
     return [y, mean, variance, std, xhat];
   },
   grad: (a) => {

@@ -17,13 +17,14 @@
  *  - dw[c, i, j] = Σ_n Σ_hw dy[n, c, h, w] · x_pad[n, c, h·s + i·d, w·s + j·d]: a
  *    depthwise conv over the N·C planes of x (as [1, N·C, H, W]) whose kernels
  *    are the dy planes, with stride d and dilation s, summed over n.
- * When B divides C, the NCHWc form of dy is also the filter form of its N·C
- * planes (same bytes), so one reorder of dy serves both gradients.
+ * The filter form of the N·C planes of dy is the NCHWc form of dy seen as
+ * [1, N·C, Ho, Wo]; when B divides C it is also that of dy itself (same bytes),
+ * so one reorder of dy serves both gradients.
  */
 import { A, attrInt, attrInts, tensorOf, type Graph, type Value } from '../ir.js';
 import { convOut, geom, geomAttrs, type Geom } from './conv-geom.js';
 import { registerOp } from './registry.js';
-import { gather, pad, reshape, slice, transpose } from './shape.js';
+import { gather, pad, reshape, slice } from './shape.js';
 import { reduceSum } from './reduce.js';
 import { requireInputs } from './util.js';
 
@@ -86,21 +87,39 @@ export const reorderOutput = (g: Graph, x: Value, channels: number): Value =>
   g.op('NchwcReorderOutput', [x], { channels: A.i(channels) });
 
 /**
- * Depthwise filter [C, 1, kh, kw] → NCHWc filter [⌈C/B⌉·B, 1, kh, kw] (OIHWBo order),
- * spatially flipped when `flip` (the flip of both axes reverses the kh·kw index).
+ * Depthwise filter [C, 1, kh, kw] → NCHWc filter [⌈C/B⌉·B, 1, kh, kw] (OIHWBo order: block,
+ * kernel position, channel in block), spatially flipped when `flip` (the flip of both
+ * axes reverses the kh·kw index): one Gather of the flat filter by a constant permutation.
  */
 function depthwiseFilter(g: Graph, w: Value, flip: boolean): Value {
   const b = blockOf(g);
   const [c, , kh, kw] = w.shape as [number, number, number, number];
+  const k = kh * kw;
   const cp = roundUp(c, b);
-  let v = reshape(g, w, [c, kh * kw]);
-  if (flip) {
-    const rev = Array.from({ length: kh * kw }, (_, i) => kh * kw - 1 - i);
-    v = gather(g, v, g.constant(tensorOf('int64', [kh * kw], rev), 'flip', `flip|${kh * kw}`), 1);
-  }
-  v = pad(g, v, [0, 0, cp - c, 0]);
-  v = transpose(g, reshape(g, v, [cp / b, b, kh * kw]), [0, 2, 1]);
-  return reshape(g, v, [cp, 1, kh, kw]);
+  const perm = new Array<number>(cp * k);
+  for (let cb = 0; cb < cp / b; cb++)
+    for (let q = 0; q < k; q++)
+      for (let j = 0; j < b; j++) perm[(cb * k + q) * b + j] = (cb * b + j) * k + (flip ? k - 1 - q : q);
+  const flat = pad(g, reshape(g, w, [c * k]), [0, (cp - c) * k]); // padded channels read zeros
+  const idx = g.constant(tensorOf('int64', [cp * k], perm), 'nchwc_filter', `nchwc_filter|${cp}|${k}|${b}|${flip}`);
+  return reshape(g, gather(g, flat, idx, 0), [cp, 1, kh, kw]);
+}
+
+const reorderCache = new WeakMap<Graph, Map<string, Value>>();
+
+/**
+ * ReorderInput of x, once per x and `site`: the forward convs of one input (an edge's
+ * four conv ops read one shared ReLU) share one reorder, and so do their weight
+ * gradients; forward and backward do not share, so no reordered copy lives from
+ * the forward pass to the backward pass.
+ */
+function reorderOnce(g: Graph, x: Value, site: 'forward' | 'backward', view?: number[]): Value {
+  let m = reorderCache.get(g);
+  if (!m) reorderCache.set(g, (m = new Map()));
+  const key = `${site}|${x.name}|${view ?? ''}`;
+  let r = m.get(key);
+  if (!r) m.set(key, (r = reorderInput(g, view ? reshape(g, x, view) : x)));
+  return r;
 }
 
 /** Whether the NCHWc formulations apply to conv(x, w) of geometry gm in graph g. */
@@ -125,7 +144,8 @@ function nchwcConv(g: Graph, xr: Value, wr: Value, gm: Geom): Value {
 export function depthwiseForward(g: Graph, x: Value, w: Value, gm: Geom): Value {
   const c = x.shape[1]!;
   const cp = roundUp(c, blockOf(g));
-  return reorderOutput(g, nchwcConv(g, reorderInput(g, x), depthwiseFilter(g, w, false), { ...gm, group: cp }), c);
+  const xr = reorderOnce(g, x, 'forward');
+  return reorderOutput(g, nchwcConv(g, xr, depthwiseFilter(g, w, false), { ...gm, group: cp }), c);
 }
 
 /** dx of a stride-1 depthwise conv from the reordered dy (null for other strides: use ConvTranspose). */
@@ -144,15 +164,16 @@ export function depthwiseWeightGrad(g: Graph, x: Value, dy: Value, dyr: Value | 
   const [ho, wo] = dy.shape.slice(2) as [number, number];
   const nc = n * c;
   const ncp = roundUp(nc, b);
-  const xr = reorderInput(g, reshape(g, x, [1, nc, h, w]));
-  // dy's NCHWc bytes are the filter form of its planes when B divides C (no padding between images)
-  const kernel =
-    dyr && c % b === 0 ? reshape(g, dyr, [nc, 1, ho, wo]) : depthwiseFilter(g, reshape(g, dy, [nc, 1, ho, wo]), false);
+  const xr = reorderOnce(g, x, 'backward', [1, nc, h, w]);
+  // the filter form of dy's N·C planes is the NCHWc form of dy seen as [1, N·C, Ho, Wo]: when B
+  // divides C, also that of dy itself (no padding between images), so dx's reorder serves
+  const planes = dyr && c % b === 0 ? dyr : reorderInput(g, reshape(g, dy, [1, nc, ho, wo]));
+  const kernel = reshape(g, planes, [ncp, 1, ho, wo]);
   const kgm: Geom = { k: [ho, wo], s: gm.d, d: gm.s, p: gm.p, group: ncp };
   let out = reorderOutput(g, nchwcConv(g, xr, kernel, kgm), nc); // [1, N·C, k1, k2] (k1 ≥ kh)
   const [kh, kw] = gm.k as [number, number];
   if (out.shape[2] !== kh || out.shape[3] !== kw) out = slice(g, out, [0, 0], [kh, kw], [2, 3]);
-  return reshape(g, reduceSum(g, reshape(g, out, [n, c * kh * kw]), [0], false), [c, 1, kh, kw]);
+  return reduceSum(g, reshape(g, out, [n, c, 1, kh, kw]), [0], false);
 }
 
 registerOp({
