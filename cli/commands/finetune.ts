@@ -5,16 +5,11 @@
  * same budget, data order and BN treatment (train/eval/finetune.ts).
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import {
-  BN_TREATMENTS,
-  FINETUNE_DEFAULTS,
-  INITS,
-  runFinetune,
-  type FinetuneOptions,
-  type Init,
-} from '../../train/eval/finetune.js';
+import { FINETUNE_DEFAULTS, INITS, runFinetune, type FinetuneOptions, type Init } from '../../train/eval/finetune.js';
 import { skipSummary } from '../../train/data/index.js';
-import { epOption, intOption, parsePositiveFloat, seedOption, sizeOption, skipCorruptOption } from '../options.js';
+import { FINETUNE_SETTINGS, type FinetuneConfig } from '../../train/eval/finetune-config.js';
+import { epOption, intOption, seedOption, skipCorruptOption } from '../options.js';
+import { addSettings, continueCommand, readSettings } from '../settings.js';
 
 export function parseFraction(value: string): number {
   const n = Number(value.trim());
@@ -33,58 +28,52 @@ export function parseInits(value: string): Init[] {
   return xs as Init[];
 }
 
-/** The training options of finetune and sweep (defaults: the paper's fine-tuning from concomitant weights). */
+/** The settings finetune and sweep share (the training of every arm). */
+const TRAINING: (keyof FinetuneConfig & string)[] = [
+  'dataset',
+  'epochs',
+  'batch',
+  'lr',
+  'lrMin',
+  'weightDecay',
+  'cutout',
+  'auxWeight',
+  'dropPath',
+  'bn',
+  'bnBatches',
+  'limit',
+  'testLimit',
+  'size',
+];
+
+/** The training options of finetune and sweep (from the settings table; defaults: the paper's fine-tuning). */
 export function addTrainingOptions(cmd: Command): Command {
-  const d = FINETUNE_DEFAULTS;
+  addSettings(cmd, FINETUNE_SETTINGS, TRAINING);
   return cmd
-    .option('--dataset <spec>', 'labelled data set (default: the one searched on)')
-    .addOption(intOption('--epochs <n>', 'epochs', d.epochs))
-    .addOption(intOption('--batch <n>', 'batch size', d.batch))
-    .addOption(
-      new Option('--lr <x>', 'initial learning rate (cosine to 0)').argParser(parsePositiveFloat).default(d.lr),
-    )
-    .addOption(new Option('--weight-decay <x>', 'weight decay').argParser(Number).default(d.weightDecay))
-    .addOption(intOption('--cutout <n>', 'cutout length (0: off)', d.cutout, 0))
-    .addOption(
-      new Option('--aux-weight <x>', 'auxiliary loss weight (0: no auxiliary head)')
-        .argParser(Number)
-        .default(d.auxWeight),
-    )
-    .addOption(new Option('--drop-path <p>', 'maximum drop-path probability').argParser(Number).default(d.dropPath))
-    .addOption(
-      new Option(
-        '--bn <how>',
-        'BN statistics every arm is evaluated with: precise (recomputed for its final weights on the labelled ' +
-          'images) or running (every arm starts from 0/1 and tracks them while training)',
-      )
-        .choices([...BN_TREATMENTS])
-        .default(d.bn),
-    )
-    .addOption(intOption('--bn-batches <n>', 'batches of labelled images for precise BN', d.bnBatches))
-    .addOption(intOption('--limit <n>', "use only the first N training images (default: the search's --limit)"))
-    .addOption(intOption('--test-limit <n>', 'use only the first N test images'))
-    .addOption(sizeOption())
     .addOption(skipCorruptOption())
-    .addOption(intOption('--workers <n>', 'data worker threads', undefined, 0))
+    .addOption(
+      intOption('--workers <n>', 'data worker threads (default: none, batches built in the main thread)', undefined, 0),
+    )
     .addOption(epOption());
 }
 
-/** The FinetuneOptions the training options give. */
-export function trainingOptionsOf(o: Record<string, unknown>): Omit<FinetuneOptions, 'from' | 'labelsFraction'> {
+/**
+ * The FinetuneOptions the training options give: every training setting
+ * (defaults filled in; a sweep records them), --lr-min only when given.
+ */
+export function trainingOptionsOf(
+  cmd: Command,
+  o: Record<string, unknown>,
+): Omit<FinetuneOptions, 'from' | 'labelsFraction'> {
+  const given = readSettings(cmd, FINETUNE_SETTINGS)(o);
+  const out: Record<string, unknown> = {};
+  for (const k of TRAINING) {
+    if (k === 'lrMin' && given.lrMin === undefined) continue;
+    const v = given[k] !== undefined ? given[k] : FINETUNE_SETTINGS[k].default;
+    out[k] = v === null ? undefined : v;
+  }
   return {
-    dataset: o.dataset as string | undefined,
-    epochs: o.epochs as number,
-    batch: o.batch as number,
-    lr: o.lr as number,
-    weightDecay: o.weightDecay as number,
-    cutout: o.cutout as number,
-    auxWeight: o.auxWeight as number,
-    dropPath: o.dropPath as number,
-    bn: o.bn as FinetuneOptions['bn'],
-    bnBatches: o.bnBatches as number,
-    limit: o.limit as number | undefined,
-    testLimit: o.testLimit as number | undefined,
-    size: o.size as number | undefined,
+    ...(out as Partial<FinetuneConfig>),
     skipCorrupt: !!o.skipCorrupt,
     workers: o.workers as number | undefined,
     ep: o.ep as FinetuneOptions['ep'],
@@ -115,18 +104,26 @@ export function register(program: Command): void {
     );
   addTrainingOptions(cmd)
     .addOption(seedOption())
-    .option('--out <dir>', 'output directory (default: <from>/finetune-<F>)')
+    .option(
+      '--out <dir>',
+      'run directory (default: <from>/finetune-<F>; one that holds a run needs --resume or --overwrite)',
+    )
+    .option('--resume', 'continue the run in --out from its newest intact checkpoint (only learning rates may change)')
+    .option('--overwrite', 'replace the run that --out holds')
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
       const r = await runFinetune({
-        ...trainingOptionsOf(o),
+        ...trainingOptionsOf(cmd, o),
         from: o.from,
         labelsFraction: o.labelsFraction,
         out: o.out,
         inits: o.init,
         seed: o.seed,
         quiet: !!o.quiet,
+        resume: !!o.resume,
+        overwrite: !!o.overwrite,
+        commandLine: continueCommand(cmd),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);

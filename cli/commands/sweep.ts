@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .option('--json', 'print the summary as JSON')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
-      const { ep, workers, ...run } = trainingOptionsOf(o);
+      const { ep, workers, ...run } = trainingOptionsOf(cmd, o);
       const s = await runSweep({
         from: o.from,
         out: o.out,

@@ -29,6 +29,12 @@
  * digest of the data order so far), <out>/<init>/model.onnx (logits) and
  * <out>/<init>/final/ (its weights and BN statistics; both unless `keepModels`
  * is false), and <out>/result.json.
+ *
+ * The settings are a FinetuneConfig (finetune-config.ts), and a fine-tune is
+ * a run under the lifecycle of train/runtime/run.ts: lock, --out policy,
+ * checkpoints at every epoch end (and on SIGINT/SIGTERM, at a step boundary)
+ * that hold the finished arms' results and the running arm's state, so a
+ * --resume continues exactly; no non-finite checkpoint.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,15 +52,25 @@ import {
   type OptimizerSpec,
   type StepGraphInfo,
 } from '../../graph/training.js';
-import { ForwardRunner, StepRunner, newTrainState, stepCosineLr, type TrainState } from '../runtime/engine.js';
-import { saveCheckpoint } from '../runtime/checkpoint.js';
+import {
+  ForwardRunner,
+  StepRunner,
+  newTrainState,
+  stateFromTensors,
+  stateTensors,
+  stepCosineLr,
+  type TrainState,
+} from '../runtime/engine.js';
+import { type Checkpoint, saveCheckpoint } from '../runtime/checkpoint.js';
 import { TrainError } from '../runtime/errors.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { appendJsonLine } from '../runtime/log.js';
 import { initParams, pickParams, type ParamValues } from '../runtime/params.js';
 import { preciseBnStats } from '../runtime/precise-bn.js';
 import { Progress } from '../runtime/progress.js';
+import { Run, type RunOptions } from '../runtime/run.js';
 import { f32, i64, type EP, type SessionOptions } from '../runtime/session.js';
+import { SettingError } from '../runtime/settings.js';
 import { pretrainBaseline } from '../search/sswp/baseline.js';
 import { loadSswpNetwork } from '../search/sswp/search.js';
 import {
@@ -69,75 +85,47 @@ import {
   type Subset,
 } from '../data/index.js';
 import { DROP_PATH_STREAM, closeAll, dropMasks, evaluate } from './trainer.js';
+import {
+  type BnTreatment,
+  FINETUNE_DEFAULTS,
+  FINETUNE_RUN,
+  type FinetuneConfig,
+  finetuneConfig,
+  type Init,
+} from './finetune-config.js';
 
 export const LABEL_STREAM = 0x1abe1;
 
-export type Init = 'concomitant' | 'random' | 'simclr';
-export const INITS: readonly Init[] = ['concomitant', 'random', 'simclr'];
-export type BnTreatment = 'precise' | 'running';
-export const BN_TREATMENTS: readonly BnTreatment[] = ['precise', 'running'];
+export { BN_TREATMENTS, type BnTreatment, FINETUNE_DEFAULTS, INITS, type Init } from './finetune-config.js';
 
-/** Fine-tuning defaults: the paper's training from the concomitant weights (its Table 5). */
-export const FINETUNE_DEFAULTS = {
-  epochs: 10,
-  batch: 128,
-  lr: 0.025,
-  lrMin: 0,
-  momentum: 0.9,
-  weightDecay: 3e-4,
-  clip: 5,
-  cutout: 16,
-  auxWeight: 0.4,
-  dropPath: 0.3,
-  bn: 'precise' as BnTreatment,
-  bnBatches: 20,
-  inits: ['concomitant', 'random'] as Init[],
-};
-
-export interface FinetuneOptions {
+/** A fine-tune: its settings (finetune-config.ts; defaults filled in), its arms and how it runs. */
+export interface FinetuneOptions extends Partial<FinetuneConfig> {
   /** SSWP run directory (cells.json, final/). */
   from: string;
   labelsFraction: number;
-  /** Data set (default: the search's). */
-  dataset?: string;
+  /** Run directory (default: <from>/finetune-<F>). */
   out?: string;
-  epochs?: number;
-  batch?: number;
-  lr?: number;
-  lrMin?: number;
-  momentum?: number;
-  weightDecay?: number;
-  clip?: number;
-  cutout?: number;
-  /** Auxiliary loss weight (0: no auxiliary head). */
-  auxWeight?: number;
-  /** Maximum drop-path probability (0: none). */
-  dropPath?: number;
-  bn?: BnTreatment;
-  /** Batches of labelled images for precise BN. */
-  bnBatches?: number;
-  evalBatch?: number;
-  /** First N training images (default: the search's --limit). */
-  limit?: number;
-  testLimit?: number;
-  /** Crop size of a streamed image set (default: the search's --size). */
-  size?: number;
   /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
-  /** Seeds the labelled subset, the data order, the drop-path masks and the fresh weights. */
-  seed?: number;
   ep?: EP;
   workers?: number;
   quiet?: boolean;
+  /** The arms to run (default FINETUNE_DEFAULTS.inits). */
   inits?: Init[];
   /** The simclr arm's pre-training directory (default <from>/simclr; pre-trained when missing). */
   simclrDir?: string;
   /** Write each arm's model.onnx (default true). */
   keepModels?: boolean;
-  /** Called as each arm finishes. */
+  /** Called as each arm finishes (and for the arms a resumed run had finished). */
   onRun?: (run: FinetuneRun) => void;
   /** ORT graph optimization level of the training step graph (default 'disabled', as the search). */
   optimization?: SessionOptions['optimization'];
+  /** Continue the run in `out` from its newest intact checkpoint. */
+  resume?: boolean;
+  /** Replace a run that `out` holds. */
+  overwrite?: boolean;
+  /** How messages render the command that continues the run (the CLI's own command line). */
+  commandLine?: RunOptions<FinetuneConfig>['commandLine'];
 }
 
 export interface FinetuneRun {
@@ -189,33 +177,38 @@ export function labelledFraction(ds: Dataset, fraction: number, seed: number): S
   return subset(ds, rows, `${ds.name}[labels ${fraction}]`);
 }
 
-type Settings = Required<
-  Omit<FinetuneOptions, 'dataset' | 'out' | 'limit' | 'testLimit' | 'size' | 'skipCorrupt' | 'ep' | 'onRun'>
-> &
-  Pick<FinetuneOptions, 'ep' | 'onRun'>;
+/** The settings of a fine-tune and how its arms run. */
+type Settings = FinetuneConfig & {
+  inits: Init[];
+  simclrDir: string;
+  keepModels: boolean;
+  optimization: SessionOptions['optimization'];
+  workers: number;
+  quiet: boolean;
+  ep?: EP;
+  onRun?: FinetuneOptions['onRun'];
+};
 
-function settingsOf(o: FinetuneOptions): Settings {
-  const d = FINETUNE_DEFAULTS;
+function settingsOf(o: FinetuneOptions, cfg: FinetuneConfig): Settings {
   const s: Settings = {
-    ...d,
-    evalBatch: 0,
-    seed: 0,
-    workers: 0,
-    quiet: false,
-    simclrDir: join(o.from, 'simclr'),
-    keepModels: true,
-    optimization: 'disabled',
-    ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
-  } as Settings;
-  if (!(s.auxWeight >= 0)) throw new TrainError(`--aux-weight must be non-negative, got ${s.auxWeight}`);
-  if (!(s.dropPath >= 0 && s.dropPath < 1)) throw new TrainError(`--drop-path must be in [0, 1), got ${s.dropPath}`);
-  if (!s.inits.length) throw new TrainError('no initialization to fine-tune from');
+    ...cfg,
+    inits: o.inits ?? FINETUNE_DEFAULTS.inits,
+    simclrDir: o.simclrDir ?? join(o.from, 'simclr'),
+    keepModels: o.keepModels ?? true,
+    optimization: o.optimization ?? 'disabled',
+    workers: o.workers ?? 0,
+    quiet: o.quiet ?? false,
+    ep: o.ep,
+    onRun: o.onRun,
+  };
+  if (!s.inits.length) throw new SettingError('no initialization to fine-tune from');
   return s;
 }
 
 /** What every arm shares: data, loaders, graphs and runners. */
 interface Shared {
   s: Settings;
+  run: Run<FinetuneConfig>;
   from: string;
   fraction: number;
   out: string;
@@ -240,14 +233,18 @@ interface Shared {
   evalRunner: ForwardRunner | null;
 }
 
-async function loadSets(o: FinetuneOptions, net: Shared['net']): Promise<{ trainSet: Dataset; testSet: Dataset }> {
+async function loadSets(
+  o: FinetuneOptions,
+  s: Settings,
+  net: Shared['net'],
+): Promise<{ trainSet: Dataset; testSet: Dataset }> {
   const cfg = net.config;
-  const dataSpec = o.dataset ?? (cfg.data as string | undefined);
+  const dataSpec = s.dataset ?? (cfg.data as string | undefined);
   if (!dataSpec) throw new TrainError('give --dataset: the search run does not record its data');
-  const limit = o.limit ?? (cfg.limit as number | null) ?? undefined;
-  const data = { crop: o.size ?? (cfg.size as number | null) ?? undefined, skipCorrupt: o.skipCorrupt };
+  const limit = s.limit ?? (cfg.limit as number | null) ?? undefined;
+  const data = { crop: s.size ?? (cfg.size as number | null) ?? undefined, skipCorrupt: o.skipCorrupt };
   const trainSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'train' }), limit);
-  const testSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'test' }), o.testLimit);
+  const testSet = limitDataset(await loadDataset(dataSpec, { ...data, split: 'test' }), s.testLimit ?? undefined);
   if (trainSet.c !== net.arch.input[0])
     throw new TrainError(`${dataSpec} has ${trainSet.c} channels but the network was searched on ${net.arch.input[0]}`);
   return { trainSet, testSet };
@@ -287,25 +284,29 @@ function buildGraphs(sh: Pick<Shared, 's' | 'net' | 'input' | 'batch' | 'evalBat
   return { step: { g: m.g, info, opt, dropInputs: m.dropPathInputs }, evalG: e.g, bnG: bnStatsGraph(b.g) };
 }
 
-async function openShared(o: FinetuneOptions): Promise<Shared> {
-  const s = settingsOf(o);
-  const net = loadSswpNetwork(o.from);
-  const { trainSet, testSet } = await loadSets(o, net);
-  const labelled = labelledFraction(trainSet, o.labelsFraction, s.seed);
+async function openShared(o: FinetuneOptions, run: Run<FinetuneConfig>): Promise<Shared> {
+  const s = settingsOf(o, run.config);
+  const net = loadSswpNetwork(s.from);
+  const { trainSet, testSet } = await loadSets(o, s, net);
+  const labelled = labelledFraction(trainSet, s.labelsFraction, s.seed);
   const input = [trainSet.c, trainSet.h, trainSet.w];
   const batch = Math.min(s.batch, labelled.indices.length);
-  const evalBatch = s.evalBatch || Math.max(batch, 100);
+  if (batch < s.batch && !s.quiet)
+    process.stderr.write(
+      `nas-onnx: --batch ${s.batch} is larger than the ${labelled.indices.length} labelled images: batches of ${batch}\n`,
+    );
+  const evalBatch = s.evalBatch ?? Math.max(batch, 100);
   const bnBatch = batch; // the training batch size (pycls's precise BN)
-  const out = o.out ?? join(o.from, `finetune-${o.labelsFraction}`);
-  mkdirSync(out, { recursive: true });
+  const out = run.dir;
   const graphs = buildGraphs({ s, net, input, batch, evalBatch, bnBatch }, trainSet.classes);
   const pool = new DataPool({ workers: s.workers });
   const norm = { mean: net.normalization.mean, std: net.normalization.std, pool };
   const plain = { task: { name: 'cls' as const, augment: false }, ...norm };
   return {
     s,
-    from: o.from,
-    fraction: o.labelsFraction,
+    run,
+    from: s.from,
+    fraction: s.labelsFraction,
     out,
     net,
     trainSet,
@@ -369,6 +370,8 @@ function initialValues(sh: Shared, init: Init, pretrained: ParamValues | null): 
   return values;
 }
 
+const hex = (h: number): string => h.toString(16).padStart(8, '0');
+
 /** FNV-1a over 32-bit words. */
 function fnv1a(h: number, words: ArrayLike<number>): number {
   let x = h;
@@ -379,41 +382,82 @@ function fnv1a(h: number, words: ArrayLike<number>): number {
   return x;
 }
 
-/** One epoch of an arm; returns its mean loss and accuracy and updates `digest`. */
+/** Where an arm is: its running epoch's sums, the digest of its data order, its log records. */
+interface ArmState {
+  init: Init;
+  st: TrainState;
+  epoch: number;
+  /** Batches of `epoch` done. */
+  batch: number;
+  sums: { lossSum: number; correct: number; seen: number };
+  digest: { h: number };
+  log: Record<string, unknown>[];
+}
+
+/** The position of an arm in words ("random arm, epoch 2, step 3 of 8"). */
+function armPosition(sh: Shared, a: ArmState): string {
+  const S = sh.train.batchesPerEpoch;
+  return a.batch === 0
+    ? `the ${a.init} arm, end of epoch ${a.epoch}`
+    : `the ${a.init} arm, epoch ${a.epoch + 1}, step ${a.batch} of ${S}`;
+}
+
+/** A checkpoint: the finished arms' results and the running arm's state (null between arms). */
+function saveFinetune(sh: Shared, done: FinetuneRun[], a: ArmState | null): void {
+  const S = sh.train.batchesPerEpoch;
+  const step = (done.length * sh.s.epochs + (a ? a.epoch : 0)) * S + (a ? a.batch : 0);
+  const arm = a && {
+    init: a.init,
+    epoch: a.epoch,
+    batch: a.batch,
+    sums: a.sums,
+    digest: a.digest.h,
+    log: a.log,
+    steps: a.st.steps,
+  };
+  const at = a ? armPosition(sh, a) : `the end of the ${done[done.length - 1]?.init ?? 'first'} arm`;
+  sh.run.save(step, { done, arm }, a ? stateTensors(a.st) : new Map(), at);
+}
+
+/** One epoch of an arm (from its batch on); returns its mean loss and accuracy. */
 async function trainEpoch(
   sh: Shared,
-  st: TrainState,
-  init: Init,
-  epoch: number,
-  digest: { h: number },
+  a: ArmState,
+  done: FinetuneRun[],
 ): Promise<{ loss: number; acc: number; lr: number }> {
   const { s, train } = sh;
+  const epoch = a.epoch;
   const lrAt = (i: number): number => stepCosineLr(s.lr, s.lrMin, epoch, i, train.batchesPerEpoch, s.epochs);
   const dp = s.dropPath * (epoch / s.epochs);
   const bar = new Progress(
-    `finetune ${init} F=${sh.fraction} epoch ${epoch + 1}/${s.epochs}`,
+    `finetune ${a.init} F=${sh.fraction} epoch ${epoch + 1}/${s.epochs}`,
     train.batchesPerEpoch,
     s.quiet,
   );
-  let lossSum = 0;
-  let correct = 0;
-  let seen = 0;
-  for await (const b of train.epoch(epoch)) {
-    digest.h = fnv1a(digest.h, b.rows);
+  const sums = a.sums;
+  for await (const b of train.epoch(epoch, { startBatch: a.batch })) {
+    a.digest.h = fnv1a(a.digest.h, b.rows);
     const feeds: Record<string, ort.Tensor> = {
       x: f32(b.x, b.xShape),
       labels: i64(b.y, [b.size]),
       ...dropMasks(sh.step.dropInputs, sh.batch, dp, Rng.derive(s.seed, DROP_PATH_STREAM, epoch, b.index)),
     };
-    const r = await sh.stepRunner!.run(st, feeds, lrAt(b.index));
-    if (!Number.isFinite(r.loss))
-      throw new TrainError(`${init}: loss became ${r.loss} at epoch ${epoch + 1}: lower --lr`);
-    lossSum += r.loss * b.size;
-    correct += r.metrics.correct!;
-    seen += b.size;
-    bar.update(b.index + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${((100 * correct) / seen).toFixed(1)}%`);
+    const r = await sh.stepRunner!.run(a.st, feeds, lrAt(b.index));
+    a.batch = b.index + 1;
+    if (!Number.isFinite(r.loss)) throw sh.run.nonFinite(`the loss (${r.loss})`, armPosition(sh, a));
+    sums.lossSum += r.loss * b.size;
+    sums.correct += r.metrics.correct!;
+    sums.seen += b.size;
+    bar.update(
+      b.index + 1,
+      `loss ${(sums.lossSum / sums.seen).toFixed(3)} acc ${((100 * sums.correct) / sums.seen).toFixed(1)}%`,
+    );
+    const S = train.batchesPerEpoch;
+    await sh.run.boundary((done.length * s.epochs + epoch) * S + a.batch, armPosition(sh, a), () =>
+      saveFinetune(sh, done, a),
+    );
   }
-  return { loss: lossSum / Math.max(seen, 1), acc: correct / Math.max(seen, 1), lr: lrAt(0) };
+  return { loss: sums.lossSum / Math.max(sums.seen, 1), acc: sums.correct / Math.max(sums.seen, 1), lr: lrAt(0) };
 }
 
 /** Precise BN: every arm's running statistics recomputed for its final weights, on the same images. */
@@ -429,27 +473,59 @@ export async function preciseBn(
   return preciseBnStats(sh.bnG, params, feeds(), { maxBatches: sh.s.bnBatches, ep: sh.s.ep });
 }
 
-/** Train one arm from its initial values, treat BN, evaluate; log and (optionally) ship its model. */
-async function runArm(sh: Shared, init: Init, pretrained: ParamValues | null): Promise<FinetuneRun> {
+/** An arm at its start: initial values, nothing seen. */
+function freshArm(sh: Shared, init: Init, pretrained: ParamValues | null): ArmState {
+  const st = newTrainState(initialValues(sh, init, pretrained));
+  return {
+    init,
+    st,
+    epoch: 0,
+    batch: 0,
+    sums: { lossSum: 0, correct: 0, seen: 0 },
+    digest: { h: 0x811c9dc5 },
+    log: [],
+  };
+}
+
+/** The arm a checkpoint was saved in the middle of. */
+function resumedArm(c: Checkpoint): ArmState | null {
+  const m = c.meta.arm as (Omit<ArmState, 'st' | 'digest'> & { digest: number; steps: Record<string, number> }) | null;
+  if (!m) return null;
+  const st = stateFromTensors(c.tensors);
+  st.steps = { ...m.steps };
+  return {
+    init: m.init,
+    st,
+    epoch: m.epoch,
+    batch: m.batch,
+    sums: { ...m.sums },
+    digest: { h: m.digest },
+    log: [...m.log],
+  };
+}
+
+/** Train one arm (from where it is), treat BN, evaluate; log and (optionally) ship its model. */
+async function runArm(sh: Shared, a: ArmState, done: FinetuneRun[]): Promise<FinetuneRun> {
   const { s } = sh;
+  const init = a.init;
   const t0 = Date.now();
   const runDir = join(sh.out, init);
   mkdirSync(runDir, { recursive: true });
   const log = join(runDir, 'log.jsonl');
-  const st = newTrainState(initialValues(sh, init, pretrained));
-  const digest = { h: 0x811c9dc5 };
+  // the log holds exactly the records of the checkpoint this arm continues from
+  writeFileAtomic(log, a.log.map((r) => `${JSON.stringify(r)}\n`).join(''));
   let last = { loss: 0, acc: 0, lr: 0 };
-  for (let epoch = 0; epoch < s.epochs; epoch++) {
-    last = await trainEpoch(sh, st, init, epoch, digest);
-    const dataDigest = digest.h.toString(16).padStart(8, '0');
-    appendJsonLine(log, {
-      epoch: epoch + 1,
-      lr: last.lr,
-      train_loss: last.loss,
-      train_acc: last.acc,
-      data: dataDigest,
-    });
+  for (; a.epoch < s.epochs; a.epoch++, a.batch = 0, a.sums = { lossSum: 0, correct: 0, seen: 0 }) {
+    last = await trainEpoch(sh, a, done);
+    const rec = { epoch: a.epoch + 1, lr: last.lr, train_loss: last.loss, train_acc: last.acc, data: hex(a.digest.h) };
+    appendJsonLine(log, rec);
+    a.log.push(rec);
+    if (a.epoch + 1 < s.epochs) {
+      const next = { ...a, epoch: a.epoch + 1, batch: 0, sums: { lossSum: 0, correct: 0, seen: 0 } };
+      saveFinetune(sh, done, next);
+    }
   }
+  const st = a.st;
   let bn = { mode: s.bn, batches: 0 };
   if (s.bn === 'precise') {
     const r = await preciseBn(sh, st.params);
@@ -458,7 +534,7 @@ async function runArm(sh: Shared, init: Init, pretrained: ParamValues | null): P
   }
   const evalParams = pickParams(sh.evalG, st.params);
   const ev = await evaluate(sh.evalRunner!, evalParams, sh.test, sh.evalBatch, sh.input);
-  const seconds = (Date.now() - t0) / 1000;
+  const seconds = Math.round(Date.now() - t0) / 1000;
   appendJsonLine(log, { final: true, test_acc: ev.acc, test_loss: ev.loss, bn, seconds });
   let modelPath: string | null = null;
   if (s.keepModels) {
@@ -467,7 +543,7 @@ async function runArm(sh: Shared, init: Init, pretrained: ParamValues | null): P
     const tensors = new Map([...evalParams].map(([k, v]) => [`param:${k}`, v]));
     saveCheckpoint(join(runDir, 'final'), { step: 0, meta: { kind: 'sswp-finetuned', init, bn }, tensors }, 1);
   }
-  const dataDigest = digest.h.toString(16).padStart(8, '0');
+  const dataDigest = hex(a.digest.h);
   const labelled = sh.labelled.indices.length;
   return {
     init,
@@ -483,37 +559,89 @@ async function runArm(sh: Shared, init: Init, pretrained: ParamValues | null): P
   };
 }
 
+/**
+ * Fine-tune the arms `o.inits` (finetune-config.ts holds the settings) in the
+ * run directory `o.out`, with the run lifecycle of train/runtime/run.ts.
+ */
 export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
-  const sh = await openShared(o);
+  const config = finetuneConfig(o);
+  const out = o.out ?? join(config.from, `finetune-${config.labelsFraction}`);
+  const run = Run.open(FINETUNE_RUN, { ...o, out, config });
+  let ok = false;
+  try {
+    const r = await finetuneIn(o, run);
+    ok = true;
+    return r;
+  } catch (e) {
+    throw run.explain(e);
+  } finally {
+    run.close(ok);
+  }
+}
+
+/** The arms, in an opened run directory (a resumed run skips the arms it finished). */
+async function runArms(sh: Shared, pretrained: ParamValues | null): Promise<FinetuneRun[]> {
   const { s } = sh;
+  const c = sh.run.resumed;
+  const done: FinetuneRun[] = c ? [...(c.meta.done as FinetuneRun[])] : [];
+  let current = c ? resumedArm(c) : null;
   const runs: FinetuneRun[] = [];
+  for (const init of s.inits) {
+    const had = done.find((r) => r.init === init);
+    if (had) {
+      runs.push(had);
+      s.onRun?.(had);
+      continue;
+    }
+    const a = current?.init === init ? current : freshArm(sh, init, pretrained);
+    current = null;
+    const run = await runArm(sh, a, done);
+    done.push(run);
+    runs.push(run);
+    saveFinetune(sh, done, null);
+    s.onRun?.(run);
+    if (!s.quiet)
+      process.stderr.write(
+        `${init}: test accuracy ${(100 * run.testAcc).toFixed(2)}% (train acc ${(100 * run.trainAcc).toFixed(1)}%, ${run.seconds.toFixed(1)} s)\n`,
+      );
+  }
+  sh.run.endLoop();
+  return runs;
+}
+
+/** How the simclr arm's pre-training runs; interrupted, the same fine-tune command continues it. */
+function baselineOf(o: FinetuneOptions, s: Settings): Parameters<typeof pretrainBaseline>[1] {
+  const again = o.commandLine;
+  return {
+    dir: s.simclrDir,
+    ep: s.ep,
+    workers: s.workers,
+    quiet: s.quiet,
+    ...(again ? { commandLine: () => again({}) } : {}),
+  };
+}
+
+async function finetuneIn(o: FinetuneOptions, run: Run<FinetuneConfig>): Promise<FinetuneResult> {
+  const sh = await openShared(o, run);
+  const { s } = sh;
+  let runs: FinetuneRun[];
   try {
     const pretrained = s.inits.includes('simclr')
-      ? loadSswpNetwork(
-          await pretrainBaseline(o.from, { dir: s.simclrDir, ep: s.ep, workers: s.workers, quiet: s.quiet }),
-        ).params
+      ? loadSswpNetwork(await pretrainBaseline(s.from, baselineOf(o, s))).params
       : null;
     sh.stepRunner = await StepRunner.create(sh.step.g, sh.step.info, sh.step.opt, {
       ep: s.ep,
       optimization: s.optimization,
     });
     sh.evalRunner = await ForwardRunner.create(sh.evalG, { ep: s.ep });
-    for (const init of s.inits) {
-      const run = await runArm(sh, init, pretrained);
-      runs.push(run);
-      s.onRun?.(run);
-      if (!s.quiet)
-        process.stderr.write(
-          `${init}: test accuracy ${(100 * run.testAcc).toFixed(2)}% (train acc ${(100 * run.trainAcc).toFixed(1)}%, ${run.seconds.toFixed(1)} s)\n`,
-        );
-    }
+    runs = await runArms(sh, pretrained);
   } finally {
     await closeAll(sh.train, sh.test, sh.bnLoader, sh.pool);
     await sh.stepRunner?.release();
     await sh.evalRunner?.release();
   }
   const result: FinetuneResult = {
-    fraction: o.labelsFraction,
+    fraction: s.labelsFraction,
     seed: s.seed,
     labelled: sh.labelled.indices.length,
     trainImages: sh.trainSet.n,
@@ -522,7 +650,7 @@ export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
     out: sh.out,
     skipped: skipReport([sh.trainSet, sh.testSet], [sh.train, sh.test]),
   };
-  const { onRun: _onRun, ...options } = o;
+  const { onRun: _onRun, commandLine: _c, ...options } = o;
   writeFileAtomic(join(sh.out, 'result.json'), `${JSON.stringify({ ...result, options }, null, 2)}\n`);
   return result;
 }

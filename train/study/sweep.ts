@@ -18,6 +18,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFinetune, type FinetuneOptions, type FinetuneRun, type Init } from '../eval/finetune.js';
+import { latestCheckpoint } from '../runtime/checkpoint.js';
 import { TrainError } from '../runtime/errors.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { pretrainBaseline } from '../search/sswp/baseline.js';
@@ -144,6 +145,7 @@ function readResult(out: string, key: string): ArmResult | null {
 async function runPending(o: SweepOptions, m: Manifest, fraction: number, seed: number): Promise<number> {
   const missing = m.inits.filter((init) => !readResult(o.out, armKey(fraction, seed, init)));
   if (!missing.length) return 0;
+  const runDir = join(o.out, 'runs', `f${fraction}-s${seed}`);
   const r = await runFinetune({
     ...m.training,
     ep: o.ep,
@@ -152,7 +154,10 @@ async function runPending(o: SweepOptions, m: Manifest, fraction: number, seed: 
     labelsFraction: fraction,
     seed,
     inits: missing,
-    out: join(o.out, 'runs', `f${fraction}-s${seed}`),
+    out: runDir,
+    // a fine-tune interrupted in an arm continues from its checkpoint; one that failed before it starts afresh
+    resume: latestCheckpoint(runDir) !== null,
+    overwrite: latestCheckpoint(runDir) === null,
     keepModels: false,
     quiet: o.quiet,
     onRun: (run) => {

@@ -32,6 +32,8 @@ export interface BaselineOptions {
   ep?: EP;
   workers?: number;
   quiet?: boolean;
+  /** The command that runs this again (the pre-training resumes by itself when it has a checkpoint). */
+  commandLine?: () => string;
 }
 
 /** Pre-train the searched architecture of `runDir` (or reuse a finished pre-training); returns its directory. */
@@ -57,6 +59,7 @@ export async function pretrainBaseline(runDir: string, o: BaselineOptions = {}):
     ep: o.ep,
     workers: o.workers,
     quiet: o.quiet,
+    ...(o.commandLine ? { commandLine: o.commandLine } : {}),
   });
   return dir;
 }
