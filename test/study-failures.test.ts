@@ -6,11 +6,12 @@
  * says so. A failure that may pass on another try is still retried.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RunLock } from '../train/runtime/lock.js';
 import { attemptTrial } from '../train/study/attempts.js';
 import { StudyError } from '../train/study/errors.js';
 import {
@@ -21,6 +22,7 @@ import {
   type StudyEvent,
   StudyProgress,
 } from '../train/study/runner.js';
+import { runCli } from './helpers/cli-process.js';
 import { TINY, TINY_ARGS } from './helpers/study.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -115,4 +117,23 @@ describe('trials that fail on every try', () => {
     expect(second.stderr).toMatch(/FAILED \S+ \(fails on every try/);
     expect(existsSync(join(out, 'failed'))).toBe(true);
   }, 600_000);
+});
+
+describe('a study directory in use', () => {
+  it('is refused to a second study process, in one line', async () => {
+    const out = join(dir, 'busy');
+    mkdirSync(out);
+    const lock = RunLock.acquire(out, 'study');
+    try {
+      const r = await runCli(['study', ...TINY_ARGS, '--out', out], { cwd: dir });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toMatch(
+        new RegExp(
+          `^nas-onnx: ${out} is in use by another nas-onnx study run \\(pid ${process.pid} on .*\\): wait for it to end`,
+        ),
+      );
+    } finally {
+      lock.release();
+    }
+  });
 });

@@ -11,7 +11,7 @@
  * processes enqueue, until interrupted.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   StudyError,
@@ -33,6 +33,7 @@ import {
 } from '../../train/study/runner.js';
 import type { TrialStore } from '../../train/study/store.js';
 import { DEFAULT_QUEUE_NAME, runStudyQueue, startStudyWorker } from '../../train/study/queue.js';
+import { RunLock } from '../../train/runtime/lock.js';
 import { CliError, registerKnownError } from '../errors.js';
 import { epOption, intOption, parsePositiveFloat, parseSeed, sizeOption, skipCorruptOption } from '../options.js';
 
@@ -231,8 +232,20 @@ async function studyAction(o: StudyCliOptions): Promise<void> {
     await printReport(openStudy(o.out));
     return;
   }
-  const store = existsSync(join(o.out, 'study.json')) ? continueStudy(o) : newStudy(o);
-  await finishStudy(store, await runTrials(store, o));
+  // one study process writes a study directory at a time (its workers only compute)
+  const created = !existsSync(o.out);
+  mkdirSync(o.out, { recursive: true });
+  const lock = RunLock.acquire(o.out, 'study');
+  try {
+    const store = existsSync(join(o.out, 'study.json')) ? continueStudy(o) : newStudy(o);
+    await finishStudy(store, await runTrials(store, o));
+  } catch (e) {
+    lock.release();
+    if (created && readdirSync(o.out).length === 0) rmdirSync(o.out);
+    throw e;
+  } finally {
+    lock.release();
+  }
 }
 
 /**
