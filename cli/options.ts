@@ -93,7 +93,7 @@ export function writeOutput(path: string, data: FileData): void {
 export function sizeOption(): Option {
   return intOption(
     '--size <n>',
-    'crop size N: stream image folders/lists from disk as N×N crops (training: random-sized crops and flips; test: resize and centre crop)',
+    'crop size N: stream image folders/lists from disk as N×N crops (training: random-sized crops and flips; test: resize and centre crop; default: the images as they are)',
   );
 }
 

@@ -90,10 +90,17 @@ export function register(program: Command): void {
     .command('derive')
     .description('derive the genotype from a search run or checkpoint, with its evaluation network’s cost')
     .requiredOption('--from <dir>', 'search run directory or checkpoint directory')
-    .option('--out <file>', 'genotype JSON to write (an SVG is written beside it)')
+    .option('--out <file>', 'genotype JSON to write (an SVG is written beside it; default: print only)')
     .option('--name <name>', 'name stored in the genotype', 'derived')
     .option('--json', 'print one JSON object {genotype, eval_net}', false)
-    .addOption(intOption('--max-skip <k>', 'P-DARTS: at most k skip_connects in the normal cell', undefined, 0))
+    .addOption(
+      intOption(
+        '--max-skip <k>',
+        'P-DARTS: at most k skip_connects in the normal cell (default: no cap)',
+        undefined,
+        0,
+      ),
+    )
     .option('--no-cost', 'do not build and time the evaluation network')
     .addOption(new Option('--net <net>', 'evaluation network layout (default cifar)').choices(['cifar', 'imagenet']))
     .addOption(

@@ -152,8 +152,8 @@ export function register(program: Command): void {
   const cmd = program
     .command('search')
     .description('search an architecture with a (self-)supervised objective: UnNAS-DARTS, or SSWP-NAS (--method sswp)')
-    .option('--data <path>', 'images: an image folder, CIFAR batches directory or IDX file')
-    .option('--dataset <name>', 'a named data set (fashion-mnist, cifar10:<dir>, …)')
+    .option('--data <path>', 'images: an image folder, CIFAR batches directory or IDX file (this or --dataset)')
+    .option('--dataset <name>', 'a named data set (fashion-mnist, cifar10:<dir>, …; this or --data)')
     .addOption(new Option('--method <m>', 'search method').choices(['darts', 'sswp']).default('darts'));
   addSettings(cmd, DARTS_SEARCH_SETTINGS, DARTS_KEYS, dartsOverrides());
   addSettings(cmd, SSWP_SETTINGS, SSWP_ONLY);
@@ -187,7 +187,12 @@ export function register(program: Command): void {
     .addOption(skipCorruptOption())
     .addOption(intOption('--workers <n>', 'data worker threads (default: cores − 1, at most 4)', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too (default: epoch ends only)'))
-    .addOption(intOption('--stop-after <n>', 'stop after N steps in total (checkpointed; continue with --resume)'))
+    .addOption(
+      intOption(
+        '--stop-after <n>',
+        'stop after N steps in total (checkpointed; continue with --resume; default: run to the end)',
+      ),
+    )
     .addOption(epOption());
   runDirOptions(cmd, 'runs/search');
   cmd.action((o: OptionValues) => searchAction(cmd, o));

@@ -335,11 +335,11 @@ export function register(program: Command): void {
     )
     .requiredOption('--out <dir>', 'study directory (created, or resumed when it exists)')
     .addOption(new Option('--space <space>', 'search space (default darts)').choices(['darts', 'nb101']))
-    .addOption(intOption('--archs <n>', 'number of architectures'))
+    .addOption(intOption('--archs <n>', 'number of architectures (required for a new study)'))
     .addOption(
       new Option(
         '--pool <name>',
-        'take the first --archs architectures of a published pool instead of sampling',
+        'take the first --archs architectures of a published pool instead of sampling (default: sample)',
       ).choices(['unnas']),
     )
     .addOption(new Option('--arch-seed <n>', 'seed of the architecture sampler (default 0)').argParser(parseSeed))
@@ -350,13 +350,15 @@ export function register(program: Command): void {
       ).argParser(parseObjectives),
     )
     .option('--dataset <name>', 'a named data set: fashion-mnist (default), cifar10:<dir>, mnist:<dir>, …')
-    .option('--data <path>', 'a data set path (CIFAR batches, IDX files or an image folder)')
+    .option('--data <path>', 'a data set path (CIFAR batches, IDX files or an image folder), instead of --dataset')
     .addOption(intOption('--epochs <n>', 'training epochs per trial (default 1)'))
     .addOption(intOption('--batch <n>', 'images per training batch (default 32)'))
     .addOption(intOption('--eval-batch <n>', 'images per evaluation batch (default 100)'))
     .addOption(intOption('--seeds <n>', 'training seeds per architecture and objective: 0..n-1 (default 1)'))
-    .addOption(intOption('--limit <n>', 'use the first N training images (and test images unless --test-limit)'))
-    .addOption(intOption('--test-limit <n>', 'use the first N test images'))
+    .addOption(
+      intOption('--limit <n>', 'use the first N training images (and test images unless --test-limit; default: all)'),
+    )
+    .addOption(intOption('--test-limit <n>', 'use the first N test images (default: --limit)'))
     .addOption(sizeOption())
     .addOption(skipCorruptOption())
     .addOption(
@@ -376,7 +378,10 @@ export function register(program: Command): void {
     .addOption(intOption('--width <n>', 'NAS-Bench-101 stem width (default 16)'))
     .addOption(intOption('--stacks <n>', 'NAS-Bench-101 stacks (default 3)'))
     .addOption(intOption('--cells-per-stack <n>', 'NAS-Bench-101 cells per stack (default 1)'))
-    .option('--queue <url>', 'run the trials on BullMQ workers through this Redis (redis://host:port)')
+    .option(
+      '--queue <url>',
+      'run the trials on BullMQ workers through this Redis (redis://host:port; default: in this process)',
+    )
     .option('--queue-name <name>', 'BullMQ queue name', DEFAULT_QUEUE_NAME)
     .addOption(intOption('--concurrency <n>', 'trials at once in this process (without --queue)', 1))
     .addOption(intOption('--threads <n>', 'onnxruntime threads per trial (default: cores / concurrency)'))
@@ -389,7 +394,11 @@ export function register(program: Command): void {
     .option('--report-only', 'only write and print the report of the finished trials', false)
     .option('--quiet', 'no progress lines', false)
     .action((opts: StudyCliOptions) => studyAction(opts));
+  registerWorker(program);
+}
 
+/** `nas-onnx worker`. */
+function registerWorker(program: Command): void {
   program
     .command('worker')
     .description('run study trials from a BullMQ queue (see nas-onnx study --queue) until interrupted')

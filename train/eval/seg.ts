@@ -102,7 +102,7 @@ export const SEG_TRAIN_SETTINGS: SettingsSpec<SegTrainConfig> = {
     kind: textKind,
     default: undefined,
     flag: '--data <root>',
-    help: 'Cityscapes root (leftImg8bit/ + gtFine/) or a folder of images/ + masks/',
+    help: 'Cityscapes root (leftImg8bit/ + gtFine/) or a folder of images/ + masks/ (required)',
   },
   C: { kind: positiveInt, default: 82, flag: '--C <n>', help: 'initial channels' },
   layers: { kind: intKind(3), default: 12, flag: '--layers <n>', help: 'cells (one reduction, at ⌊L/3⌋)' },
