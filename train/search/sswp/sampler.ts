@@ -1,5 +1,5 @@
 /**
- * SSWP-NAS path sampling and the α-gradient estimator (shared/spec/sswp.md),
+ * SSWP-NAS path sampling and the α-gradient estimator (Li et al., SSWP-NAS, §3; ProxylessNAS-style two-path gradients),
  * host side and pure: everything here is a function of α, an Rng and options,
  * so seeded runs are reproducible and a resumed run draws the same paths
  * (train/sswp.ts derives one Rng per step and purpose with `Rng.derive`).

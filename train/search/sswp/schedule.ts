@@ -1,5 +1,5 @@
 /**
- * The phase schedule of an SSWP-NAS search (shared/spec/sswp.md), in steps.
+ * The phase schedule of an SSWP-NAS search (Li et al., SSWP-NAS, §3), in steps.
  *
  * With E epochs of S steps (N = E·S steps) and split [w, b, p] (default
  * [0.2, 0.4, 0.4]):

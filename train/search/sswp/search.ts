@@ -1,5 +1,5 @@
 /**
- * SSWP-NAS search (shared/spec/sswp.md): a proxy-free, label-free search of
+ * SSWP-NAS search (Li et al., SSWP-NAS, §3): a proxy-free, label-free search of
  * the target-size network whose searched weights are kept ("concomitant
  * weights").
  *
