@@ -44,6 +44,13 @@ afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
+/** stderr lines other than the search's per-epoch collapse warning (a note on a tiny search, not an error). */
+function notes(stderr: string): string[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l && !/^epoch \d+: derived normal cell: .* the search may be collapsing/.test(l));
+}
+
 describe('search network for large images', () => {
   it('the stem follows the crop size; large crops get a 3×3 jigsaw of 1000 permutations, 30% gray', () => {
     expect(searchTask('rot', 224, undefined)).toEqual({ stem: 'imagenet', task: { name: 'rot' } });
@@ -198,7 +205,7 @@ describe('nas-onnx search --stem imagenet --size 224 on real-size JPEGs', () => 
 
   it('runs end to end, and a run killed mid-epoch resumes to the same result', { timeout: 600_000 }, async () => {
     const ref = await cli(args('ref', '1'));
-    expect(ref.stderr).toBe('');
+    expect(notes(ref.stderr)).toEqual([]);
     expect(ref.code).toBe(0);
     expect(ref.stdout).toMatch(/^genotype: /m);
     const index = JSON.parse(readFileSync(join(tmp, 'ref', 'data', 'index-train.json'), 'utf8'));
@@ -212,7 +219,7 @@ describe('nas-onnx search --stem imagenet --size 224 on real-size JPEGs', () => 
     const at = await killAfter(child, out, 1);
     expect(at).toBeLessThan(4);
     const resumed = await cli([...args(out, '0'), '--resume']);
-    expect(resumed.stderr).toBe('');
+    expect(notes(resumed.stderr)).toEqual([]);
     expect(resumed.code).toBe(0);
     const a = loadCheckpoint(join(tmp, 'ref'));
     const b = loadCheckpoint(out);
