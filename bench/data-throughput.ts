@@ -15,6 +15,7 @@
  * into the folder (keep such folders in /tmp):
  *   node dist/bench/data-throughput.js --folder /tmp/jpegs --size 224 [--generate 2000]
  *        [--tasks rot] [--batch-size 32] [--max-workers 2 | --workers N] [--seconds 0] [--cache-mb 0]
+ *        [--gc: collect garbage after each batch; run with node --expose-gc]
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -43,8 +44,9 @@ interface Args {
   size: number;
   generate: number;
   cacheMb: number;
-  /** Folder mode: only this worker count. */
+  /** Folder mode: only this worker count; garbage collection after every batch. */
   workers?: number;
+  gc: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -60,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     size: 224,
     generate: 0,
     cacheMb: 0,
+    gc: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -79,6 +82,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--generate') a.generate = Number(value());
     else if (k === '--cache-mb') a.cacheMb = Number(value());
     else if (k === '--workers') a.workers = Number(value());
+    else if (k === '--gc') a.gc = true;
     else throw new Error(`unknown argument ${k}`);
   }
   return a;
@@ -139,9 +143,9 @@ async function main(): Promise<void> {
     console.log(
       `streaming ${args.folder}: crop ${args.size}, task ${task}, batch ${args.batchSize}, ${availableParallelism()} cores, node ${process.version}`,
     );
-    const { folder, size, batchSize, maxWorkers, seconds, workers } = args;
+    const { folder, size, batchSize, maxWorkers, seconds, workers, gc } = args;
     const memoryBytes = args.cacheMb * 2 ** 20;
-    await folderThroughput({ folder, size, task, batchSize, maxWorkers, seconds, memoryBytes, workers }, args.json);
+    await folderThroughput({ folder, size, task, batchSize, maxWorkers, seconds, memoryBytes, workers, gc }, args.json);
     return;
   }
   const fmnistReal = existsSync(process.env.FASHION_MNIST_DIR ?? FASHION_MNIST_DIR);

@@ -63,6 +63,8 @@ export interface FolderPoint {
   images: number;
   imagesPerSec: number;
   imagesPerCpuSec: number;
+  /** Highest resident set size (MiB) seen in each tenth of the pass: flat when memory does not grow with the images read. */
+  rssByTenth: number[];
 }
 
 /** Options of a folder pass. */
@@ -78,6 +80,8 @@ export interface FolderBench {
   workers?: number;
   /** Decoded-image cache budget (0: always stream from disk). */
   memoryBytes: number;
+  /** Collect garbage after every batch (node --expose-gc): RSS then follows live memory, not GC timing. */
+  gc?: boolean;
 }
 
 /** One pass (an epoch, or `seconds` of it) with `workers` threads, after a warm-up batch per worker. */
@@ -88,15 +92,23 @@ async function pass(o: FolderBench, workers: number): Promise<FolderPoint> {
   try {
     for (let b = 0; b < Math.max(1, workers); b++) await loader.batch(1000, b);
     let images = 0;
+    const total = loader.batchesPerEpoch * o.batchSize;
+    const rssByTenth = new Array<number>(10).fill(0);
     const t0 = performance.now();
     const c0 = process.cpuUsage();
+    const gc = o.gc ? (globalThis as { gc?: () => void }).gc : undefined;
+    if (o.gc && !gc) throw new Error('--gc needs node --expose-gc');
     for await (const b of loader.epoch(0)) {
+      gc?.();
+      const tenth = Math.min(9, Math.floor((10 * images) / total));
+      rssByTenth[tenth] = Math.max(rssByTenth[tenth]!, process.memoryUsage.rss() / 2 ** 20);
       images += b.size;
       if (o.seconds > 0 && performance.now() - t0 > o.seconds * 1000) break;
     }
     const wall = (performance.now() - t0) / 1000;
     const c = process.cpuUsage(c0);
-    return { workers, images, imagesPerSec: images / wall, imagesPerCpuSec: images / ((c.user + c.system) / 1e6) };
+    const perCpu = images / ((c.user + c.system) / 1e6);
+    return { workers, images, imagesPerSec: images / wall, imagesPerCpuSec: perCpu, rssByTenth };
   } finally {
     await loader.close();
     await pool.close();
@@ -113,7 +125,8 @@ export async function folderThroughput(o: FolderBench, json: boolean): Promise<F
     if (!json) {
       const ratio = points[0] ? ` ×${(p.imagesPerSec / points[0].imagesPerSec).toFixed(2)}` : '';
       console.log(
-        `${w} worker(s): ${p.imagesPerSec.toFixed(1)} images/s${ratio} [${p.imagesPerCpuSec.toFixed(1)} per CPU-second], ${p.images} images`,
+        `${w} worker(s): ${p.imagesPerSec.toFixed(1)} images/s${ratio} [${p.imagesPerCpuSec.toFixed(1)} per CPU-second], ${p.images} images; ` +
+          `RSS by tenth of the pass (MiB): ${p.rssByTenth.map((r) => r.toFixed(0)).join(' ')}`,
       );
     }
   }

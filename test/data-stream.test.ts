@@ -5,6 +5,7 @@
  * pixels, label maps following their images, PCA lighting, --skip-corrupt, and
  * bit-identical batches for one seed with 0, 1 and 2 workers, cached or not.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -32,6 +33,7 @@ import { DataLoader, DataPool } from '../train/data/pool.js';
 import type { Batch, TaskOptions } from '../train/data/pretext.js';
 import { loadDataset } from '../train/data/readers.js';
 import { openImageStream, SAMPLE_STREAM } from '../train/data/stream.js';
+import { DataCache, defaultStudyConfig, studyKey } from '../train/study/runner.js';
 import {
   ensureWorkerBuilt,
   gradientImage,
@@ -425,5 +427,18 @@ describe('streamed sets: subsets', () => {
     const x1 = (await new DataLoader(subset(ds, [4, 1]), opts).batch(0, 0)).x;
     const x2 = (await new DataLoader(m, opts).batch(0, 0)).x;
     expect(sameBytes(x1, x2)).toBe(true);
+  });
+});
+
+describe('study data with --size', () => {
+  it('the study data cache streams a folder at the crop size; the key of a study without it is unchanged', async () => {
+    const ds = await new DataCache().get(join(root, 'imagenet'), 'test', null, { size: 16, skipCorrupt: true });
+    expect([ds.n, ds.h, ds.w, ds.stream?.skipCorrupt]).toEqual([4, 16, 16, true]);
+    // studies made before these fields existed keep their key: the fields are hashed only when set
+    const def = defaultStudyConfig('darts');
+    const { size: _s, skipCorrupt: _k, ...old } = def;
+    const oldJson = JSON.stringify(Object.keys(old).map((k) => [k, old[k as keyof typeof old]]));
+    expect(studyKey(def)).toBe(createHash('md5').update(oldJson, 'utf8').digest('hex').slice(0, 12));
+    expect(studyKey({ ...def, size: 64 })).not.toBe(studyKey(def));
   });
 });
