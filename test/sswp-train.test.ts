@@ -2,7 +2,8 @@
  * Retraining a searched SSWP-NAS network from scratch (`nas-onnx train
  * --cells cells.json`): every cell its own architecture, with the DARTS
  * evaluation options (auxiliary head, drop path, cutout), and the network
- * builder's auxiliary head and drop-path inputs.
+ * builder's auxiliary head and drop-path inputs; the ImageNet setting (the
+ * large-image stem, 48 channels, 14 cells) from search to training.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STEPS } from '../graph/genotype.js';
 import { buildSswpNetwork, edgeOf, parseSswpArch, sswpArch, sswpArchJson, type CellOps } from '../graph/nets/sswp.js';
+import { sswpNetworkOf } from '../train/search/sswp/config.js';
 import { cli, writeImageFolder } from './helpers/sswp.js';
 import { expectAnyBatch } from './helpers/deploy.js';
 
@@ -53,6 +55,7 @@ const CELLS: CellOps[] = [
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'nas-onnx-sswp-train-'));
   await writeImageFolder(join(tmp, 'images'), { train: 16, test: 8 }, 9, 24);
+  await writeImageFolder(join(tmp, 'large'), { train: 4, test: 2 }, 10, 64);
 });
 
 afterAll(() => {
@@ -115,5 +118,38 @@ describe('SSWP network for training on labels', () => {
     const c = await cli(['train', '--cells', cellsFile, '--C', '8', '--quiet']);
     expect(c.code).not.toBe(0);
     expect(c.stderr).toMatch(/--C 8 differs/);
+  });
+
+  it('the ImageNet setting: 48 channels and 14 cells by default with the large-image stem, its auxiliary head, train --cells', async () => {
+    expect(sswpNetworkOf({ C: null, layers: null }, 'imagenet')).toEqual({ C: 48, layers: 14 });
+    expect(sswpNetworkOf({ C: null, layers: null }, 'cifar')).toEqual({ C: 36, layers: 20 });
+    expect(sswpNetworkOf({ C: 8, layers: null }, 'imagenet')).toEqual({ C: 8, layers: 14 });
+    // 224 px: stems to 28, reductions to 14 and 7: the ImageNet auxiliary head (no BN after its 2×2 conv)
+    const o = { C: 4, layers: 3, cells: CELLS, batch: 1, input: [3, 224, 224], classes: 4, stem: 'imagenet' as const };
+    const m = buildSswpNetwork({ ...o, training: true, auxiliary: true, dropPath: true });
+    const names = [...m.g.params.keys()];
+    expect(names.some((k) => k.startsWith('stem0/')) && names.some((k) => k.startsWith('stem1/'))).toBe(true);
+    expect(names.some((k) => k.startsWith('auxiliary_head/features/5/'))).toBe(true);
+    expect(names.some((k) => k.startsWith('auxiliary_head/features/6/'))).toBe(false);
+    expect(m.auxLogits!.shape).toEqual([1, 4]);
+    expect(() => buildSswpNetwork({ ...o, input: [3, 64, 64], training: true, auxiliary: true })).toThrow(
+      /at least 7×7 .* use an auxiliary weight of 0/,
+    );
+    // train --cells takes the stem from the file
+    const cellsFile = join(tmp, 'imagenet-cells.json');
+    writeFileSync(
+      cellsFile,
+      sswpArchJson(sswpArch({ C: 4, layers: 3, stem: 'imagenet', input: [3, 64, 64], cells: CELLS })),
+    );
+    const out = join(tmp, 'train-imagenet');
+    const args = ['train', '--cells', cellsFile, '--dataset', join(tmp, 'large'), '--epochs', '1', '--batch', '8'];
+    const r = await cli([...args, '--aux-weight', '0', '--cutout', '0', '--workers', '0', '--quiet', '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(parseSswpArch(JSON.parse(readFileSync(join(out, 'cells.json'), 'utf8'))).stem).toBe('imagenet');
+    expect(readFileSync(join(out, 'model.onnx')).toString('latin1')).toContain('stem1/');
+    const wrong = await cli([...args, '--net', 'cifar', '--quiet', '--out', join(tmp, 'x')]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/--net cifar differs from the cells file's stem \(imagenet\)/);
   });
 });

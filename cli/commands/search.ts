@@ -61,7 +61,8 @@ const SSWP_ONLY: (keyof SswpConfig & string)[] = [
 
 /** "(default: darts 50, sswp 300, seg 400)" */
 function methodDefaults(k: (typeof BY_METHOD)[number]): string {
-  const parts = [`darts ${DARTS_SEARCH_SETTINGS[k].default}`, `sswp ${(SSWP_SETTINGS[k] as Setting<unknown>).default}`];
+  const sswp = SSWP_SETTINGS[k] as Setting<unknown>;
+  const parts = [`darts ${DARTS_SEARCH_SETTINGS[k].default}`, `sswp ${sswp.defaultText ?? sswp.default}`];
   if (k in SEG_SEARCH_DEFAULTS)
     parts.push(`--objective seg ${SEG_SEARCH_DEFAULTS[k as keyof typeof SEG_SEARCH_DEFAULTS]}`);
   return `(default: ${parts.join(', ')})`;

@@ -528,12 +528,15 @@ export function buildSswpNetwork(o: SswpNetworkOptions): SswpNetwork {
   const pooled = flatten(g, globalAvgPool(g, trunk.features), 1);
   let projection: Value | null = null;
   let logits: Value | null = null;
-  if (trunk.aux && trunk.aux.shape[2]! < 6)
+  // DARTS's auxiliary heads: CIFAR's (input 6×6 … 8×8 or larger) and ImageNet's (AvgPool 5 s2: at least 7×7)
+  const auxNet = o.stem === 'imagenet' ? 'imagenet' : 'cifar';
+  const minSide = auxNet === 'imagenet' ? 7 : 6;
+  if (trunk.aux && trunk.aux.shape[2]! < minSide)
     throw new GraphError(
-      `the auxiliary head needs a feature map of at least 6×6 after cell ${Math.floor((2 * o.layers) / 3)}, ` +
+      `the auxiliary head needs a feature map of at least ${minSide}×${minSide} after cell ${Math.floor((2 * o.layers) / 3)}, ` +
         `got ${trunk.aux.shape[2]}×${trunk.aux.shape[3]} from ${o.input[1]}×${o.input[2]} images: use an auxiliary weight of 0`,
     );
-  const auxLogits = trunk.aux && o.classes ? auxiliaryHead(L, trunk.aux, o.classes, 'cifar') : null;
+  const auxLogits = trunk.aux && o.classes ? auxiliaryHead(L, trunk.aux, o.classes, auxNet) : null;
   if (o.classes) logits = classifierHead(L, trunk.features, o.classes);
   else if (o.projection !== false) {
     const f = pooled.shape[1]!;

@@ -183,8 +183,8 @@ export const TRAIN_RUN: RunKind<TrainConfig> = {
 
 /**
  * The config of a train run: `given` over the defaults, every value checked,
- * exactly one of genotype and cells (whose C and layers it takes: given ones
- * must agree). Throws a SettingError (one line).
+ * exactly one of genotype and cells (whose C, layers and stem it takes: given
+ * ones must agree). Throws a SettingError (one line).
  */
 export function trainConfig(given: Partial<TrainConfig>): TrainConfig {
   const c = resolveSettings(TRAIN_SETTINGS, given);
@@ -195,7 +195,12 @@ export function trainConfig(given: Partial<TrainConfig>): TrainConfig {
         throw new SettingError(
           `--${k} ${given[k]} differs from the cells file (${k} ${c.cells[k]}); leave it out with --cells`,
         );
-    if (c.net !== 'cifar') throw new SettingError('--cells builds the CIFAR layout only (--net cifar)');
+    const stem = c.cells.stem ?? 'cifar';
+    if (given.net !== undefined && given.net !== stem)
+      throw new SettingError(
+        `--net ${given.net} differs from the cells file's stem (${stem}); leave it out with --cells`,
+      );
+    c.net = stem;
     c.C = c.cells.C;
     c.layers = c.cells.layers;
   }

@@ -110,6 +110,7 @@ function buildNet(
       ...heads,
       C: o.cells.C,
       layers: o.cells.layers,
+      stem: o.cells.stem,
       cells: o.cells.cells.map((c) => c.ops),
       batch,
       input: [ds.c, ds.h, ds.w],

@@ -195,7 +195,7 @@ async function sswpSections(run: RunData): Promise<Section[]> {
   const summary = summaryRows(run, [
     ['method', `SSWP-NAS, objective ${String(cfg.objective ?? '?')}`],
     ['epochs', `${run.epochs.length} of ${String(cfg.epochs ?? '?')}`],
-    ['network', `C = ${String(cfg.C ?? '?')}, ${String(cfg.layers ?? '?')} cells`],
+    ['network', `C = ${String(cfg.C ?? run.cells?.C ?? '?')}, ${String(cfg.layers ?? run.cells?.layers ?? '?')} cells`],
     ['time', `${run.epochs.reduce((s, r) => s + (r.seconds ?? 0), 0).toFixed(0)} s`],
   ]);
   return [

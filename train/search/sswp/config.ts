@@ -36,8 +36,10 @@ export interface SswpConfig {
   epochs: number;
   /** Source images per batch (SimCLR: 2 views each). */
   batch: number;
-  C: number;
-  layers: number;
+  /** Initial channels (null: the stem's default, SSWP_NETWORKS). */
+  C: number | null;
+  /** Cells (null: the stem's default, SSWP_NETWORKS). */
+  layers: number | null;
   seed: number;
   limit: number | null;
   /** Crop size of a streamed image set (null: the images' own size). */
@@ -79,8 +81,6 @@ export const SSWP_DEFAULTS = {
   objective: 'simclr',
   epochs: 300,
   batch: 96,
-  C: 36,
-  layers: 20,
   prune: 'fpp',
   pruneRule: 'op-per-edge',
   sampling: 'two-path',
@@ -100,6 +100,18 @@ export const SSWP_DEFAULTS = {
   projectionDim: 128,
   bnBatches: 20,
 } as const satisfies Partial<SswpConfig> & { bnBatches: number };
+
+/** The full-size networks of the paper: CIFAR (its stem) 20 cells of 36 channels, ImageNet 14 cells of 48. */
+export const SSWP_NETWORKS: Record<StemKind, { C: number; layers: number }> = {
+  cifar: { C: 36, layers: 20 },
+  imagenet: { C: 48, layers: 14 },
+};
+
+/** The network a search builds: the settings given, else its stem's full-size network. */
+export function sswpNetworkOf(cfg: Pick<SswpConfig, 'C' | 'layers'>, stem: StemKind): { C: number; layers: number } {
+  const d = SSWP_NETWORKS[stem];
+  return { C: cfg.C ?? d.C, layers: cfg.layers ?? d.layers };
+}
 
 const splitKind: ValueKind<number[] | null> = {
   what: 'phase fractions like 0.2,0.4,0.4',
@@ -123,8 +135,20 @@ export const SSWP_SETTINGS: SettingsSpec<SswpConfig> = {
   data: { kind: textKind, default: undefined, flag: '', help: 'images' },
   epochs: { kind: positiveInt, default: d.epochs, flag: '--epochs <n>', help: 'epochs' },
   batch: { kind: positiveInt, default: d.batch, flag: '--batch <n>', help: 'images per batch' },
-  C: { kind: positiveInt, default: d.C, flag: '--C <n>', help: 'initial channels' },
-  layers: { kind: positiveInt, default: d.layers, flag: '--layers <n>', help: 'cells' },
+  C: {
+    kind: nullable(positiveInt),
+    default: null,
+    defaultText: '36 with the CIFAR stem, 48 with the ImageNet stem',
+    flag: '--C <n>',
+    help: 'initial channels',
+  },
+  layers: {
+    kind: nullable(positiveInt),
+    default: null,
+    defaultText: '20 with the CIFAR stem, 14 with the ImageNet stem',
+    flag: '--layers <n>',
+    help: 'cells',
+  },
   seed: { kind: seedKind, default: 0, flag: '--seed <n>', help: 'random seed' },
   limit: { kind: nullable(positiveInt), default: null, flag: '--limit <n>', help: 'use only the first N images' },
   size: { kind: nullable(positiveInt), default: null, flag: '--size <n>', help: 'crop size of streamed images' },
@@ -216,10 +240,16 @@ export const SSWP_RUN: RunKind<SswpConfig> = {
 /** The config of an SSWP search: `o` over the defaults, every value checked (one-line SettingError). */
 export function sswpConfig(o: Partial<SswpConfig>): SswpConfig {
   const c = resolveSettings(SSWP_SETTINGS, o);
-  if (c.fixedCells && c.fixedCells.length !== c.layers)
+  if (c.fixedCells && c.layers !== null && c.fixedCells.length !== c.layers)
     throw new SettingError(`${c.fixedCells.length} fixed cells for ${c.layers} layers`);
   if (c.objective === 'seg') throw new SettingError('--objective seg searches with --method darts');
   // settings errors before any work
-  makeSchedule({ epochs: c.epochs, stepsPerEpoch: 1, layers: c.layers, prune: c.prune, split: c.split ?? undefined });
+  makeSchedule({
+    epochs: c.epochs,
+    stepsPerEpoch: 1,
+    layers: c.layers ?? 1,
+    prune: c.prune,
+    split: c.split ?? undefined,
+  });
   return c;
 }

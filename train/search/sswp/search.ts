@@ -85,7 +85,7 @@ import { f32, type EP, type SessionOptions, type Tensor } from '../../runtime/se
 import { TrainError } from '../../runtime/errors.js';
 import { Run, type RunOptions } from '../../runtime/run.js';
 import { SettingError } from '../../runtime/settings.js';
-import { SSWP_DEFAULTS, SSWP_RUN, type SswpConfig, sswpConfig } from './config.js';
+import { SSWP_DEFAULTS, SSWP_RUN, type SswpConfig, sswpConfig, sswpNetworkOf } from './config.js';
 import { cellsSvg } from '../../report/cell-diagram.js';
 import { tryWriteRunReport } from '../../report/run-report.js';
 import { perCellAlphaRecord } from '../collapse.js';
@@ -258,6 +258,8 @@ interface Search {
   wLoader: DataLoader;
   aLoader: DataLoader;
   taskShape: TaskShape;
+  /** The network: its stem (asked for, else the default for the images' size), channels and cells. */
+  net: { C: number; layers: number; stem: StemKind };
   /** Steps per epoch. */
   S: number;
   sched: Schedule;
@@ -282,7 +284,7 @@ interface Search {
   phaseSteps: Record<string, number>;
 }
 
-type SearchData = Pick<Search, 'full' | 'pool' | 'wLoader' | 'aLoader' | 'taskShape' | 'S' | 'sched' | 'rows'>;
+type SearchData = Pick<Search, 'full' | 'pool' | 'wLoader' | 'aLoader' | 'taskShape' | 'net' | 'S' | 'sched' | 'rows'>;
 
 /** The images, the DARTS split into a weight half and an architecture half, their loaders and the schedule. */
 async function openData(o: SswpOptions, cfg: SswpConfig, fresh: boolean): Promise<SearchData> {
@@ -308,27 +310,28 @@ async function openData(o: SswpOptions, cfg: SswpConfig, fresh: boolean): Promis
       `--batch ${cfg.batch} is larger than half of the ${full.n} images: nothing to search on (lower --batch${cfg.limit !== null ? ' or raise --limit' : ''})`,
     );
   }
+  const stem = cfg.stem ?? defaultStem(Math.min(full.h, full.w));
+  const net = { ...sswpNetworkOf(cfg, stem), stem };
+  if (cfg.fixedCells && cfg.fixedCells.length !== net.layers) {
+    await pool.close();
+    throw new SettingError(`${cfg.fixedCells.length} fixed cells for ${net.layers} layers`);
+  }
   const sched = makeSchedule({
     epochs: cfg.epochs,
     stepsPerEpoch: S,
-    layers: cfg.layers,
+    layers: net.layers,
     prune: cfg.prune,
     split: cfg.split ?? undefined,
   });
-  return { full, pool, wLoader, aLoader, taskShape, S, sched, rows: t.xShape(cfg.batch)[0]! };
-}
-
-/** The stem of a search: the one asked for, else the default for its images' size. */
-function stemOf(s: Pick<Search, 'cfg' | 'full'>): StemKind {
-  return s.cfg.stem ?? defaultStem(Math.min(s.full.h, s.full.w));
+  return { full, pool, wLoader, aLoader, taskShape, net, S, sched, rows: t.xShape(cfg.batch)[0]! };
 }
 
 /** The network of a prune state, as the step graphs are built. */
 function netShape(s: Search, cells: CellSpec[]): RunnerShape {
   return {
-    C: s.cfg.C,
-    layers: s.cfg.layers,
-    stem: stemOf(s),
+    C: s.net.C,
+    layers: s.net.layers,
+    stem: s.net.stem,
     cells,
     affine: s.cfg.affine,
     rows: s.rows,
@@ -339,9 +342,9 @@ function netShape(s: Search, cells: CellSpec[]): RunnerShape {
 
 /** A fresh start: every op's weights from the all-gated network (creation order: a seed gives one network), α = 0. */
 function freshState(s: Search): void {
-  const all = buildSswpForward(s.taskShape, netShape(s, new Array<CellSpec>(s.cfg.layers).fill(null)));
+  const all = buildSswpForward(s.taskShape, netShape(s, new Array<CellSpec>(s.net.layers).fill(null)));
   s.st = newTrainState(initParams(all.g, s.cfg.seed));
-  for (let i = 0; i < s.cfg.layers; i++) {
+  for (let i = 0; i < s.net.layers; i++) {
     // α start at 0 (uniform over the ops), as in the reference release
     for (const key of [alphaName(i), `${alphaName(i)}@exp_avg`, `${alphaName(i)}@exp_avg_sq`]) {
       const target = key.includes('@') ? s.st.opt : s.st.params;
@@ -394,7 +397,7 @@ async function openSearch(o: SswpOptions, run: Run<SswpConfig>): Promise<Search>
     },
     dropout: { skip: cfg.opDropout, pool: cfg.poolDropout },
     st: newTrainState(new Map()),
-    pruned: cfg.fixedCells ? [...cfg.fixedCells] : new Array<CellSpec>(cfg.layers).fill(null),
+    pruned: cfg.fixedCells ? [...cfg.fixedCells] : new Array<CellSpec>(data.net.layers).fill(null),
     startStep: 0,
     done: 0,
     resumedAcc: null,
@@ -419,7 +422,7 @@ const phaseAt = (s: Search, step: number): Phase =>
   s.cfg.fixedCells ? 'pretrain' : phaseOf(s.sched, s.cfg.prune, step);
 
 const alphasOf = (s: Search): Float32Array[] =>
-  Array.from({ length: s.cfg.layers }, (_, i) => s.st.params.get(alphaName(i))!);
+  Array.from({ length: s.net.layers }, (_, i) => s.st.params.get(alphaName(i))!);
 const gatedOf = (s: Search): boolean[] => s.pruned.map((c) => c === null);
 
 /** Every cell in its final form (DARTS's rule on its α and what pruning kept). */
@@ -449,9 +452,9 @@ function logRecord(s: Search, rec: unknown): void {
 async function writeCells(s: Search): Promise<void> {
   const { o, full } = s;
   const arch = sswpArch({
-    C: s.cfg.C,
-    layers: s.cfg.layers,
-    stem: stemOf(s),
+    C: s.net.C,
+    layers: s.net.layers,
+    stem: s.net.stem,
     input: [full.c, full.h, full.w],
     cells: currentCells(s),
     pruned: s.pruned.map((c) => c !== null),
@@ -673,7 +676,7 @@ async function logEpoch(s: Search, epoch: number, acc: EpochAcc, lr: number, sec
   process.stderr.write(
     `epoch ${epoch + 1}: ${Object.keys(acc.phases).join('+')} loss ${rec.loss.toFixed(3)} acc ${(100 * rec.acc).toFixed(1)}%` +
       (rec.arch_loss !== null ? ` | α-loss ${rec.arch_loss.toFixed(3)}` : '') +
-      ` | pruned ${rec.pruned.length}/${s.cfg.layers} | ${rec.seconds.toFixed(1)} s\n`,
+      ` | pruned ${rec.pruned.length}/${s.net.layers} | ${rec.seconds.toFixed(1)} s\n`,
   );
 }
 
@@ -726,9 +729,9 @@ async function finishSearch(s: Search): Promise<SswpResult> {
   const cells = currentCells(s);
   const fin = await finalizeNetwork({
     out: o.out,
-    C: cfg.C,
-    layers: cfg.layers,
-    stem: stemOf(s),
+    C: s.net.C,
+    layers: s.net.layers,
+    stem: s.net.stem,
     cells,
     params: s.st.params,
     ds: s.full,
@@ -757,9 +760,9 @@ async function finishSearch(s: Search): Promise<SswpResult> {
 
 function stoppedResult(s: Search): SswpResult {
   const arch = sswpArch({
-    C: s.cfg.C,
-    layers: s.cfg.layers,
-    stem: stemOf(s),
+    C: s.net.C,
+    layers: s.net.layers,
+    stem: s.net.stem,
     input: [s.full.c, s.full.h, s.full.w],
     cells: currentCells(s),
     pruned: s.pruned.map((c) => c !== null),
