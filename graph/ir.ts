@@ -121,6 +121,12 @@ export function shapeStr(shape: readonly number[]): string {
  */
 export interface Lowering {
   /**
+   * Formulations whose kernels ORT's CPU EP runs in parallel: balanced Add trees for
+   * variadic Sums, Conv (not ConvTranspose) input gradients of pointwise convs, batched
+   * MatMul weight gradients of pointwise convs.
+   */
+  cpu?: boolean;
+  /**
    * Block size of onnxruntime's NCHWc CPU kernels (com.microsoft.nchwc ops; 8 with
    * AVX2, 16 with AVX-512): depthwise convolutions and their gradients run in that
    * blocked layout. Only for graphs run on ORT's CPU EP.

@@ -55,5 +55,30 @@ export function lowerComposites(g: Graph): number {
     }
     for (const old of rename.keys()) g.values.delete(old);
   }
+  if (count && ep) removeDeadNodes(g);
   return count;
+}
+
+/**
+ * Drop nodes none of whose outputs reaches a graph output or a state update (a
+ * lowering can leave e.g. the Reshape of a parameter no node reads any more).
+ */
+export function removeDeadNodes(g: Graph): number {
+  const live = new Set<string>();
+  for (const o of g.outputs) live.add(g.aliasOf.get(o.name) ?? o.name);
+  for (const v of g.stateUpdates.values()) live.add(v.name);
+  const keep = new Array<boolean>(g.nodes.length).fill(false);
+  for (let i = g.nodes.length - 1; i >= 0; i--) {
+    const n = g.nodes[i]!;
+    if (!n.outputs.some((o) => live.has(o))) continue;
+    keep[i] = true;
+    for (const x of n.inputs) if (x) live.add(x);
+    // an If branch reads values of this graph by name
+    for (const a of Object.values(n.attrs)) if (a.kind === 'graph') for (const x of a.v.outer) live.add(x);
+  }
+  const before = g.nodes.length;
+  const kept = g.nodes.filter((_, i) => keep[i]);
+  g.nodes.length = 0;
+  g.nodes.push(...kept);
+  return before - kept.length;
 }

@@ -24,7 +24,7 @@
  * passes as 0 = 0 or on gradients too small to expose a wrong rule.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { A, type Graph, type Value, tensorOf } from '../graph/ir.js';
+import { A, type Graph, type Lowering, type Value, tensorOf } from '../graph/ir.js';
 import { Rng } from '../graph/rng.js';
 import * as ops from '../graph/ops/index.js';
 import { getOp, registeredOps } from '../graph/ops/index.js';
@@ -855,11 +855,48 @@ describe('composites', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The CPU lowering (graph/ops/nchwc.ts): depthwise convs and their gradients in ORT's NCHWc
-// layout. Each case is checked against finite differences under that lowering, and its
-// outputs and gradients against the portable form's (same inputs).
-const nchwcSeen = { forward: 0, dx: 0, dw: 0, dwFromSharedDy: 0, dxConvTranspose: 0 };
-describe('NCHWc CPU lowering of depthwise convs', () => {
+// The CPU lowering (session.ts loweringFor('cpu')): depthwise convs and their gradients in ORT's
+// NCHWc layout (graph/ops/nchwc.ts), and formulations ORT's CPU kernels run in parallel. Each case
+// is checked against finite differences under that lowering, and its outputs and gradients
+// against the portable form's (same inputs).
+const cpuSeen = {
+  nchwcForward: 0,
+  nchwcDx: 0,
+  nchwcDw: 0,
+  nchwcDwFromSharedDy: 0,
+  dxConvTranspose: 0,
+  sumAsAdds: 0,
+  pointwiseDxConv: 0,
+  pointwiseDwMatMul: 0,
+  avgPoolGradNchwc: 0,
+};
+
+const relClose = (u: Float32Array, v: Float32Array): number => {
+  let e = 0;
+  let m = 0;
+  for (let i = 0; i < u.length; i++) {
+    e = Math.max(e, Math.abs(u[i]! - v[i]!));
+    m = Math.max(m, Math.abs(v[i]!));
+  }
+  return e / m;
+};
+
+/** FD check under `lowering`, and the same outputs and gradients as the portable form. */
+async function checkLowered(
+  op: string,
+  label: string,
+  xs: GradInput[],
+  build: (g: Graph, vs: Value[]) => Value,
+  lowering: Lowering,
+): Promise<GradCheckResult> {
+  const portable = await gradCheck(xs, build);
+  const r = await check(op, `CPU lowering ${label}`, xs, build, LINEAR, { samples: 150, lowering });
+  expect(relClose(r.outputs[0]!, portable.outputs[0]!), label).toBeLessThan(1e-5);
+  r.analytic.forEach((d, k) => expect(relClose(d, portable.analytic[k]!), label).toBeLessThan(1e-4));
+  return r;
+}
+
+describe('CPU lowering', () => {
   interface DwCase {
     label: string;
     x: number[];
@@ -877,13 +914,14 @@ describe('NCHWc CPU lowering of depthwise convs', () => {
     { label: '5×5 dilation 2 stride 2 pad 4, C=4', x: [2, 4, 8, 8], k: 5, o: { pad: 4, stride: 2, dilation: 2 } },
     { label: '3×3 asymmetric pads [1,0,0,1], C=4', x: [2, 4, 6, 6], k: 3, o: {}, pads: [1, 0, 0, 1] },
   ];
-  it('the machine has ORT NCHWc kernels (x64: block 8 or 16)', async () => {
+  it('the machine has ORT NCHWc kernels (x64: block 8 or 16); CUDA and --portable get standard ops', async () => {
     const b = await nchwcBlockSize();
     if (process.arch === 'x64') expect([8, 16]).toContain(b);
-    expect((await loweringFor('cuda')).nchwcBlock).toBeUndefined();
-    expect((await loweringFor('cpu', true)).nchwcBlock).toBeUndefined();
+    expect(await loweringFor('cuda')).toEqual({});
+    expect(await loweringFor('cpu', true)).toEqual({});
+    expect(await loweringFor('cpu')).toEqual(b ? { cpu: true, nchwcBlock: b } : { cpu: true });
   });
-  it('every case: finite differences, and the same outputs and gradients as the portable form', async () => {
+  it('depthwise convs in NCHWc: every case', async () => {
     const b = await nchwcBlockSize();
     expect(b).toBeGreaterThan(0);
     for (const c of cases(b)) {
@@ -900,36 +938,67 @@ describe('NCHWc CPU lowering of depthwise convs', () => {
               group: A.i(ch),
             })
           : ops.conv(g, x!, wv!, { ...c.o, group: ch });
-      const portable = await gradCheck(xs, build);
-      const r = await check('Conv', `NCHWc ${c.label}`, xs, build, LINEAR, {
-        samples: 150,
-        lowering: { nchwcBlock: b },
-      });
-      const close = (u: Float32Array, v: Float32Array): number => {
-        let e = 0;
-        let m = 0;
-        for (let i = 0; i < u.length; i++) {
-          e = Math.max(e, Math.abs(u[i]! - v[i]!));
-          m = Math.max(m, Math.abs(v[i]!));
-        }
-        return e / m;
-      };
-      expect(close(r.outputs[0]!, portable.outputs[0]!), c.label).toBeLessThan(1e-5);
-      for (const k of [0, 1]) expect(close(r.analytic[k]!, portable.analytic[k]!), c.label).toBeLessThan(1e-4);
+      const r = await checkLowered('Conv', `NCHWc ${c.label}`, xs, build, { nchwcBlock: b });
       // the forward, dw and (stride 1) dx run as NCHWc convs; stride 2's dx stays a ConvTranspose
       const stride1 = (c.o.stride ?? 1) === 1;
       expect(r.loweredOps.NchwcConv, c.label).toBe(stride1 ? 3 : 2);
       expect(r.loweredOps.ConvTranspose ?? 0, c.label).toBe(stride1 ? 0 : 1);
       expect(r.loweredOps.Conv ?? 0, c.label).toBe(0);
-      nchwcSeen.forward++;
-      nchwcSeen.dw++;
-      if (stride1) nchwcSeen.dx++;
-      else nchwcSeen.dxConvTranspose++;
+      cpuSeen.nchwcForward++;
+      cpuSeen.nchwcDw++;
+      if (stride1) cpuSeen.nchwcDx++;
+      else cpuSeen.dxConvTranspose++;
       // reorders: x twice (forward, dw), and dy once when shared by dx and dw
       if (stride1 && ch % b === 0) {
         expect(r.loweredOps.NchwcReorderInput, c.label).toBe(3);
-        nchwcSeen.dwFromSharedDy++;
+        cpuSeen.nchwcDwFromSharedDy++;
       }
+    }
+  });
+  it('Sum as a balanced tree of Adds (one broadcast operand)', async () => {
+    const shapes = [
+      [2, 3, 4],
+      [2, 3, 4],
+      [3, 4],
+      [2, 3, 4],
+      [2, 3, 4],
+    ];
+    const xs = shapes.map((sh, i) => inp(`x${i}`, sh));
+    const r = await checkLowered('Sum', '5 operands', xs, (g, vs) => ops.sum(g, vs), { cpu: true });
+    expect(r.loweredOps.Sum ?? 0).toBe(0);
+    expect(r.loweredOps.Add).toBeGreaterThanOrEqual(4);
+    cpuSeen.sumAsAdds++;
+  });
+  it('pointwise conv: dx as a Conv by the transposed weights, dw as a batched MatMul', async () => {
+    const xs = [inp('x', [3, 8, 5, 5]), inp('w', [6, 8, 1, 1], normal([6, 8, 1, 1], 0.5))];
+    const r = await checkLowered('Conv', 'pointwise 8→6', xs, (g, [x, w]) => ops.conv(g, x!, w!), { cpu: true });
+    expect(r.gradOps.ConvTranspose ?? 0).toBe(0);
+    expect(r.gradOps.Einsum ?? 0).toBe(0);
+    expect(r.gradOps.Conv).toBe(1);
+    expect(r.gradOps.FusedMatMul).toBe(1);
+    cpuSeen.pointwiseDxConv++;
+    cpuSeen.pointwiseDwMatMul++;
+  });
+  it('AveragePool: the stride-1 gradient as an NCHWc depthwise conv (stride 2 keeps ConvTranspose)', async () => {
+    const b = await nchwcBlockSize();
+    for (const [stride, hw] of [
+      [1, 6],
+      [2, 7],
+    ] as const) {
+      const xs = [inp('x', [2, 8, hw, hw])];
+      const r = await checkLowered(
+        'AveragePool',
+        `3×3 stride ${stride}`,
+        xs,
+        (g, [x]) => ops.avgPool(g, x!, 3, stride, 1),
+        {
+          cpu: true,
+          nchwcBlock: b,
+        },
+      );
+      expect(r.gradOps.NchwcConv ?? 0).toBe(stride === 1 ? 1 : 0);
+      expect(r.gradOps.ConvTranspose ?? 0).toBe(stride === 1 ? 0 : 1);
+      if (stride === 1) cpuSeen.avgPoolGradNchwc++;
     }
   });
 });
@@ -974,6 +1043,7 @@ const NO_GRAD_RULE_EXPECTED = new Set([
   'NchwcReorderInput',
   'NchwcReorderOutput',
   'NchwcConv',
+  'FusedMatMul',
 ]);
 
 describe('coverage', () => {
@@ -981,8 +1051,8 @@ describe('coverage', () => {
     const withGrad = registeredOps().filter((t) => getOp(t).grad);
     const missing = withGrad.filter((t) => !covered.has(t));
     expect(missing).toEqual([]);
-    // every formulation of the NCHWc lowering was checked
-    for (const [k, n] of Object.entries(nchwcSeen)) expect(n, `NCHWc ${k}`).toBeGreaterThan(0);
+    // every formulation of the CPU lowering was checked
+    for (const [k, n] of Object.entries(cpuSeen)) expect(n, `CPU lowering: ${k}`).toBeGreaterThan(0);
     // ops without a rule are exactly the non-differentiable ones
     expect(
       registeredOps()

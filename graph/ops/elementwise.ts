@@ -184,6 +184,18 @@ registerOp({
     return [{ dtype: vs[0]!.dtype, shape: broadcastShapes(...vs.map((v) => v.shape)) }];
   },
   grad: (a) => a.x.map((x, i) => (a.needs[i] ? sumToShape(a.g, a.dy[0]!, x!.shape) : null)),
+  // ORT's CPU Sum runs on one thread, its Add on all: a balanced tree of Adds
+  lowerFor: ({ g, x }) => {
+    if (!g.lowering.cpu) return null;
+    let level = x as Value[];
+    while (level.length > 1) {
+      const next: Value[] = [];
+      for (let i = 0; i + 1 < level.length; i += 2) next.push(add(g, level[i]!, level[i + 1]!));
+      if (level.length % 2) next.push(level[level.length - 1]!);
+      level = next;
+    }
+    return [level[0]!];
+  },
 });
 
 // ---- Where -----------------------------------------------------------------

@@ -4,6 +4,7 @@ export * from './shape.js';
 export * from './reduce.js';
 export * from './conv.js';
 export * from './nchwc.js';
+export * from './fusedmatmul.js';
 export * from './einsum.js';
 export * from './batchnorm.js';
 export * from './gated.js';

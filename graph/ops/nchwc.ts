@@ -100,9 +100,25 @@ function depthwiseFilter(g: Graph, w: Value, flip: boolean): Value {
   for (let cb = 0; cb < cp / b; cb++)
     for (let q = 0; q < k; q++)
       for (let j = 0; j < b; j++) perm[(cb * k + q) * b + j] = (cb * b + j) * k + (flip ? k - 1 - q : q);
-  const flat = pad(g, reshape(g, w, [c * k]), [0, (cp - c) * k]); // padded channels read zeros
-  const idx = g.constant(tensorOf('int64', [cp * k], perm), 'nchwc_filter', `nchwc_filter|${cp}|${k}|${b}|${flip}`);
-  return reshape(g, gather(g, flat, idx, 0), [cp, 1, kh, kw]);
+  const flat = pad(g, flatView(g, w), [0, (cp - c) * k]); // padded channels read zeros
+  // indices shaped as the filter: the Gather's output has that shape, no Reshape after it
+  const idx = g.constant(
+    tensorOf('int64', [cp, 1, kh, kw], perm),
+    'nchwc_filter',
+    `nchwc_filter|${cp}|${k}|${b}|${flip}`,
+  );
+  return gather(g, flat, idx, 0);
+}
+
+/** x as a 1-D value: the 1-D value a Reshape made it from (a flat-buffer parameter's Split piece), or a Reshape. */
+function flatView(g: Graph, x: Value): Value {
+  const n = x.shape.reduce((p, d) => p * d, 1);
+  const p = g.producerOf(x.name);
+  if (p?.op === 'Reshape' && p.inputs[0]) {
+    const src = g.value(p.inputs[0]);
+    if (src.shape.length === 1 && src.shape[0] === n) return src;
+  }
+  return reshape(g, x, [n]);
 }
 
 const reorderCache = new WeakMap<Graph, Map<string, Value>>();
@@ -148,11 +164,17 @@ export function depthwiseForward(g: Graph, x: Value, w: Value, gm: Geom): Value 
   return reorderOutput(g, nchwcConv(g, xr, depthwiseFilter(g, w, false), { ...gm, group: cp }), c);
 }
 
-/** dx of a stride-1 depthwise conv from the reordered dy (null for other strides: use ConvTranspose). */
-export function depthwiseInputGrad(g: Graph, dyr: Value, w: Value, gm: Geom, channels: number): Value | null {
+/** The pads of the flipped-filter correlation that gives dx of a depthwise conv (null: it does not apply). */
+export function inputGradPads(gm: Geom): number[] | null {
   if (gm.s.some((s) => s !== 1)) return null;
   const q = gm.p.map((p, i) => gm.d[i % 2]! * (gm.k[i % 2]! - 1) - p);
-  if (q.some((v) => v < 0)) return null;
+  return q.some((v) => v < 0) ? null : q;
+}
+
+/** dx of a stride-1 depthwise conv from the reordered dy (callers check inputGradPads first). */
+export function depthwiseInputGrad(g: Graph, dyr: Value, w: Value, gm: Geom, channels: number): Value {
+  const q = inputGradPads(gm);
+  if (!q) throw new Error('depthwiseInputGrad: strided conv or pads beyond the kernel reach');
   const filter = depthwiseFilter(g, w, true);
   return reorderOutput(g, nchwcConv(g, dyr, filter, { ...gm, p: q, group: dyr.shape[1]! }), channels);
 }

@@ -69,8 +69,8 @@ export class StepRunner {
       'optimization' | 'cpuMemArena' | 'spinning' | 'memPattern' | 'profilePrefix'
     > = {},
   ): Promise<StepRunner> {
-    if (o.ep === 'cuda' && g.lowering.nchwcBlock)
-      throw new Error(`${g.name}: a graph lowered for ORT's CPU kernels (NCHWc) cannot run on CUDA`);
+    if (o.ep === 'cuda' && (g.lowering.cpu || g.lowering.nchwcBlock))
+      throw new Error(`${g.name}: a graph lowered for ORT's CPU kernels cannot run on CUDA`);
     const bytes = serialize(g, { params: 'inputs', valueInfo: false });
     // Training-step graphs are already lean (no fusable patterns to speak of), and ORT's
     // optimizers take minutes on graphs of tens of thousands of nodes (a 30k-node supernet

@@ -204,13 +204,13 @@ export function nchwcBlockSize(): Promise<number> {
 }
 
 /**
- * How to lower training graphs for an execution provider: on the CPU, depthwise
- * convolutions and their gradients in ORT's NCHWc layout where this machine has
- * those kernels (`portable` forces the standard-op form everywhere); on CUDA the
- * standard-op form.
+ * How to lower training graphs for an execution provider: on the CPU, formulations
+ * ORT's CPU kernels run in parallel, and depthwise convolutions and their gradients
+ * in ORT's NCHWc layout where this machine has those kernels (`portable` forces the
+ * standard-op form everywhere); on CUDA the standard-op form.
  */
 export async function loweringFor(ep: EP = 'cpu', portable = false): Promise<Lowering> {
   if (ep !== 'cpu' || portable) return {};
   const b = await nchwcBlockSize();
-  return b ? { nchwcBlock: b } : {};
+  return b ? { cpu: true, nchwcBlock: b } : { cpu: true };
 }
