@@ -13,7 +13,14 @@ import { Rng } from '../graph/rng.js';
 import { cli, writeImageFolder } from './helpers/sswp.js';
 import { parseSswpArch } from '../graph/nets/sswp.js';
 import { loadCheckpoint } from '../train/runtime/checkpoint.js';
-import { SAMPLE_STREAM, runSswpSearch, type SswpOptions } from '../train/search/sswp/search.js';
+import {
+  SAMPLE_STREAM,
+  loadSswpNetwork,
+  recomputeBnStats,
+  runSswpSearch,
+  type SswpOptions,
+} from '../train/search/sswp/search.js';
+import { loadDataset } from '../train/data/index.js';
 import { sampleGates } from '../train/search/sswp/sampler.js';
 import { initParams } from '../train/runtime/params.js';
 import { NUM_OPS, buildSswpForward, edgeOf, opKey } from '../graph/nets/sswp.js';
@@ -250,5 +257,46 @@ describe('SSWP-NAS end to end', () => {
         .filter((x) => x.type === 'step')
         .map((x) => [x.loss, x.arch_loss]);
     expect(losses(b)).toEqual(losses(a));
+  });
+
+  it('recomputes the final BN statistics of images streamed from a folder (--size) as of images in memory', async () => {
+    const o: SswpOptions = {
+      data: join(tmp, 'images'),
+      out: join(tmp, 'streamed'),
+      epochs: 1,
+      batch: 16,
+      C: 2,
+      layers: 1,
+      size: 12,
+      workers: 0,
+      bnBatches: 2,
+      quiet: true,
+      seed: 4,
+      split: [0.2, 0.4, 0.4],
+    };
+    await runSswpSearch(o);
+    const net = loadSswpNetwork(o.out);
+    const isStat = (k: string) => /running_(mean|var)$/.test(k);
+    const stats = [...net.params].filter(([k]) => isStat(k));
+    expect(stats.length).toBeGreaterThan(5);
+    for (const [k, v] of stats) expect(Array.from(v).every(Number.isFinite), k).toBe(true);
+    expect(stats.some(([k, v]) => k.endsWith('running_var') && v.some((x) => Math.abs(x - 1) > 1e-3))).toBe(true);
+    // the same weights on the same images, streamed (resized, centre-cropped: smoother) or held in memory:
+    // finite statistics, the means alike (an empty pixel array read as images gave NaN)
+    const shape = { C: 2, layers: 1, cells: net.arch.cells.map((c) => c.ops) };
+    const memory = await loadDataset(join(tmp, 'images'), { split: 'train' });
+    const streamed = await loadDataset(join(tmp, 'images'), { split: 'train', crop: 12 });
+    expect(streamed.images.length).toBe(0);
+    const opts = { rows: memory.n, batches: 1, seed: 4 }; // one batch of every image: the files' order does not matter
+    const a = await recomputeBnStats(shape, net.params, memory, net.normalization, opts);
+    const b = await recomputeBnStats(shape, net.params, streamed, net.normalization, opts);
+    expect([...b.keys()]).toEqual([...a.keys()]);
+    for (const [k, v] of b) {
+      expect(Array.from(v).every(Number.isFinite), k).toBe(true);
+      if (k === 'stem/1/running_mean')
+        for (let i = 0; i < v.length; i++)
+          expect(Math.abs(v[i]! - a.get(k)![i]!)).toBeLessThan(0.02 * (1 + Math.abs(v[i]!)));
+      if (k.endsWith('running_var')) expect(v.every((x) => x > 0)).toBe(true);
+    }
   });
 });

@@ -145,31 +145,10 @@ export { SSWP_DEFAULTS, type SswpConfig, sswpConfig } from './config.js';
 
 // ---- BN statistics -----------------------------------------------------------------
 
-/** Rows `rows` of a dataset as a normalized NCHW batch (no augmentation). */
-export function plainBatch(
-  ds: Dataset,
-  rows: ArrayLike<number>,
-  mean: readonly number[],
-  std: readonly number[],
-): Float32Array {
-  const per = ds.c * ds.h * ds.w;
-  const hw = ds.h * ds.w;
-  const x = new Float32Array(rows.length * per);
-  for (let i = 0; i < rows.length; i++) {
-    const base = rows[i]! * per;
-    for (let ch = 0; ch < ds.c; ch++) {
-      const m = mean[ch]!;
-      const s = std[ch]!;
-      for (let p = 0; p < hw; p++) x[i * per + ch * hw + p] = (ds.images[base + ch * hw + p]! / 255 - m) / s;
-    }
-  }
-  return x;
-}
-
 /**
  * BN running statistics of a discretized network, recomputed with forward
  * passes in training form over `batches` batches of `rows` un-augmented images
- * (seeded choice): the mean of the per-batch statistics (running var: unbiased).
+ * (seeded order): the mean of the per-batch statistics (running var: unbiased).
  * Returns the running_mean / running_var values by parameter name.
  */
 export async function recomputeBnStats(
@@ -183,22 +162,30 @@ export async function recomputeBnStats(
   const m = buildSswpNetwork({ ...net, batch: rows, input: [ds.c, ds.h, ds.w], training: true });
   const g = bnStatsGraph(m.g);
   if (!g) return new Map();
-  const order = Rng.derive(o.seed, 0xb57a75).permutation(ds.n);
-  const batches = Math.max(1, Math.min(o.batches, Math.floor(ds.n / rows)));
-  return (await preciseBnStats(g, params, plainBatches(ds, order, rows, batches, norm), { ep: o.ep })).stats;
+  const feeds = plainBatches(ds, norm, rows, o.seed);
+  return (await preciseBnStats(g, params, feeds, { ep: o.ep, maxBatches: Math.max(1, o.batches) })).stats;
 }
 
-/** `batches` feeds `x` of `rows` un-augmented images each, in `order`. */
-function* plainBatches(
+/**
+ * Un-augmented images of a data set, in memory or streamed (then resized and
+ * centre-cropped), as `x` feeds of `rows` images in a seeded order. The `cls`
+ * task without augmentation gives them; the labels it wants are not used.
+ */
+async function* plainBatches(
   ds: Dataset,
-  order: Int32Array,
-  rows: number,
-  batches: number,
   norm: { mean: number[]; std: number[] },
-): Generator<{ x: Tensor }> {
-  for (let b = 0; b < batches; b++) {
-    const idx = order.subarray(b * rows, (b + 1) * rows);
-    yield { x: f32(plainBatch(ds, idx, norm.mean, norm.std), [rows, ds.c, ds.h, ds.w]) };
+  rows: number,
+  seed: number,
+): AsyncGenerator<{ x: Tensor }> {
+  const src: Dataset = ds.labels ? ds : { ...ds, labels: new Int32Array(ds.n), classes: Math.max(ds.classes, 1) };
+  const pool = new DataPool({ workers: 0 });
+  const task = { name: 'cls' as const, augment: false };
+  const loader = new DataLoader(src, { task, batchSize: rows, seed, dropLast: true, pool, ...norm });
+  try {
+    for await (const b of loader.epoch(0)) yield { x: f32(b.x, b.xShape) };
+  } finally {
+    await loader.close();
+    await pool.close();
   }
 }
 
