@@ -64,6 +64,22 @@ export function epOption(def: EP = 'cpu'): Option {
   return new Option('--ep <ep>', 'execution provider').choices([...EPS]).default(def);
 }
 
+/** `--threads <n>`: onnxruntime's intra-op threads on the CPU. */
+export function threadsOption(): Option {
+  return intOption(
+    '--threads <n>',
+    'onnxruntime threads on the CPU (default: one per core; seeded runs reproduce for a given count)',
+  );
+}
+
+/** `--no-spin`: onnxruntime's idle threads sleep between kernels instead of spinning. */
+export function noSpinOption(): Option {
+  return new Option(
+    '--no-spin',
+    "onnxruntime's idle threads wait without spinning (faster when other work shares the cores)",
+  );
+}
+
 /** `--seed <n>`: RNG seed (default 0). */
 export function seedOption(def = 0): Option {
   return new Option('--seed <n>', 'random seed').argParser(parseSeed).default(def);

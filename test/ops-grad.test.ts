@@ -869,6 +869,7 @@ const cpuSeen = {
   pointwiseDxConv: 0,
   pointwiseDwMatMul: 0,
   avgPoolGradNchwc: 0,
+  reluMaskMul: 0,
 };
 
 const relClose = (u: Float32Array, v: Float32Array): number => {
@@ -978,6 +979,13 @@ describe('CPU lowering', () => {
     expect(r.gradOps.FusedMatMul).toBe(1);
     cpuSeen.pointwiseDxConv++;
     cpuSeen.pointwiseDwMatMul++;
+  });
+  it('Relu: the gradient as dy times the mask cast to floats (no Where)', async () => {
+    const xs = [inp('x', [2, 3, 4, 5], away([2, 3, 4, 5], 0.1, 2))];
+    const r = await checkLowered('Relu', 'mask × dy', xs, (g, [x]) => ops.relu(g, x!), { cpu: true });
+    expect(r.gradOps.Where ?? 0).toBe(0);
+    expect(r.gradOps.Cast).toBe(1);
+    cpuSeen.reluMaskMul++;
   });
   it('AveragePool: the stride-1 gradient as an NCHWc depthwise conv (stride 2 keeps ConvTranspose)', async () => {
     const b = await nchwcBlockSize();

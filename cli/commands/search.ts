@@ -19,7 +19,7 @@ import { DARTS_SEARCH_SETTINGS, type DartsSearchConfig, SEG_SEARCH_DEFAULTS } fr
 import { SSWP_DEFAULTS, SSWP_SETTINGS, type SswpConfig } from '../../train/search/sswp/config.js';
 import { runSswpSearch, type SswpOptions } from '../../train/search/sswp/search.js';
 import { CliError } from '../errors.js';
-import { epOption, intOption, runDirOptions, skipCorruptOption } from '../options.js';
+import { epOption, intOption, noSpinOption, runDirOptions, skipCorruptOption, threadsOption } from '../options.js';
 import { addSettings, continueCommand, readSettings, type SettingOptionOverrides } from '../settings.js';
 
 type DartsKey = keyof DartsSearchConfig & string;
@@ -91,6 +91,8 @@ function execOptions(cmd: Command, o: OptionValues) {
     checkpointEvery: o.checkpointEvery as number | undefined,
     stopAfterSteps: o.stopAfter as number | undefined,
     ep: o.ep,
+    threads: o.threads as number | undefined,
+    spinning: o.spin !== false,
     resume: !!o.resume,
     overwrite: !!o.overwrite,
     quiet: !!o.quiet,
@@ -194,7 +196,9 @@ export function register(program: Command): void {
         'stop after N steps in total (checkpointed; continue with --resume; default: run to the end)',
       ),
     )
-    .addOption(epOption());
+    .addOption(epOption())
+    .addOption(threadsOption())
+    .addOption(noSpinOption());
   runDirOptions(cmd, 'runs/search');
   cmd.action((o: OptionValues) => searchAction(cmd, o));
 }

@@ -71,6 +71,7 @@ interface StudyCliOptions {
   batch?: number;
   evalBatch?: number;
   seeds?: number;
+  clsSeeds?: number;
   limit?: number;
   testLimit?: number;
   size?: number;
@@ -140,6 +141,11 @@ export async function printReport(store: TrialStore): Promise<void> {
   );
 }
 
+/** Seeds 0..n-1 (undefined stays undefined). */
+function seedList(n: number | undefined): number[] | undefined {
+  return n === undefined ? undefined : Array.from({ length: n }, (_, i) => i);
+}
+
 /** A new study in --out: the architectures, objectives and seeds the options select. */
 function newStudy(o: StudyCliOptions): TrialStore {
   if (o.archs === undefined) throw new CliError('a new study needs --archs N (the number of architectures)');
@@ -154,6 +160,7 @@ function newStudy(o: StudyCliOptions): TrialStore {
     archs,
     objectives: o.objectives ?? ['rot', 'cls'],
     seeds,
+    clsSeeds: seedList(o.clsSeeds),
     archSource: sel,
   });
 }
@@ -169,8 +176,10 @@ function continueStudy(o: StudyCliOptions): TrialStore {
   const config = configFromOptions(o, stored);
   const trials = existing.trials();
   const objectives = o.objectives ?? [...new Set(trials.map((t) => t.objective))];
-  const seeds =
-    o.seeds !== undefined ? Array.from({ length: o.seeds }, (_, i) => i) : [...new Set(trials.map((t) => t.seed))];
+  // the seeds the study has (cls may have its own: --cls-seeds), unless the options give others
+  const seedsOf = (ts: typeof trials) => (ts.length ? [...new Set(ts.map((t) => t.seed))] : undefined);
+  const seeds = seedList(o.seeds) ?? seedsOf(trials.filter((t) => t.objective !== 'cls')) ?? seedsOf(trials) ?? [0];
+  const clsSeeds = seedList(o.clsSeeds ?? o.seeds) ?? seedsOf(trials.filter((t) => t.objective === 'cls')) ?? seeds;
   const sel = (existing.meta as { archSource?: ArchSelection }).archSource ?? { source: 'sample', count: 0 };
   let archs = manifestArchs(existing);
   if (o.archs !== undefined) {
@@ -179,7 +188,7 @@ function continueStudy(o: StudyCliOptions): TrialStore {
       : { source: 'sample', count: o.archs, seed: o.archSeed ?? sel.seed ?? 0 };
     archs = selectArchitectures(config.space, s);
   }
-  return openOrCreateStudy(o.out, { config, archs, objectives, seeds, archSource: sel });
+  return openOrCreateStudy(o.out, { config, archs, objectives, seeds, clsSeeds, archSource: sel });
 }
 
 /** Run the pending trials (in process or through the queue); the first interrupt stops gracefully. */
@@ -355,6 +364,12 @@ export function register(program: Command): void {
     .addOption(intOption('--batch <n>', 'images per training batch (default 32)'))
     .addOption(intOption('--eval-batch <n>', 'images per evaluation batch (default 100)'))
     .addOption(intOption('--seeds <n>', 'training seeds per architecture and objective: 0..n-1 (default 1)'))
+    .addOption(
+      intOption(
+        '--cls-seeds <n>',
+        'seeds of the supervised objective cls: 0..n-1 (default: --seeds); two give the seed-noise check',
+      ),
+    )
     .addOption(
       intOption('--limit <n>', 'use the first N training images (and test images unless --test-limit; default: all)'),
     )

@@ -11,7 +11,7 @@ import { skipSummary } from '../../train/data/index.js';
 import { TRAIN_SETTINGS, type TrainConfig } from '../../train/eval/train-config.js';
 import { trainNetwork } from '../../train/eval/trainer.js';
 import { CliError } from '../errors.js';
-import { epOption, intOption, runDirOptions, skipCorruptOption } from '../options.js';
+import { epOption, intOption, noSpinOption, runDirOptions, skipCorruptOption, threadsOption } from '../options.js';
 import { addSettings, continueCommand } from '../settings.js';
 import { addSegOptions, runSegTrain } from './train-seg.js';
 
@@ -32,7 +32,9 @@ export function register(program: Command): void {
     .addOption(skipCorruptOption())
     .addOption(intOption('--workers <n>', 'data worker threads (default: cores − 1, at most 4)', undefined, 0))
     .addOption(intOption('--checkpoint-every <n>', 'checkpoint every N steps too (default: epoch ends only)'))
-    .addOption(epOption());
+    .addOption(epOption())
+    .addOption(threadsOption())
+    .addOption(noSpinOption());
   runDirOptions(cmd, 'runs/train');
   cmd.option('--no-report', 'do not write report.html at the end');
   const readSeg = addSegOptions(cmd);
@@ -54,6 +56,8 @@ async function trainCls(cmd: Command, o: OptionValues, settings: Partial<TrainCo
     workers: o.workers,
     checkpointEvery: o.checkpointEvery,
     ep: o.ep,
+    threads: o.threads,
+    spinning: o.spin !== false,
     resume: !!o.resume,
     overwrite: !!o.overwrite,
     quiet: !!o.quiet,

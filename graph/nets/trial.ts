@@ -9,7 +9,7 @@
  *   eval   inference form (BN running statistics), outputs `loss` and `correct`
  */
 import type { Genotype } from '../genotype.js';
-import { Graph, type Value } from '../ir.js';
+import { Graph, type Lowering, type Value } from '../ir.js';
 import type { Nb101Spec } from '../spaces/nasbench101.js';
 import { assembleStep, bnStatsGraph, type OptimizerSpec, type StepGraphInfo } from '../training.js';
 import { evalTrunk } from './darts.js';
@@ -65,9 +65,11 @@ function forward(
   images: number,
   training: boolean,
   withHead: boolean,
+  lowering: Lowering = {},
 ): Forward {
   const g = new Graph(`study_${net.space}_${task.name}`);
   g.training = training;
+  g.lowering = lowering;
   const L = new Layers(g, { trackRunningStats: true });
   const x = g.input('x', 'float32', task.xShape(images));
   const features = studyTrunk(L, x, arch, net);
@@ -103,9 +105,10 @@ export function buildTrialGraphs(
   net: TrialNetConfig,
   arch: unknown,
   task: TrialTask,
-  o: { batch: number; evalBatch: number; optimizer: OptimizerSpec },
+  o: { batch: number; evalBatch: number; optimizer: OptimizerSpec; lowering?: Lowering },
 ): TrialGraphs {
-  const s = forward(net, arch, task, o.batch, true, true);
+  // the EP's lowering (train/runtime/session.ts loweringFor) for all three graphs: none of them is shipped
+  const s = forward(net, arch, task, o.batch, true, true, o.lowering);
   const stepInfo = assembleStep(s.g, {
     loss: s.head!.loss,
     metrics: s.head!.metrics,
@@ -113,9 +116,9 @@ export function buildTrialGraphs(
     optimizer: o.optimizer,
   });
 
-  const bn = bnStatsGraph(forward(net, arch, task, o.batch, true, false).g);
+  const bn = bnStatsGraph(forward(net, arch, task, o.batch, true, false, o.lowering).g);
 
-  const e = forward(net, arch, task, o.evalBatch, false, true);
+  const e = forward(net, arch, task, o.evalBatch, false, true, o.lowering);
   e.g.output(e.head!.loss, 'loss');
   e.g.output(e.head!.metrics.correct!, 'correct');
   e.g.prune();

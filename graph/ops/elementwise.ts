@@ -120,8 +120,15 @@ export const relu = (g: Graph, x: Value): Value => g.op('Relu', [x]);
 registerOp({
   type: 'Relu',
   infer: unaryInfer,
-  // dy where y > 0 else 0 (the subgradient at 0 is 0, as in PyTorch)
-  grad: (a) => [where(a.g, greater(a.g, a.y[0]!, a.g.scalar(0)), a.dy[0]!, a.g.scalar(0))],
+  // dy where y > 0 else 0 (the subgradient at 0 is 0, as in PyTorch). CPU lowering: dy times the mask
+  // as floats: ORT's Where runs on one thread through its generic broadcasting path (≈ 7 ns per element),
+  // Greater and Mul run on all threads (C=16 search step: ReLU gradients 19% of the time with Where)
+  grad: (a) => {
+    const { g } = a;
+    const positive = greater(g, a.y[0]!, g.scalar(0));
+    if (g.lowering.cpu) return [mul(g, a.dy[0]!, cast(g, positive, 'float32'))];
+    return [where(g, positive, a.dy[0]!, g.scalar(0))];
+  },
 });
 
 // ---- Exp -------------------------------------------------------------------

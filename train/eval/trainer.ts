@@ -50,6 +50,10 @@ export interface TrainOptions extends Partial<TrainConfig> {
   /** Run directory. */
   out: string;
   ep?: EP;
+  /** ORT intra-op threads on CPU (default: ORT's, one per core). */
+  threads?: number;
+  /** Let ORT's idle intra-op threads spin (default true; false on a machine busy with other work). */
+  spinning?: boolean;
   workers?: number;
   /** Skip unreadable images (reported in the result) instead of failing. */
   skipCorrupt?: boolean;
@@ -292,8 +296,9 @@ async function openTraining(o: TrainOptions, run: Run<TrainConfig>): Promise<Tra
   });
   let stepRunner: StepRunner | null = null;
   try {
-    stepRunner = await StepRunner.create(gs.step, gs.info, gs.opt, { ep: o.ep });
-    const evalRunner = await ForwardRunner.create(gs.evalG, { ep: o.ep });
+    const exec = { ep: o.ep, threads: o.threads, spinning: o.spinning };
+    stepRunner = await StepRunner.create(gs.step, gs.info, gs.opt, exec);
+    const evalRunner = await ForwardRunner.create(gs.evalG, exec);
     const rest = { st: newTrainState(new Map()), startEpoch: 0, startBatch: 0, resumedSums: null, history: [] };
     return { o, cfg, run, evalBatch, trainSet, testSet, gs, pool, train, test, stepRunner, evalRunner, ...rest };
   } catch (e) {

@@ -95,6 +95,8 @@ export interface SearchOptions extends Partial<DartsSearchConfig> {
   quiet?: boolean;
   /** ORT intra-op threads on CPU (default: ORT's, the physical cores). Results are reproducible for a given count. */
   threads?: number;
+  /** Let ORT's idle intra-op threads spin (default true; false on a machine busy with other work). */
+  spinning?: boolean;
   /** ORT graph optimization level of the step graphs (default: StepRunner's, 'disabled'). */
   optimization?: SessionOptions['optimization'];
   /** Keep ORT's CPU memory arena per step graph (default false: the graphs' peaks are not held at once). */
@@ -237,9 +239,7 @@ export async function createSearchRunners(task: TaskShape, o: SearchRunnerOption
     optimization: o.optimization,
     cpuMemArena: o.cpuMemArena ?? false,
     spinning: o.spinning,
-    // with the arena off, ORT's memory pattern (one block per run, planned from the first run) leaves
-    // the first run's malloc'd tensors fragmenting the heap beside it: peak RSS +60% (bench/speed)
-    memPattern: o.memPattern ?? false,
+    memPattern: o.memPattern,
     profilePrefix: o.profilePrefix ? `${o.profilePrefix}${group}` : undefined,
     group,
   });
@@ -426,6 +426,7 @@ async function openRunners(o: SearchOptions, cfg: DartsSearchConfig, d: SearchDa
       clip: cfg.clip,
       ep: o.ep,
       threads: o.threads,
+      spinning: o.spinning,
       optimization: o.optimization,
       cpuMemArena: o.cpuMemArena,
     });

@@ -30,7 +30,7 @@ import { configDiff } from '../runtime/config.js';
 import { writeFileAtomic } from '../runtime/fsutil.js';
 import { initParams, type ParamValues } from '../runtime/params.js';
 import { preciseBnStats } from '../runtime/precise-bn.js';
-import { f32, i64, scalarOf, type EP } from '../runtime/session.js';
+import { f32, i64, loweringFor, scalarOf, type EP } from '../runtime/session.js';
 import { fmtTime } from '../runtime/progress.js';
 import {
   DataLoader,
@@ -264,6 +264,8 @@ export interface StudyDefinition {
   archs: StudyArch[];
   objectives: string[];
   seeds: number[];
+  /** Seeds of the reference task cls when they differ from `seeds` (the seed-noise check). */
+  clsSeeds?: number[];
   archSource: ArchSelection;
 }
 
@@ -307,7 +309,12 @@ export function openOrCreateStudy(dir: string, def: StudyDefinition): TrialStore
     studyKey: studyKey(def.config),
     archSource: def.archSource,
   };
-  const trials: TrialSpec[] = crossTrials(def.archs, def.objectives, def.seeds);
+  const trials: TrialSpec[] = crossTrials(
+    def.archs,
+    def.objectives,
+    def.seeds,
+    def.clsSeeds ? { cls: def.clsSeeds } : {},
+  );
   try {
     return TrialStore.openOrCreate(dir, trials, meta as unknown as Record<string, unknown>);
   } catch (e) {
@@ -556,6 +563,7 @@ export async function runTrial(
       batch: cfg.batch,
       evalBatch: d.evalBatch,
       optimizer: { kind: 'sgd', momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov },
+      lowering: await loweringFor(ctx.ep),
     });
     const r: TrialRun = { trial, no, cfg, ro: { ep: ctx.ep, threads: ctx.threads }, ...d, gs };
     const t1 = performance.now();

@@ -93,16 +93,20 @@ export function trialId(archId: string, objective: string, seed: number): string
   return `${archId}-${objective}-s${seed}`;
 }
 
-/** The cross product archs × objectives × seeds as trial specs, in that nesting order. */
+/**
+ * The cross product archs × objectives × seeds as trial specs, in that nesting order;
+ * `seedsOf` gives some objectives their own seeds (e.g. a second seed of cls only).
+ */
 export function crossTrials(
   archs: { archId: string; arch: unknown }[],
   objectives: string[],
   seeds: number[],
+  seedsOf: Record<string, number[]> = {},
 ): TrialSpec[] {
   const out: TrialSpec[] = [];
   for (const a of archs)
     for (const objective of objectives)
-      for (const seed of seeds) out.push({ archId: a.archId, arch: a.arch, objective, seed });
+      for (const seed of seedsOf[objective] ?? seeds) out.push({ archId: a.archId, arch: a.arch, objective, seed });
   return out;
 }
 
