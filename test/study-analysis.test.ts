@@ -226,8 +226,8 @@ describe('summary and reports', () => {
     expect(json.objectives[0]!.randomExperiment.length).toBe(6);
     const txt = formatSummaryTable(s);
     expect(txt).toMatch(/Sample-based study \(darts\): 40 architectures/);
-    expect(txt).toMatch(/^rot\s+40\s+1\.000\s+1\.000/m);
-    expect(txt).toMatch(/^col\s+40\s+-1\.000/m);
+    expect(txt).toMatch(/^rot\s+40\s+1\.000\s+\[1\.000, 1\.000\]\s+1\.000\s+\[1\.000, 1\.000\]/m);
+    expect(txt).toMatch(/^col\s+40\s+-1\.000\s+\[-1\.000, -1\.000\]/m);
     expect(txt).toMatch(/^40\s+1\s/m);
     expect(txt).toMatch(/^ 1\s+40\s/m); // numeric first column right-aligned
   });

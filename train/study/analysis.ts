@@ -101,6 +101,89 @@ export function kendallTau(x: readonly number[], y: readonly number[]): number {
   return denom === 0 ? NaN : (concordant - discordant) / denom;
 }
 
+/** A confidence interval and how many resamples it rests on. */
+export interface Interval {
+  lo: number;
+  hi: number;
+  /** Resamples whose statistic was defined (a resample with a constant variable has none). */
+  resamples: number;
+}
+
+export interface BootstrapOptions {
+  /** Resamples drawn (default 2000). */
+  resamples?: number;
+  /** Coverage (default 0.95). */
+  level?: number;
+  /** Seed of the resampling (default 0). */
+  seed?: number;
+}
+
+/**
+ * Percentile bootstrap interval of a paired statistic (Efron & Tibshirani 1993,
+ * ch. 13): resample the n (x, y) pairs — the architectures — with replacement,
+ * recompute the statistic, take the (1 − level)/2 and (1 + level)/2 quantiles
+ * (linear interpolation, as numpy.quantile). Resamples where the statistic is
+ * undefined are dropped; NaN bounds when fewer than half remain or n < 3.
+ */
+export function bootstrapInterval(
+  x: readonly number[],
+  y: readonly number[],
+  stat: (x: number[], y: number[]) => number,
+  o: BootstrapOptions = {},
+): Interval {
+  checkPaired(x, y, 'bootstrapInterval');
+  const n = x.length;
+  const B = o.resamples ?? 2000;
+  const level = o.level ?? 0.95;
+  const rng = Rng.derive(o.seed ?? 0, n);
+  const values: number[] = [];
+  const bx = new Array<number>(n);
+  const by = new Array<number>(n);
+  for (let b = 0; b < B && n >= 3; b++) {
+    for (let i = 0; i < n; i++) {
+      const j = rng.int(n);
+      bx[i] = x[j]!;
+      by[i] = y[j]!;
+    }
+    const v = stat(bx, by);
+    if (Number.isFinite(v)) values.push(v);
+  }
+  if (values.length < B / 2 || n < 3) return { lo: NaN, hi: NaN, resamples: values.length };
+  values.sort((a, b) => a - b);
+  return { lo: quantile(values, (1 - level) / 2), hi: quantile(values, (1 + level) / 2), resamples: values.length };
+}
+
+/** The q-quantile of sorted values, interpolating linearly between order statistics. */
+export function quantile(sorted: readonly number[], q: number): number {
+  const h = (sorted.length - 1) * q;
+  const i = Math.floor(h);
+  const lo = sorted[i]!;
+  return i + 1 < sorted.length ? lo + (h - i) * (sorted[i + 1]! - lo) : lo;
+}
+
+/** ρ and τ of paired accuracies, each with its bootstrap interval. */
+export interface RankAgreement {
+  n: number;
+  spearman: number;
+  spearmanCI: Interval;
+  kendall: number;
+  kendallCI: Interval;
+  pearson: number;
+}
+
+export function rankAgreement(x: readonly number[], y: readonly number[], o: BootstrapOptions = {}): RankAgreement {
+  const n = x.length;
+  const defined = n >= 2;
+  return {
+    n,
+    spearman: defined ? spearman(x, y) : NaN,
+    spearmanCI: bootstrapInterval(x, y, spearman, o),
+    kendall: defined ? kendallTau(x, y) : NaN,
+    kendallCI: bootstrapInterval(x, y, kendallTau, o),
+    pearson: defined ? pearson(x, y) : NaN,
+  };
+}
+
 // ---------------------------------------------------------------------------
 // Random experiment
 // ---------------------------------------------------------------------------
@@ -211,16 +294,44 @@ export function aggregateAccuracies(results: readonly TrialResult[], metric = 'a
   }));
 }
 
-/** Correlations and random-experiment curve of one objective against the reference task. */
-export interface ObjectiveSummary {
+/**
+ * Correlations (with bootstrap intervals) and random-experiment curve of one objective against the
+ * reference task; `n`: architectures that have both accuracies.
+ */
+export interface ObjectiveSummary extends RankAgreement {
   objective: string;
-  /** Architectures that have both this objective's and the reference accuracy. */
-  n: number;
-  spearman: number;
-  pearson: number;
-  kendall: number;
   /** Supervised (reference) accuracy of the best-by-this-objective architecture. */
   randomExperiment: RandomExperimentPoint[];
+}
+
+/** Rank agreement of two objectives other than the reference. */
+export interface PairSummary extends RankAgreement {
+  a: string;
+  b: string;
+}
+
+/** How far the reference accuracies spread over the architectures. */
+export interface AccuracySpread {
+  n: number;
+  min: number;
+  q25: number;
+  median: number;
+  q75: number;
+  max: number;
+  mean: number;
+  /** Sample standard deviation (ddof 1). */
+  std: number;
+}
+
+/**
+ * The seed-noise check: the same architectures' reference accuracies under two training
+ * seeds. Their agreement bounds what any objective can show against one seed.
+ */
+export interface SeedCheck {
+  seeds: [number, number];
+  agreement: RankAgreement;
+  /** ρ of each objective with the reference accuracy of each single seed. */
+  byObjective: { objective: string; seed: number; n: number; spearman: number }[];
 }
 
 /** Summary of a sample-based study (JSON-serializable; NaN correlations become null in JSON). */
@@ -233,7 +344,15 @@ export interface StudySummary {
   seed: number;
   /** Reference task's own curve (selecting by supervised accuracy): the upper bound. */
   referenceCurve: RandomExperimentPoint[];
+  /** The reference accuracies' spread (averaged over seeds). */
+  spread: AccuracySpread;
   objectives: ObjectiveSummary[];
+  /** Every pair of the other objectives. */
+  pairs: PairSummary[];
+  /** Bootstrap settings of every interval. */
+  bootstrap: { resamples: number; level: number; seed: number };
+  /** Present when the reference task ran under two or more seeds (the first two are compared). */
+  seedCheck: SeedCheck | null;
 }
 
 export interface SummaryOptions {
@@ -245,8 +364,12 @@ export interface SummaryOptions {
   objectives?: string[];
   /** Experiment sizes; default defaultExperimentSizes(n) per objective. */
   sizes?: number[];
-  /** Seed of the random experiment; default 0. */
+  /** Seed of the random experiment and of the bootstrap; default 0. */
   seed?: number;
+  /** Bootstrap resamples (default 2000) and coverage (default 0.95) of the intervals. */
+  bootstrap?: { resamples?: number; level?: number };
+  /** The reference accuracies of each training seed (for the seed-noise check). */
+  referenceBySeed?: Map<number, ArchAccuracies[]>;
 }
 
 function pairs(rows: readonly ArchAccuracies[], a: string, b: string): { x: number[]; y: number[]; arch: string[] } {
@@ -269,6 +392,7 @@ function pairs(rows: readonly ArchAccuracies[], a: string, b: string): { x: numb
 export function buildStudySummary(rows: readonly ArchAccuracies[], opts: SummaryOptions = {}): StudySummary {
   const reference = opts.reference ?? 'cls';
   const seed = opts.seed ?? 0;
+  const boot = { resamples: opts.bootstrap?.resamples ?? 2000, level: opts.bootstrap?.level ?? 0.95, seed };
   const tasks = new Set<string>();
   for (const r of rows) for (const k of Object.keys(r.acc)) tasks.add(k);
   const objectives = opts.objectives ?? [...tasks].filter((t) => t !== reference).sort();
@@ -280,18 +404,75 @@ export function buildStudySummary(rows: readonly ArchAccuracies[], opts: Summary
     nArchs: ref.x.length,
     seed,
     referenceCurve: ref.x.length ? randomExperiment(ref.x, ref.y, sizesFor(ref.x.length), seed) : [],
+    spread: accuracySpread(ref.x),
     objectives: objectives.map((objective) => {
       const p = pairs(rows, objective, reference);
       const n = p.x.length;
       return {
         objective,
-        n,
-        spearman: n >= 2 ? spearman(p.x, p.y) : NaN,
-        pearson: n >= 2 ? pearson(p.x, p.y) : NaN,
-        kendall: n >= 2 ? kendallTau(p.x, p.y) : NaN,
+        ...rankAgreement(p.x, p.y, boot),
         randomExperiment: n ? randomExperiment(p.x, p.y, sizesFor(n), seed) : [],
       };
     }),
+    pairs: objectives.flatMap((a, k) =>
+      objectives.slice(k + 1).map((b) => {
+        const p = pairs(rows, a, b);
+        return { a, b, ...rankAgreement(p.x, p.y, boot) };
+      }),
+    ),
+    bootstrap: boot,
+    seedCheck: opts.referenceBySeed ? seedCheck(rows, opts.referenceBySeed, reference, objectives, boot) : null,
+  };
+}
+
+/** Quartiles, range, mean and sample standard deviation of accuracies. */
+export function accuracySpread(xs: readonly number[]): AccuracySpread {
+  const v = [...xs].sort((a, b) => a - b);
+  const n = v.length;
+  const mean = n ? v.reduce((a, b) => a + b, 0) / n : NaN;
+  const std = n > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : NaN;
+  const q = (p: number) => (n ? quantile(v, p) : NaN);
+  return { n, min: q(0), q25: q(0.25), median: q(0.5), q75: q(0.75), max: q(1), mean, std };
+}
+
+/** The seed-noise check of the first two seeds in `bySeed`; null with fewer. */
+function seedCheck(
+  rows: readonly ArchAccuracies[],
+  bySeed: Map<number, ArchAccuracies[]>,
+  reference: string,
+  objectives: readonly string[],
+  boot: BootstrapOptions,
+): SeedCheck | null {
+  const seeds = [...bySeed.keys()].sort((a, b) => a - b);
+  if (seeds.length < 2) return null;
+  const [s0, s1] = [seeds[0]!, seeds[1]!];
+  // one row per architecture: the reference accuracy of each seed as tasks `s0` and `s1`
+  const joined = new Map<string, Record<string, number>>();
+  for (const [s, key] of [
+    [s0, 's0'],
+    [s1, 's1'],
+  ] as const) {
+    for (const r of bySeed.get(s)!) {
+      const v = r.acc[reference];
+      if (v !== undefined) joined.set(r.arch, { ...joined.get(r.arch), [key]: v });
+    }
+  }
+  const seedRows: ArchAccuracies[] = rows.map((r) => ({ arch: r.arch, acc: { ...r.acc, ...joined.get(r.arch) } }));
+  const both = pairs(seedRows, 's0', 's1');
+  return {
+    seeds: [s0, s1],
+    agreement: rankAgreement(both.x, both.y, boot),
+    byObjective: objectives.flatMap((objective) =>
+      (
+        [
+          [s0, 's0'],
+          [s1, 's1'],
+        ] as const
+      ).map(([seed, key]) => {
+        const p = pairs(seedRows, objective, key);
+        return { objective, seed, n: p.x.length, spearman: p.x.length >= 2 ? spearman(p.x, p.y) : NaN };
+      }),
+    ),
   };
 }
 
@@ -311,20 +492,86 @@ function table(header: string[], body: string[][]): string {
   return [line(header), w.map((k) => '-'.repeat(k)).join('  '), ...body.map(line)].join('\n');
 }
 
-/** A human-readable text report of a summary (correlation table and random-experiment table). */
+const ci = (c: Interval): string => `[${fmt(c.lo)}, ${fmt(c.hi)}]`;
+const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(2)}%` : 'n/a');
+
+/** ρ and τ with their intervals, one row per objective (vs the reference) or pair of objectives. */
+function agreementTable(first: string, rows: { name: string; r: RankAgreement }[], level: number): string {
+  const l = `${Math.round(level * 100)}% CI`;
+  return table(
+    [first, 'n', 'spearman ρ', `ρ ${l}`, 'kendall τ', `τ ${l}`, 'pearson'],
+    rows.map(({ name, r }) => [
+      name,
+      String(r.n),
+      fmt(r.spearman),
+      ci(r.spearmanCI),
+      fmt(r.kendall),
+      ci(r.kendallCI),
+      fmt(r.pearson),
+    ]),
+  );
+}
+
+/** The correlation part of the report: agreement with the reference, spread, pairs, seed check. */
+function correlationText(s: StudySummary): string[] {
+  const out: string[] = [];
+  const b = s.bootstrap;
+  out.push(
+    `Rank correlation of each objective's accuracy with the ${s.reference} accuracy ` +
+      `(intervals: percentile bootstrap over architectures, ${b.resamples} resamples, seed ${b.seed})`,
+  );
+  out.push(
+    agreementTable(
+      'objective',
+      s.objectives.map((o) => ({ name: o.objective, r: o })),
+      b.level,
+    ),
+  );
+  const sp = s.spread;
+  out.push('');
+  out.push(
+    `Spread of the ${s.reference} accuracies over ${sp.n} architectures: min ${pct(sp.min)}, quartiles ${pct(sp.q25)} / ` +
+      `${pct(sp.median)} / ${pct(sp.q75)}, max ${pct(sp.max)}; mean ${pct(sp.mean)}, sd ${pct(sp.std)}`,
+  );
+  if (s.pairs.length) {
+    out.push('');
+    out.push('Rank correlation between the other objectives');
+    out.push(
+      agreementTable(
+        'pair',
+        s.pairs.map((p) => ({ name: `${p.a} / ${p.b}`, r: p })),
+        b.level,
+      ),
+    );
+  }
+  if (s.seedCheck) out.push('', ...seedCheckText(s.seedCheck, s.reference, b.level));
+  return out;
+}
+
+function seedCheckText(c: SeedCheck, reference: string, level: number): string[] {
+  const [s0, s1] = c.seeds;
+  const objectives = [...new Set(c.byObjective.map((o) => o.objective))];
+  const rho = (o: string, seed: number) => c.byObjective.find((r) => r.objective === o && r.seed === seed)?.spearman;
+  return [
+    `Seed noise: ${reference} accuracies of the same architectures under training seeds ${s0} and ${s1}`,
+    agreementTable('pair', [{ name: `${reference} seed ${s0} / seed ${s1}`, r: c.agreement }], level),
+    '',
+    `Spearman ρ of each objective with the ${reference} accuracy of one seed`,
+    table(
+      ['objective', `vs seed ${s0}`, `vs seed ${s1}`],
+      objectives.map((o) => [o, fmt(rho(o, s0) ?? NaN), fmt(rho(o, s1) ?? NaN)]),
+    ),
+  ];
+}
+
+/** A human-readable text report of a summary (correlation tables and random-experiment table). */
 export function formatSummaryTable(s: StudySummary): string {
   const out: string[] = [];
   out.push(
     `Sample-based study${s.space ? ` (${s.space})` : ''}: ${s.nArchs} architectures with a ${s.reference} accuracy`,
   );
   out.push('');
-  out.push(`Rank correlation of each objective's accuracy with the ${s.reference} accuracy`);
-  out.push(
-    table(
-      ['objective', 'n', 'spearman', 'kendall', 'pearson'],
-      s.objectives.map((o) => [o.objective, String(o.n), fmt(o.spearman), fmt(o.kendall), fmt(o.pearson)]),
-    ),
-  );
+  out.push(...correlationText(s));
   out.push('');
   out.push(
     `Random experiment: ${s.reference} accuracy of the best-by-objective architecture, mean ± 2σ (seed ${s.seed})`,
@@ -391,6 +638,29 @@ export function objectiveScatterSvg(
   });
 }
 
+/** Scatter plot of the reference accuracies under the seed check's two seeds. */
+function seedScatterSvg(summary: StudySummary, bySeed: Map<number, ArchAccuracies[]>): Promise<string> {
+  const [s0, s1] = summary.seedCheck!.seeds;
+  const ref = summary.reference;
+  const second = new Map(bySeed.get(s1)!.map((r) => [r.arch, r.acc[ref]]));
+  const x: number[] = [];
+  const y: number[] = [];
+  for (const r of bySeed.get(s0)!) {
+    const a = r.acc[ref];
+    const b = second.get(r.arch);
+    if (a === undefined || b === undefined) continue;
+    x.push(a);
+    y.push(b);
+  }
+  return scatterPlotSvg({
+    x,
+    y,
+    title: `${summary.space ? `${summary.space}: ` : ''}${ref} seed ${s0} vs seed ${s1} (ρ = ${fmt(summary.seedCheck!.agreement.spearman)}, n = ${x.length})`,
+    xLabel: `${ref} accuracy, seed ${s0}`,
+    yLabel: `${ref} accuracy, seed ${s1}`,
+  });
+}
+
 export interface CurveSeries {
   label: string;
   points: readonly RandomExperimentPoint[];
@@ -445,10 +715,7 @@ export function studyReportHtml(
   charts: { random: string | null; scatters: string[] },
   config?: Record<string, unknown>,
 ): string {
-  const corr = table(
-    ['objective', 'n', 'spearman', 'kendall', 'pearson'],
-    summary.objectives.map((o) => [o.objective, String(o.n), fmt(o.spearman), fmt(o.kendall), fmt(o.pearson)]),
-  );
+  const corr = correlationText(summary).join('\n');
   const sections: Section[] = [
     {
       id: 'summary',
@@ -461,7 +728,7 @@ export function studyReportHtml(
       body: charts.scatters.map((c) => figure(c)).join('\n') || '<p>No data yet.</p>',
     },
     { id: 'random', title: 'Random experiment', body: charts.random ? figure(charts.random) : '<p>No data yet.</p>' },
-    { id: 'text', title: 'Tables', body: `<pre>${esc(formatSummaryTable(summary))}</pre>` },
+    { id: 'text', title: 'All tables (summary.txt)', body: `<pre>${esc(formatSummaryTable(summary))}</pre>` },
   ];
   if (config) sections.push({ id: 'config', title: 'Config', body: keyValueTable(config) });
   return htmlPage({
@@ -482,6 +749,7 @@ export async function writeStudyReport(
   summary: StudySummary,
   rows: readonly ArchAccuracies[],
   config?: Record<string, unknown>,
+  referenceBySeed?: Map<number, ArchAccuracies[]>,
 ): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const written: string[] = [];
@@ -503,6 +771,11 @@ export async function writeStudyReport(
     const svg = await objectiveScatterSvg(rows, o.objective, summary.reference, summary.space);
     scatters.push(svg);
     put(`scatter_${o.objective}.svg`, svg);
+  }
+  const seedSvg = summary.seedCheck && referenceBySeed ? await seedScatterSvg(summary, referenceBySeed) : null;
+  if (seedSvg) {
+    scatters.push(seedSvg);
+    put(`scatter_${summary.reference}_seeds.svg`, seedSvg);
   }
   put('report.html', studyReportHtml(summary, { random, scatters }, config));
   return written;

@@ -48,6 +48,7 @@ import { TrialStore, crossTrials, type Trial, type TrialResult, type TrialSpec }
 import {
   aggregateAccuracies,
   buildStudySummary,
+  type ArchAccuracies,
   formatSummaryTable,
   writeStudyReport,
   type StudySummary,
@@ -777,8 +778,11 @@ export async function writeStudyReportFor(store: TrialStore, dir = join(store.di
   const results = store.results();
   const rows = aggregateAccuracies(results, 'accuracy');
   const objectives = [...new Set(store.trials().map((t) => t.objective))].filter((o) => o !== 'cls').sort();
-  const summary = buildStudySummary(rows, { space: config.space, reference: 'cls', objectives });
-  const files = await writeStudyReport(dir, summary, rows, { ...config });
+  const referenceBySeed = new Map<number, ArchAccuracies[]>();
+  for (const seed of new Set(results.filter((r) => r.objective === 'cls').map((r) => r.seed)))
+    referenceBySeed.set(seed, aggregateAccuracies(results.filter((r) => r.objective === 'cls' && r.seed === seed)));
+  const summary = buildStudySummary(rows, { space: config.space, reference: 'cls', objectives, referenceBySeed });
+  const files = await writeStudyReport(dir, summary, rows, { ...config }, referenceBySeed);
   const header = [
     'trial',
     'arch',
