@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type * as ort from 'onnxruntime-node';
 import { loadGenotype } from '../graph/genotype.js';
+import type { Lowering } from '../graph/ir.js';
+import { LEVERS } from '../graph/nets/layers.js';
 import { buildEvalNet } from '../graph/nets/models.js';
 import { add, mul } from '../graph/ops/index.js';
 import { Rng } from '../graph/rng.js';
@@ -36,11 +38,39 @@ interface WorkerOpts {
   ep: EP;
   spinning: boolean;
   profile: string;
-  /** Lever switches (--set a,b): `portable` turns the CPU lowering off. */
+  /** Lever switches (--set a,b; LEVER_NAMES). */
   set: Set<string>;
 }
 
-const LEVER_NAMES = ['portable', 'arena', 'no-arena', 'no-mem-pattern'];
+/**
+ * Lever switches (--set): `portable` no EP lowering at all; `no-nchwc` the CPU formulations without
+ * the NCHWc depthwise kernels; `no-share-pools`, `no-share-relu`, `no-fused-bn` the graph-size levers
+ * of graph/nets/layers.ts; `arena`/`no-arena`, `mem-pattern`/`no-mem-pattern` ORT's memory options.
+ */
+const LEVER_NAMES = [
+  'portable',
+  'no-nchwc',
+  'no-share-pools',
+  'no-share-relu',
+  'no-fused-bn',
+  'arena',
+  'no-arena',
+  'mem-pattern',
+  'no-mem-pattern',
+];
+
+/** The graph-size levers off as --set asks (before any graph is built). */
+function graphLevers(set: Set<string>): void {
+  if (set.has('no-share-pools')) LEVERS.sharePools = false;
+  if (set.has('no-share-relu')) LEVERS.shareRelu = false;
+  if (set.has('no-fused-bn')) LEVERS.fusedBn = false;
+}
+
+/** The EP lowering --set asks for. */
+async function leverLowering(o: WorkerOpts): Promise<Lowering> {
+  const l = await loweringFor(o.ep, o.set.has('portable'));
+  return o.set.has('no-nchwc') ? { cpu: l.cpu } : l;
+}
 
 /** A step the worker can run: `run` returns the training loss. */
 interface Step {
@@ -54,7 +84,7 @@ interface Step {
 function sessionLevers(set: Set<string>): { cpuMemArena?: boolean; memPattern?: boolean } {
   return {
     ...(set.has('arena') ? { cpuMemArena: true } : set.has('no-arena') ? { cpuMemArena: false } : {}),
-    ...(set.has('no-mem-pattern') ? { memPattern: false } : {}),
+    ...(set.has('mem-pattern') ? { memPattern: true } : set.has('no-mem-pattern') ? { memPattern: false } : {}),
   };
 }
 
@@ -79,7 +109,7 @@ async function searchStepOf(o: WorkerOpts, order: 1 | 2): Promise<Step> {
     threads: o.threads,
     spinning: o.spinning,
     profilePrefix: o.profile ? join(o.profile, 'ort_') : undefined,
-    lowering: await loweringFor(o.ep, o.set.has('portable')),
+    lowering: await leverLowering(o),
     ...sessionLevers(o.set),
   });
   const st = newTrainState(initParams(r.w.graph, 0));
@@ -115,7 +145,7 @@ async function evalStepOf(o: WorkerOpts): Promise<Step> {
     size: 32,
   });
   const g = m.g;
-  g.lowering = await loweringFor(o.ep, o.set.has('portable'));
+  g.lowering = await leverLowering(o);
   const labels = g.input('labels', 'int64', [o.batch]);
   const loss = add(
     g,
@@ -225,6 +255,7 @@ export async function startWorker(): Promise<void> {
   const say = (x: unknown): void => {
     process.stdout.write(`${JSON.stringify(x)}\n`);
   };
+  graphLevers(o.set);
   const t0 = performance.now();
   const step = o.kind === 'eval' ? await evalStepOf(o) : await searchStepOf(o, o.kind === 'second' ? 2 : 1);
   const mem = process.memoryUsage();

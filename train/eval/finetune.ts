@@ -566,17 +566,7 @@ async function runArm(sh: Shared, a: ArmState, done: FinetuneRun[]): Promise<Fin
 export async function runFinetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const config = finetuneConfig(o);
   const out = o.out ?? join(config.from, `finetune-${config.labelsFraction}`);
-  const run = Run.open(FINETUNE_RUN, { ...o, out, config });
-  let ok = false;
-  try {
-    const r = await finetuneIn(o, run);
-    ok = true;
-    return r;
-  } catch (e) {
-    throw run.explain(e);
-  } finally {
-    run.close(ok);
-  }
+  return Run.execute(FINETUNE_RUN, { ...o, out, config }, (run) => finetuneIn(o, run));
 }
 
 /** The arms, in an opened run directory (a resumed run skips the arms it finished). */

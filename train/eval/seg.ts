@@ -417,26 +417,16 @@ async function closeSetup(s: SegSetup | null): Promise<void> {
 /** Trains and evaluates a segmentation network; see the module comment. */
 export async function trainSeg(given: Partial<SegTrainConfig>, x: SegExec): Promise<SegTrainResult> {
   const cfg = resolveSettings(SEG_TRAIN_SETTINGS, given);
-  const run = Run.open(SEG_RUN, {
-    out: x.out,
-    config: cfg,
-    resume: x.resume,
-    overwrite: x.overwrite,
-    commandLine: x.commandLine,
+  const o = { out: x.out, config: cfg, resume: x.resume, overwrite: x.overwrite, commandLine: x.commandLine };
+  return Run.execute(SEG_RUN, o, async (run) => {
+    let s: SegSetup | null = null;
+    try {
+      s = await setUp(cfg, run, x);
+      return await trainLoop(s, run, x);
+    } finally {
+      await closeSetup(s);
+    }
   });
-  let s: SegSetup | null = null;
-  let ok = false;
-  try {
-    s = await setUp(cfg, run, x);
-    const r = await trainLoop(s, run, x);
-    ok = true;
-    return r;
-  } catch (e) {
-    throw run.explain(e);
-  } finally {
-    await closeSetup(s);
-    run.close(ok);
-  }
 }
 
 async function trainLoop(s: SegSetup, run: Run<SegTrainConfig>, x: SegExec): Promise<SegTrainResult> {

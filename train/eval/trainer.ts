@@ -451,15 +451,5 @@ async function trainIn(o: TrainOptions, run: Run<TrainConfig>): Promise<TrainRes
  */
 export async function trainNetwork(o: TrainOptions): Promise<TrainResult> {
   const cfg = trainConfig(o);
-  const run = Run.open(TRAIN_RUN, { ...o, config: cfg });
-  let ok = false;
-  try {
-    const r = await trainIn(o, run);
-    ok = true;
-    return r;
-  } catch (e) {
-    throw run.explain(e);
-  } finally {
-    run.close(ok);
-  }
+  return Run.execute(TRAIN_RUN, { ...o, config: cfg }, (run) => trainIn(o, run));
 }

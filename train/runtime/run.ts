@@ -213,6 +213,28 @@ export class Run<C extends object> {
     );
   }
 
+  /**
+   * Opens a run (Run.open), runs `body` in it and closes it, kept only when `body` returns;
+   * an out-of-memory error comes out explained (`explain`).
+   */
+  static async execute<C extends object, T>(
+    kind: RunKind<C>,
+    o: RunOptions<C>,
+    body: (run: Run<C>) => Promise<T>,
+  ): Promise<T> {
+    const run = Run.open(kind, o);
+    let ok = false;
+    try {
+      const r = await body(run);
+      ok = true;
+      return r;
+    } catch (e) {
+      throw run.explain(e);
+    } finally {
+      run.close(ok);
+    }
+  }
+
   /** The error for an out-of-memory failure, naming the settings that shrink memory; other errors unchanged. */
   explain(e: unknown): unknown {
     if (!isOutOfMemory(e) || e instanceof TrainError) return e;

@@ -667,17 +667,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     maxSkip: o.collapse?.maxSkip ?? o.maxSkip,
     earlyStopSkip: o.collapse?.earlyStopSkip ?? o.earlyStopSkip,
   };
-  const run = Run.open(DARTS_RUN, { ...o, config: dartsSearchConfig({ ...o, ...guards }) });
-  let ok = false;
-  try {
-    const r = await searchIn(o, run);
-    ok = true;
-    return r;
-  } catch (e) {
-    throw run.explain(e);
-  } finally {
-    run.close(ok);
-  }
+  return Run.execute(DARTS_RUN, { ...o, config: dartsSearchConfig({ ...o, ...guards }) }, (run) => searchIn(o, run));
 }
 
 /** The search in an opened run directory. */

@@ -763,17 +763,7 @@ function stoppedResult(s: Search): SswpResult {
  * `o.out`, with the run lifecycle of train/runtime/run.ts.
  */
 export async function runSswpSearch(o: SswpOptions): Promise<SswpResult> {
-  const run = Run.open(SSWP_RUN, { ...o, config: sswpConfig(o) });
-  let ok = false;
-  try {
-    const r = await searchIn(o, run);
-    ok = true;
-    return r;
-  } catch (e) {
-    throw run.explain(e);
-  } finally {
-    run.close(ok);
-  }
+  return Run.execute(SSWP_RUN, { ...o, config: sswpConfig(o) }, (run) => searchIn(o, run));
 }
 
 /** The search in an opened run directory. */
