@@ -76,6 +76,8 @@ async function leverLowering(o: WorkerOpts): Promise<Lowering> {
 interface Step {
   run(): Promise<number>;
   nodes: object;
+  /** Seconds to build the graphs, serialize them and create their ORT sessions. */
+  setup: { graphsS: number; serializeS: number; sessionsS: number };
   runners: StepRunner[];
   release(): Promise<void>;
 }
@@ -125,12 +127,14 @@ async function searchStepOf(o: WorkerOpts, order: 1 | 2): Promise<Step> {
       return (await searchStep(r, st, train, val, { order, lr: W_LR, arch: ARCH })).trainLoss;
     },
     nodes: r.nodes,
+    setup: r.setup,
     runners: [r.w, r.alpha, ...(r.all ? [r.all] : [])],
     release: () => r.release(),
   };
 }
 
 async function evalStepOf(o: WorkerOpts): Promise<Step> {
+  const t0 = performance.now();
   const m = buildEvalNet({
     genotype: loadGenotype('darts_v2'),
     net: 'cifar',
@@ -159,6 +163,7 @@ async function evalStepOf(o: WorkerOpts): Promise<Step> {
     optimizer: SGD,
     clipNorm: 5,
   });
+  const graphsS = (performance.now() - t0) / 1000;
   const runner = await StepRunner.create(g, info, SGD, {
     ...sessionLevers(o.set),
     ep: o.ep,
@@ -179,6 +184,7 @@ async function evalStepOf(o: WorkerOpts): Promise<Step> {
       return (await runner.run(st, feeds, W_LR)).loss;
     },
     nodes: { step: g.nodes.length },
+    setup: { graphsS, serializeS: runner.created.serializeS, sessionsS: runner.created.sessionS },
     runners: [runner],
     release: () => runner.release(),
   };
@@ -262,6 +268,7 @@ export async function startWorker(): Promise<void> {
   say({
     ready: true,
     setup_s: (performance.now() - t0) / 1000,
+    setup: step.setup,
     nodes: step.nodes,
     rss_ready_mib: mem.rss / 2 ** 20,
     js_heap_mib: mem.heapUsed / 2 ** 20,

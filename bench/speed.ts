@@ -103,6 +103,8 @@ interface OursFigures {
   cpu: number;
   peakMiB: number;
   setupS: number;
+  /** Graph building, serialization and ORT session creation (s). */
+  setup: { graphsS: number; serializeS: number; sessionsS: number };
   nodes: unknown;
 }
 
@@ -202,6 +204,7 @@ const sideOf = (t: Timed) => ({
   cpu: median(t.side.cpu),
   peakMiB: t.side.peakMiB,
   setupS: t.side.ready.setup_s as number,
+  setup: t.side.ready.setup as OursFigures['setup'],
   nodes: t.side.ready.nodes,
 });
 
@@ -301,6 +304,29 @@ export function formatTable(rows: Row[]): string {
   return lines.join('\n');
 }
 
+/** Where nas-onnx's set-up time goes, by step graph size. */
+export function formatSetupTable(rows: Row[]): string {
+  const head = [
+    'config',
+    'step',
+    'nodes',
+    'graphs + autodiff s',
+    'serialize s',
+    'ORT sessions s',
+    'µs per node (sessions)',
+  ];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    const nodes = Object.values(r.ours.nodes as Record<string, number>).reduce((a, b) => a + b, 0);
+    const s = r.ours.setup;
+    const perNode = ((s.sessionsS * 1e6) / nodes).toFixed(0);
+    lines.push(
+      `| ${[r.config, KIND_NAME[r.kind], nodes, f2(s.graphsS), f2(s.serializeS), f2(s.sessionsS), perNode].join(' | ')} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const a = args({
     quick: false,
@@ -356,7 +382,7 @@ async function main(): Promise<void> {
     `nas-onnx (onnxruntime-node, ep ${o.ep}) vs PyTorch ${torch} (CPU), ${o.threads} threads each, threads ${o.spin ? 'spin (library defaults)' : 'do not spin'}; ` +
     `median of ${o.steps} steps after ${o.warmup} warm-up, steps interleaved; load average ${load0.toFixed(1)} at start, ${load1.toFixed(1)} at end${o.set ? `; levers set: ${o.set}` : ''}${o.baseline !== null ? `; baseline levers: ${o.baseline || 'defaults'}` : ''}`;
   if (a.json) console.log(JSON.stringify({ header, rows, profiles }));
-  else console.log([header, '', formatTable(rows), '', ...profiles].join('\n'));
+  else console.log([header, '', formatTable(rows), '', formatSetupTable(rows), '', ...profiles].join('\n'));
 }
 
 const self = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];

@@ -58,6 +58,8 @@ export class StepRunner {
     readonly optimizer: OptimizerSpec | null,
     /** Optimizer group name (for the Adam step counter). */
     readonly group: string,
+    /** Seconds spent serializing the graph and creating its ORT session. */
+    readonly created: { serializeS: number; sessionS: number },
   ) {}
 
   static async create(
@@ -71,7 +73,9 @@ export class StepRunner {
   ): Promise<StepRunner> {
     if (o.ep === 'cuda' && (g.lowering.cpu || g.lowering.nchwcBlock))
       throw new Error(`${g.name}: a graph lowered for ORT's CPU kernels cannot run on CUDA`);
+    const t0 = performance.now();
     const bytes = serialize(g, { params: 'inputs', valueInfo: false });
+    const t1 = performance.now();
     // Training-step graphs are already lean (no fusable patterns to speak of), and ORT's
     // optimizers take minutes on graphs of tens of thousands of nodes (a 30k-node supernet
     // step: 'disabled' ~40 s, 'basic' ~200 s, 'all' ~9 min to create on this 2-core host).
@@ -87,7 +91,8 @@ export class StepRunner {
       memPattern: o.memPattern ?? false,
       profilePrefix: o.profilePrefix,
     });
-    return new StepRunner(s, g, info, optimizer, o.group ?? 'default');
+    const created = { serializeS: (t1 - t0) / 1000, sessionS: (performance.now() - t1) / 1000 };
+    return new StepRunner(s, g, info, optimizer, o.group ?? 'default', created);
   }
 
   get nodeCount(): number {

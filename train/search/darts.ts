@@ -212,6 +212,8 @@ export interface SearchRunners {
   nodes: SearchGraphNodes;
   /** Bytes fed and fetched by one run of each graph. */
   io: SearchGraphIo;
+  /** Seconds to build the graphs (incl. autodiff), serialize them and create their ORT sessions. */
+  setup: { graphsS: number; serializeS: number; sessionsS: number };
   release(): Promise<void>;
 }
 
@@ -232,7 +234,10 @@ export interface SearchRunnerOptions extends SearchGraphOptions {
  * The graphs are lowered for the execution provider (session.ts loweringFor) unless `o.lowering` says otherwise.
  */
 export async function createSearchRunners(task: TaskShape, o: SearchRunnerOptions): Promise<SearchRunners> {
-  const gs = buildSearchGraphs(task, { ...o, lowering: o.lowering ?? (await loweringFor(o.ep)) });
+  const lowering = o.lowering ?? (await loweringFor(o.ep));
+  const t0 = performance.now();
+  const gs = buildSearchGraphs(task, { ...o, lowering });
+  const graphsS = (performance.now() - t0) / 1000;
   const session = (group: string) => ({
     ep: o.ep,
     threads: o.threads,
@@ -262,6 +267,11 @@ export async function createSearchRunners(task: TaskShape, o: SearchRunnerOption
       sgd: gs.sgd,
       nodes: gs.nodes,
       io: gs.io,
+      setup: {
+        graphsS,
+        serializeS: started.reduce((a, r) => a + r.created.serializeS, 0) + (all?.created.serializeS ?? 0),
+        sessionsS: started.reduce((a, r) => a + r.created.sessionS, 0) + (all?.created.sessionS ?? 0),
+      },
       release: async () => {
         await w.release();
         await alpha.release();
