@@ -255,6 +255,7 @@ export async function createSearchRunners(task: TaskShape, o: SearchRunnerOption
     const alpha = await StepRunner.create(gs.alpha.f.g, gs.alpha.info, null, session('alpha_grad'));
     started.push(alpha);
     const all = gs.all ? await StepRunner.create(gs.all.f.g, gs.all.info, null, session('all_grad')) : null;
+    const runners = [w, alpha, ...(all ? [all] : [])];
     const fw = gs.w.f;
     return {
       w,
@@ -269,13 +270,11 @@ export async function createSearchRunners(task: TaskShape, o: SearchRunnerOption
       io: gs.io,
       setup: {
         graphsS,
-        serializeS: started.reduce((a, r) => a + r.created.serializeS, 0) + (all?.created.serializeS ?? 0),
-        sessionsS: started.reduce((a, r) => a + r.created.sessionS, 0) + (all?.created.sessionS ?? 0),
+        serializeS: runners.reduce((a, r) => a + r.created.serializeS, 0),
+        sessionsS: runners.reduce((a, r) => a + r.created.sessionS, 0),
       },
       release: async () => {
-        await w.release();
-        await alpha.release();
-        await all?.release();
+        for (const r of runners) await r.release();
       },
     };
   } catch (e) {

@@ -171,16 +171,15 @@ export interface RankAgreement {
   pearson: number;
 }
 
+/** (Each statistic is NaN below two pairs by itself, each interval NaN below three.) */
 export function rankAgreement(x: readonly number[], y: readonly number[], o: BootstrapOptions = {}): RankAgreement {
-  const n = x.length;
-  const defined = n >= 2;
   return {
-    n,
-    spearman: defined ? spearman(x, y) : NaN,
+    n: x.length,
+    spearman: spearman(x, y),
     spearmanCI: bootstrapInterval(x, y, spearman, o),
-    kendall: defined ? kendallTau(x, y) : NaN,
+    kendall: kendallTau(x, y),
     kendallCI: bootstrapInterval(x, y, kendallTau, o),
-    pearson: defined ? pearson(x, y) : NaN,
+    pearson: pearson(x, y),
   };
 }
 
@@ -435,6 +434,29 @@ export function accuracySpread(xs: readonly number[]): AccuracySpread {
   return { n, min: q(0), q25: q(0.25), median: q(0.5), q75: q(0.75), max: q(1), mean, std };
 }
 
+/**
+ * `rows` with the reference accuracy under each of the first two seeds of `bySeed` added as tasks
+ * `s0` and `s1` (the seed check's pairs); null with fewer seeds.
+ */
+function withSeedTasks(
+  rows: readonly ArchAccuracies[],
+  bySeed: Map<number, ArchAccuracies[]>,
+  reference: string,
+): { seeds: [number, number]; rows: ArchAccuracies[] } | null {
+  const seeds = [...bySeed.keys()].sort((a, b) => a - b).slice(0, 2);
+  if (seeds.length < 2) return null;
+  const accOf = seeds.map((s) => new Map(bySeed.get(s)!.map((r) => [r.arch, r.acc[reference]])));
+  const joined = rows.map((r) => {
+    const acc = { ...r.acc };
+    accOf.forEach((m, k) => {
+      const v = m.get(r.arch);
+      if (v !== undefined) acc[`s${k}`] = v;
+    });
+    return { arch: r.arch, acc };
+  });
+  return { seeds: [seeds[0]!, seeds[1]!], rows: joined };
+}
+
 /** The seed-noise check of the first two seeds in `bySeed`; null with fewer. */
 function seedCheck(
   rows: readonly ArchAccuracies[],
@@ -443,34 +465,16 @@ function seedCheck(
   objectives: readonly string[],
   boot: BootstrapOptions,
 ): SeedCheck | null {
-  const seeds = [...bySeed.keys()].sort((a, b) => a - b);
-  if (seeds.length < 2) return null;
-  const [s0, s1] = [seeds[0]!, seeds[1]!];
-  // one row per architecture: the reference accuracy of each seed as tasks `s0` and `s1`
-  const joined = new Map<string, Record<string, number>>();
-  for (const [s, key] of [
-    [s0, 's0'],
-    [s1, 's1'],
-  ] as const) {
-    for (const r of bySeed.get(s)!) {
-      const v = r.acc[reference];
-      if (v !== undefined) joined.set(r.arch, { ...joined.get(r.arch), [key]: v });
-    }
-  }
-  const seedRows: ArchAccuracies[] = rows.map((r) => ({ arch: r.arch, acc: { ...r.acc, ...joined.get(r.arch) } }));
-  const both = pairs(seedRows, 's0', 's1');
+  const j = withSeedTasks(rows, bySeed, reference);
+  if (!j) return null;
+  const both = pairs(j.rows, 's0', 's1');
   return {
-    seeds: [s0, s1],
+    seeds: j.seeds,
     agreement: rankAgreement(both.x, both.y, boot),
     byObjective: objectives.flatMap((objective) =>
-      (
-        [
-          [s0, 's0'],
-          [s1, 's1'],
-        ] as const
-      ).map(([seed, key]) => {
-        const p = pairs(seedRows, objective, key);
-        return { objective, seed, n: p.x.length, spearman: p.x.length >= 2 ? spearman(p.x, p.y) : NaN };
+      j.seeds.map((seed, k) => {
+        const p = pairs(j.rows, objective, `s${k}`);
+        return { objective, seed, n: p.x.length, spearman: spearman(p.x, p.y) };
       }),
     ),
   };
@@ -639,23 +643,19 @@ export function objectiveScatterSvg(
 }
 
 /** Scatter plot of the reference accuracies under the seed check's two seeds. */
-function seedScatterSvg(summary: StudySummary, bySeed: Map<number, ArchAccuracies[]>): Promise<string> {
-  const [s0, s1] = summary.seedCheck!.seeds;
+function seedScatterSvg(
+  summary: StudySummary,
+  rows: readonly ArchAccuracies[],
+  bySeed: Map<number, ArchAccuracies[]>,
+): Promise<string> {
   const ref = summary.reference;
-  const second = new Map(bySeed.get(s1)!.map((r) => [r.arch, r.acc[ref]]));
-  const x: number[] = [];
-  const y: number[] = [];
-  for (const r of bySeed.get(s0)!) {
-    const a = r.acc[ref];
-    const b = second.get(r.arch);
-    if (a === undefined || b === undefined) continue;
-    x.push(a);
-    y.push(b);
-  }
+  const j = withSeedTasks(rows, bySeed, ref)!;
+  const [s0, s1] = j.seeds;
+  const p = pairs(j.rows, 's0', 's1');
   return scatterPlotSvg({
-    x,
-    y,
-    title: `${summary.space ? `${summary.space}: ` : ''}${ref} seed ${s0} vs seed ${s1} (ρ = ${fmt(summary.seedCheck!.agreement.spearman)}, n = ${x.length})`,
+    x: p.x,
+    y: p.y,
+    title: `${summary.space ? `${summary.space}: ` : ''}${ref} seed ${s0} vs seed ${s1} (ρ = ${fmt(summary.seedCheck!.agreement.spearman)}, n = ${p.x.length})`,
     xLabel: `${ref} accuracy, seed ${s0}`,
     yLabel: `${ref} accuracy, seed ${s1}`,
   });
@@ -772,7 +772,7 @@ export async function writeStudyReport(
     scatters.push(svg);
     put(`scatter_${o.objective}.svg`, svg);
   }
-  const seedSvg = summary.seedCheck && referenceBySeed ? await seedScatterSvg(summary, referenceBySeed) : null;
+  const seedSvg = summary.seedCheck && referenceBySeed ? await seedScatterSvg(summary, rows, referenceBySeed) : null;
   if (seedSvg) {
     scatters.push(seedSvg);
     put(`scatter_${summary.reference}_seeds.svg`, seedSvg);
